@@ -1,0 +1,37 @@
+# Every target bootstraps its own virtualenv: nothing needs installing by hand.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint bench torture schemas clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m beadsmail.demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m 'slow'
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check beadsmail tests bench
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+torture: $(STAMP)
+	$(PY) -m pytest -m 'torture'
+
+schemas: $(STAMP)
+	$(PY) -m beadsmail.schemas.generate
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+from beadsmail.cli import main
+
+main()

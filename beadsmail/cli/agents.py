@@ -1,0 +1,9 @@
+"""CLI commands: agents (being written)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    return None

@@ -1,0 +1,80 @@
+"""The one output function and the one error translator of the CLI.
+
+Data goes to stdout (exactly one JSON document under ``--json``), everything
+else to stderr. Exit codes: 0 ok, 1 a domain error, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from beadsmail.errors import BeadsError
+
+
+def emit(data: Any, as_json: bool, render: Callable[[Any], str] | None = None,
+         warnings: list[str] | None = None) -> None:
+    for warning in warnings or ():
+        print(warning, file=sys.stderr)
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=None, default=str))
+        return
+    text = render(data) if render else _plain(data)
+    if text:
+        print(text)
+
+
+def emit_line(data: Any) -> None:
+    """One JSON object on its own line (streams such as ``bd mail watch``)."""
+    print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
+
+
+def warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _plain(data: Any, indent: str = "") -> str:
+    if isinstance(data, dict):
+        lines = []
+        for key, value in data.items():
+            if isinstance(value, dict | list) and value:
+                lines.append(f"{indent}{key}:")
+                lines.append(_plain(value, indent + "  "))
+            else:
+                lines.append(f"{indent}{key}: {value if value not in (None, [], {}) else '-'}")
+        return "\n".join(lines)
+    if isinstance(data, list):
+        return "\n".join(_plain(item, indent) if isinstance(item, dict | list)
+                         else f"{indent}- {item}" for item in data)
+    return f"{indent}{data}"
+
+
+def fail(exc: BaseException, as_json: bool) -> int:
+    """Print one line (or one JSON error object) for ``exc``; return the exit code."""
+    code, kind, message, details = 1, "error", str(exc), {}
+    if isinstance(exc, BeadsError):
+        code, kind, message, details = exc.exit_code, exc.code, exc.message, exc.details
+    elif hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+        code, kind, message = exc.exit_code, "usage", exc.format_message()
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            message += f" (see '{ctx.command_path} --help')"
+    elif isinstance(exc, sqlite3.Error):
+        message = f"index error: {exc}; try 'bd index rebuild'"
+    elif isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        message = f"cannot access{where}: {exc.strerror or exc}"
+    elif isinstance(exc, UnicodeError):
+        message = f"input is not valid UTF-8 text: {exc}"
+    else:
+        message = f"internal error: {exc.__class__.__name__}: {exc} (set BEADS_DEBUG=1 for a traceback)"
+    message = " ".join(str(message).split())
+    if as_json:
+        print(json.dumps({"error": {"type": kind, "message": message, **details}},
+                         ensure_ascii=False, default=str))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return code

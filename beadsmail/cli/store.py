@@ -1,0 +1,73 @@
+"""Store commands: init, where, doctor, index rebuild, show."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from beadsmail import maintenance
+from beadsmail.cli.common import Json, workspace
+from beadsmail.cli.output import emit
+
+index_app = typer.Typer(help="The SQLite index (a cache of the store).", no_args_is_help=True)
+
+
+def _render_where(d: dict) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in d["records"].items()) or "none"
+    lines = [f"repository:  {d['repository']}", f"common dir:  {d['common_dir']}",
+             f"store ref:   {d['ref']} @ {d['head'] or '(none yet)'}"]
+    lines += [f"  remote:    {k} @ {v}" for k, v in d["remote_heads"].items()]
+    lines += [f"replica:     {d['replica'] or '(none yet)'}", f"index:       {d['index']}",
+              f"records:     {counts}"]
+    if d["bad_lines"]:
+        lines.append(f"bad lines:   {d['bad_lines']} (run 'bd doctor')")
+    return "\n".join(lines)
+
+
+def _render_doctor(d: dict) -> str:
+    lines = [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['check']}: {c['detail']}" for c in d["checks"]]
+    lines += [f"      {b['path']}:{b['line']}: {b['error']}" for b in d["bad_lines"]]
+    lines.append("store is healthy" if d["ok"] else "problems found (data is never deleted)")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def init(
+        path: Annotated[str | None, typer.Argument(help="Directory (default: here).")] = None,
+        branch: Annotated[str | None, typer.Option(help="Store branch name.")] = None,
+        json_: Json = False,
+    ) -> None:
+        """Create the store (and a git repository first, if needed).  Example: bd init"""
+        result = maintenance.init(path, branch)
+        emit(result, json_, lambda d: (
+            ("created git repository\n" if d["created_repository"] else "")
+            + (f"created store {d['ref']} in {d['repository']}" if d["created_store"]
+               else f"store {d['ref']} already exists in {d['repository']}")
+            + (f"\nwrote {d['config']}" if d["wrote_config"] else "")))
+
+    @app.command()
+    def where(json_: Json = False) -> None:
+        """Show the repository, store ref, replica, index and record counts.  Example: bd where --json"""
+        emit(maintenance.where(workspace()), json_, _render_where)
+
+    @app.command()
+    def doctor(
+        fix: Annotated[bool, typer.Option("--fix", help="Rebuild the index, clear stale locks.")] = False,
+        json_: Json = False,
+    ) -> None:
+        """Check refs, objects, every record and the index.  Example: bd doctor --fix"""
+        result = maintenance.doctor(workspace(), fix)
+        emit(result, json_, _render_doctor)
+        if not result["ok"]:
+            raise typer.Exit(1)
+
+    @index_app.command("rebuild")
+    def index_rebuild(json_: Json = False) -> None:
+        """Drop the index and fold the whole store again.  Example: bd index rebuild"""
+        result = maintenance.rebuild(workspace())
+        emit(result, json_, lambda d: f"rebuilt {d['index']}: "
+             + (", ".join(f"{k} {v}" for k, v in d["records"].items()) or "no records"))
+
+    app.add_typer(index_app, name="index")

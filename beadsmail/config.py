@@ -1,0 +1,118 @@
+"""Configuration: ``.beads/config.yaml`` in the worktree, defaults for the rest.
+
+beads users' ``.beads/config.json`` is read too (its ``identity`` key). Parsed
+YAML is cached as JSON in the common git dir, keyed by the file's size and
+mtime, so most commands never import a YAML parser.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+from beadsmail.errors import InvalidInput
+
+DEFAULTS: dict[str, Any] = {
+    "identity": None,
+    "store": {
+        "branch": "beadsmail",
+        "id_prefix": "bd-",
+        "segment_bytes": 1 << 20,
+        "pack_after": 2000,
+        "fsync": False,
+    },
+    "hooks": {"timeout": 10},
+    "sync": {"remote": "origin", "auto": False},
+    "agents": {"stalled_after": 300, "heartbeat_interval": 60, "default_role": "worker"},
+    "acl": {"contacts": False},
+    "mail": {"max_body": 65536},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _load_yaml(path: Path, cache_dir: Path | None) -> dict:
+    st = path.stat()
+    stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    cache = None
+    if cache_dir is not None:
+        cache = cache_dir / ("config-" + f"{zlib.crc32(str(path).encode()):08x}" + ".json")
+        try:
+            cached = json.loads(cache.read_text("utf-8"))
+            if cached.get("path") == str(path) and cached.get("stamp") == stamp:
+                return cached["data"]
+        except (OSError, ValueError, KeyError):
+            pass
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: not valid YAML ({exc.__class__.__name__}); fix or remove it") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path}: must hold a mapping of settings")
+    if cache is not None and cache_dir is not None and cache_dir.is_dir():
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps({"path": str(path), "stamp": stamp, "data": data}), "utf-8")
+            os.replace(tmp, cache)
+        except (OSError, TypeError, ValueError):
+            tmp.unlink(missing_ok=True)
+    return data
+
+
+def load(worktree: Path | None, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Settings for a worktree: defaults, then config.json's identity, then config.yaml."""
+    config = copy.deepcopy(DEFAULTS)
+    if worktree is None:
+        return config
+    beads = worktree / ".beads"
+    legacy = beads / "config.json"
+    if legacy.is_file():
+        try:
+            data = json.loads(legacy.read_text("utf-8"))
+        except ValueError:
+            raise InvalidInput(f"{legacy}: not valid JSON; fix or remove it") from None
+        if isinstance(data, dict) and data.get("identity"):
+            config["identity"] = data["identity"]
+    path = beads / "config.yaml"
+    if path.is_file():
+        config = _merge(config, _load_yaml(path, cache_dir))
+    return config
+
+
+TEMPLATE = """\
+# beadsmail settings for this worktree (all optional; defaults shown).
+# identity: worker-1          # who 'bd' acts as here (else BEADS_IDENTITY, else your user name)
+store:
+  branch: beadsmail           # the store ref: refs/heads/<branch>
+  id_prefix: bd-              # prefix of new ids
+  segment_bytes: 1048576      # a segment file rolls past this size
+  pack_after: 2000            # loose objects before a background 'git repack'
+  fsync: false                # fsync objects before moving the ref
+hooks:
+  timeout: 10                 # seconds before a hook is killed
+sync:
+  remote: origin              # default remote of 'bd sync'
+  auto: false                 # sync in the background after each write
+agents:
+  stalled_after: 300          # seconds without a heartbeat before an agent is stalled
+  heartbeat_interval: 60      # seconds between committed heartbeats
+  default_role: worker        # role of identities that never registered
+acl:
+  contacts: false             # only message contacts (tier 1 agents exempt)
+mail:
+  max_body: 65536             # bytes
+"""

@@ -1,0 +1,47 @@
+"""The package's errors. The CLI translates each into one line and an exit code."""
+
+from __future__ import annotations
+
+
+class BeadsError(Exception):
+    """A domain error: the message says what was wrong and what to do. Exit code 1."""
+
+    code = "error"
+    exit_code = 1
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(BeadsError):
+    code = "invalid_input"
+
+
+class NotARepository(BeadsError):
+    code = "not_a_repository"
+
+
+class NotFound(BeadsError):
+    code = "not_found"
+
+
+class Ambiguous(BeadsError):
+    code = "ambiguous"
+
+
+class Conflict(BeadsError):
+    code = "conflict"
+
+
+class PermissionDenied(BeadsError):
+    code = "permission_denied"
+
+
+class StoreError(BeadsError):
+    code = "store_error"
+
+
+class RemoteError(BeadsError):
+    code = "remote_error"

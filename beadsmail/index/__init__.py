@@ -1,0 +1,235 @@
+"""The SQLite index: a cache of the store, rebuildable at any time (the only SQL).
+
+One file, ``<common git dir>/beadsmail/index.sqlite3``, shared by all worktrees,
+in WAL mode with a busy timeout. It remembers which commit of each store head it
+has folded (``heads``) and how far into each segment file (``segments``: blob,
+byte size, line count and a fingerprint of the last bytes folded), so a refresh
+reads only appended bytes. Every record goes into ``records`` once (by id);
+``bad_lines`` keeps lines that did not parse or validate, with file and line.
+
+Domain state (messages, tasks, agents ...) is a fold of the records, defined in
+the sibling modules. Each fold is written so that the result does not depend on
+the order records arrive in: immutable rows are inserted once, per-recipient
+states only move forward, last-writer-wins rows compare ``(clock, id)``, and
+tasks are replayed from their events in ``(clock, id)`` order. So an index
+maintained incrementally equals one rebuilt from scratch.
+
+A schema version change or an unreadable file means: delete it and rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from beadsmail.errors import Ambiguous, InvalidInput, NotFound
+from beadsmail.index import mail, registry, tasks
+
+SCHEMA_VERSION = 3
+DOMAINS = (mail, tasks, registry)
+
+CORE_DDL = """
+CREATE TABLE IF NOT EXISTS heads (ref TEXT PRIMARY KEY, commit_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (
+    path TEXT PRIMARY KEY, blob TEXT NOT NULL, size INTEGER NOT NULL,
+    lines INTEGER NOT NULL, tail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, clock INTEGER NOT NULL, actor TEXT NOT NULL,
+    created_at TEXT NOT NULL, replica TEXT NOT NULL, path TEXT, line INTEGER,
+    data TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_clock ON records(clock);
+CREATE INDEX IF NOT EXISTS records_kind ON records(kind, clock);
+CREATE TABLE IF NOT EXISTS bad_lines (
+    path TEXT NOT NULL, line INTEGER NOT NULL, error TEXT NOT NULL, text TEXT NOT NULL,
+    PRIMARY KEY (path, line));
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Index:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rebuilt = False
+        try:
+            self.conn = self._open()
+        except sqlite3.DatabaseError:
+            self.conn = self._recreate()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = self._connect()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            conn.execute("SELECT count(*) FROM heads").fetchone()
+            return conn
+        if version != 0 or conn.execute(
+                "SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            conn.close()
+            return self._recreate()
+        self._create(conn)
+        return conn
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                for ddl in (CORE_DDL, *(domain.DDL for domain in DOMAINS)):
+                    for statement in ddl.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.rebuilt = True
+
+    def _recreate(self) -> sqlite3.Connection:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        conn = self._connect()
+        self._create(conn)
+        return conn
+
+    def reset(self) -> None:
+        """Forget everything (``bd index rebuild``); the next refresh folds from scratch."""
+        self.conn.close()
+        self.conn = self._recreate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- fold bookkeeping ----------------------------------------------------
+
+    def heads(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT ref, commit_id FROM heads"))
+
+    def set_heads(self, heads: dict[str, str]) -> None:
+        self.conn.execute("DELETE FROM heads")
+        self.conn.executemany("INSERT INTO heads VALUES (?, ?)", heads.items())
+
+    def segment(self, path: str) -> tuple[str, int, int, str] | None:
+        row = self.conn.execute(
+            "SELECT blob, size, lines, tail FROM segments WHERE path=?", (path,)).fetchone()
+        return tuple(row) if row else None  # type: ignore[return-value]
+
+    def set_segment(self, path: str, blob: str, size: int, lines: int, tail: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?)",
+                          (path, blob, size, lines, tail))
+
+    def add_bad_line(self, path: str, line: int, error: str, text: bytes) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO bad_lines VALUES (?, ?, ?, ?)",
+                          (path, line, error, text[:500].decode("utf-8", "replace")))
+
+    def bad_lines(self) -> list[dict]:
+        rows = self.conn.execute("SELECT path, line, error, text FROM bad_lines ORDER BY path, line")
+        return [dict(zip(("path", "line", "error", "text"), r, strict=True)) for r in rows]
+
+    def ingest(self, items: Iterable[tuple[dict, str | None, int | None]]) -> list[dict]:
+        """Add records (with their file and line); fold the new ones; return them."""
+        new = []
+        cur = self.conn.cursor()
+        for record, path, line in items:
+            cur.execute(
+                "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record["id"], record["kind"], record["clock"], record["actor"],
+                 record["created_at"], record["replica"], path, line,
+                 json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)))
+            if cur.rowcount:
+                new.append(record)
+        by_kind: dict[str, list[dict]] = {}
+        for record in new:
+            by_kind.setdefault(record["kind"], []).append(record)
+        for domain in DOMAINS:
+            domain.fold(self.conn, by_kind)
+        return new
+
+    # -- queries -------------------------------------------------------------
+
+    def max_clock(self) -> int:
+        return self.conn.execute("SELECT coalesce(max(clock), 0) FROM records").fetchone()[0]
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT kind, count(*) FROM records GROUP BY kind ORDER BY kind"))
+
+    def record(self, record_id: str) -> dict | None:
+        row = self.conn.execute("SELECT data FROM records WHERE id=?", (record_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def record_location(self, record_id: str) -> tuple[str, int] | None:
+        row = self.conn.execute("SELECT path, line FROM records WHERE id=?", (record_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def all_records(self) -> Iterator[dict]:
+        for (data,) in self.conn.execute("SELECT data FROM records ORDER BY clock, id"):
+            yield json.loads(data)
+
+    def records_since(self, clock: int, kinds: tuple[str, ...] | None = None) -> list[dict]:
+        sql = "SELECT data FROM records WHERE clock > ?"
+        args: list = [clock]
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args += kinds
+        return [json.loads(d) for (d,) in self.conn.execute(sql + " ORDER BY clock, id", args)]
+
+    def resolve(self, token: str, prefix: str, kinds: tuple[str, ...] | None = None,
+                what: str = "record") -> str:
+        """A full id from an id or a unique prefix of one (>= 4 characters after the prefix)."""
+        token = token.strip().lower()
+        if "-" not in token:
+            token = prefix + token
+        head, _, rest = token.partition("-")
+        if not head or len(rest) < 4 or not (head + rest).isalnum():
+            raise InvalidInput(f"{token!r} is not an id: give an id or at least 4 characters of one")
+        sql = "SELECT id FROM records WHERE id >= ? AND id < ?"
+        args: list = [token, token + "~"]
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args += kinds
+        found = [r[0] for r in self.conn.execute(sql + " ORDER BY id LIMIT 11", args)]
+        if not found:
+            raise NotFound(f"no {what} with id {token}; list them with 'bd mail inbox' or 'bd task list'")
+        if len(found) > 1 and token not in found:
+            shown = ", ".join(found[:10]) + (" ..." if len(found) > 10 else "")
+            raise Ambiguous(f"id prefix {token} is ambiguous: {shown}; give more characters",
+                            candidates=found)
+        return token if token in found else found[0]
+
+    def kv_get(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def kv_set(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
+
+    def fingerprint(self) -> dict[str, list]:
+        """Every domain table's rows, for comparing two indexes (tests, ``bd doctor``)."""
+        out: dict[str, list] = {}
+        for domain in DOMAINS:
+            for table in domain.TABLES:
+                rows = self.conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                out[table] = [list(r) for r in rows]
+        out["records"] = [r[0] for r in self.conn.execute("SELECT id FROM records ORDER BY id")]
+        return out

@@ -1,0 +1,110 @@
+"""Records: ids, construction, canonical bytes and validation.
+
+A record is an immutable JSON object (see ``schemas/``). Its canonical form is
+compact, key-sorted UTF-8 JSON on one line, so the same record is always the same
+bytes. Ids are a prefix plus 64 random bits in base36 (13 characters), never a
+counter. Records are ordered by ``(clock, id)``: ``clock`` is a Lamport clock,
+one more than the largest clock the writer has seen.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from datetime import UTC, datetime
+
+from beadsmail.errors import InvalidInput
+
+FORMAT_VERSION = 1
+ID_CHARS = 13
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+IDENTITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,7}-$")
+ID_RE = re.compile(r"^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$")
+
+
+def new_id(prefix: str = "bd-") -> str:
+    """A fresh random id: ``prefix`` + 64 random bits in base36."""
+    n = secrets.randbits(64)
+    chars = []
+    for _ in range(ID_CHARS):
+        n, r = divmod(n, 36)
+        chars.append(_B36[r])
+    return prefix + "".join(reversed(chars))
+
+
+def new_replica_id() -> str:
+    return new_id("r-")[2:][:12]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def check_identity(name: str, what: str = "identity") -> str:
+    if not isinstance(name, str) or not IDENTITY_RE.match(name):
+        raise InvalidInput(
+            f"invalid {what} {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def make(kind: str, actor: str, clock: int, replica: str, prefix: str, **fields: object) -> dict:
+    """Build and validate a new record of ``kind``."""
+    record = {
+        "v": FORMAT_VERSION,
+        "id": fields.pop("id", None) or new_id(prefix),
+        "kind": kind,
+        "actor": actor,
+        "created_at": now_iso(),
+        "clock": clock,
+        "replica": replica,
+    }
+    record.update({k: v for k, v in fields.items()})
+    validate(record)
+    return record
+
+
+def validate(record: object) -> None:
+    """Raise InvalidInput naming the first schema violation."""
+    from beadsmail.schemas._validators import VALIDATORS
+
+    if not isinstance(record, dict):
+        raise InvalidInput("a record must be a JSON object")
+    check = VALIDATORS.get(record.get("kind"))  # type: ignore[arg-type]
+    if check is None:
+        raise InvalidInput(f"unknown record kind {record.get('kind')!r}")
+    try:
+        check(record)
+    except ValueError as exc:
+        msg = getattr(exc, "message", str(exc))
+        raise InvalidInput(f"invalid {record.get('kind')} record: {msg}") from None
+
+
+def dumps(record: dict) -> bytes:
+    """Canonical serialisation: sorted keys, compact separators, UTF-8."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse_line(line: bytes) -> dict:
+    """Parse and validate one JSONL line; raise InvalidInput saying why not."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"not UTF-8 (byte {exc.start})") from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    validate(record)
+    return record
+
+
+def order_key(record: dict) -> tuple[int, str]:
+    return (record["clock"], record["id"])

@@ -1,0 +1,25 @@
+"""JSON Schemas of every record kind: the documented on-disk format.
+
+The ``*.schema.json`` files are the source of truth. Validation on the hot paths
+(every write, every fold) uses ``_validators.py``, plain Python generated from
+those files by ``python -m beadsmail.schemas.generate`` (``make schemas``), because
+importing a general validator costs more than a whole ``bd`` command may. A test
+checks the generated module matches the schemas, and ``bd doctor`` cross-checks
+records with the ``jsonschema`` library itself.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+KINDS = (
+    "message", "receipt", "agent", "channel", "membership", "contact",
+    "task", "task_event", "comment", "tombstone", "purge",
+)
+
+
+def load(kind: str) -> dict:
+    """The JSON Schema of one record kind."""
+    text = resources.files(__package__).joinpath(f"{kind}.schema.json").read_text("utf-8")
+    return json.loads(text)

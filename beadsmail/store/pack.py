@@ -1,0 +1,38 @@
+"""Background packing of loose objects, started detached by ``Writer.maybe_pack``.
+
+Runs ``git repack -d`` (deltas, then removes the loose copies; never prunes
+anything unreachable, so other worktrees are safe). One packer at a time, by a
+non-blocking lock. Without a ``git`` binary it falls back to dulwich's
+``pack_loose_objects`` (no deltas, but bounded). Never runs a gc or prune.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def pack(common: Path) -> None:
+    state = common / "beadsmail"
+    state.mkdir(exist_ok=True)
+    with open(state / "pack.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        if shutil.which("git"):
+            env = {**os.environ, "GIT_DIR": str(common)}
+            subprocess.run(["git", "repack", "-d", "-q"], env=env, check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            from dulwich.object_store import DiskObjectStore
+
+            DiskObjectStore(str(common / "objects")).pack_loose_objects()
+
+
+if __name__ == "__main__":
+    pack(Path(sys.argv[1]))

@@ -1,0 +1,304 @@
+"""Writing and reading the store branch with dulwich (the only module besides ``remote``).
+
+A write appends canonical JSONL lines to this replica's newest segment under
+``.beads/log/<replica>/``, writes the new blob and the few trees above it
+straight into the object store, makes a commit whose parent is the current head,
+and moves the ref by compare-and-swap. No working tree, git index, HEAD or user
+branch is read or touched. Callers hold the store lock (see ``workspace``), so
+the compare-and-swap fails only if something outside beadsmail moved the ref;
+the append is then redone on the new head.
+
+Segments roll to ``<date>-<n+1>.jsonl`` once a line would take them past
+``segment_bytes``. Loose objects are packed (with deltas) by a detached
+``git repack`` once a sample of the object directory says there are more than
+``pack_after`` of them, so a writer never waits for packing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from dulwich.file import FileLocked
+from dulwich.object_store import DiskObjectStore
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.refs import DiskRefsContainer
+
+from beadsmail.errors import StoreError
+
+MARKER_PATH = b"store.json"
+MARKER = b'{"format":"beadsmail","v":1}\n'
+TREE_MODE = 0o040000
+BLOB_MODE = 0o100644
+
+
+class Writer:
+    def __init__(self, common: Path, ref: str, fsync: bool = False) -> None:
+        self.common = common
+        self.ref = ref.encode()
+        self.objects = DiskObjectStore(
+            str(common / "objects"), loose_compression_level=1, fsync_object_files=fsync
+        )
+        self.refs = DiskRefsContainer(str(common))
+
+    # -- reading -------------------------------------------------------------
+
+    def head(self) -> bytes | None:
+        try:
+            return self.refs[self.ref]
+        except KeyError:
+            return None
+
+    def commit(self, sha: bytes) -> Commit:
+        obj = self.objects[sha]
+        if not isinstance(obj, Commit):
+            raise StoreError(f"object {sha.decode()} is not a commit")
+        return obj
+
+    def tree(self, sha: bytes) -> Tree:
+        obj = self.objects[sha]
+        if not isinstance(obj, Tree):
+            raise StoreError(f"object {sha.decode()} is not a tree")
+        return obj
+
+    def blob(self, sha: bytes) -> bytes:
+        return self.objects[sha].as_raw_string()
+
+    def _sub(self, tree: Tree | None, name: bytes) -> Tree | None:
+        if tree is None or name not in tree:
+            return None
+        mode, sha = tree[name]
+        return self.tree(sha) if mode == TREE_MODE else None
+
+    def log_tree(self, commit_sha: bytes | None) -> Tree | None:
+        """The ``.beads/log`` tree of a commit (None for an empty store)."""
+        if commit_sha is None:
+            return None
+        root = self.tree(self.commit(commit_sha).tree)
+        return self._sub(self._sub(root, b".beads"), b"log")
+
+    def is_store(self, commit_sha: bytes) -> bool:
+        root = self.tree(self.commit(commit_sha).tree)
+        beads = self._sub(root, b".beads")
+        return beads is not None and MARKER_PATH in beads
+
+    def segments(self, commit_sha: bytes | None) -> dict[str, bytes]:
+        """Every segment of a commit: ``<replica>/<name>`` -> blob id."""
+        return dict(self.changed_segments(None, commit_sha))
+
+    def changed_segments(self, old: bytes | None, new: bytes | None) -> Iterator[tuple[str, bytes]]:
+        """Segments whose blob differs between two commits (subtrees equal by id are skipped)."""
+        old_log, new_log = self.log_tree(old), self.log_tree(new)
+        if new_log is None or (old_log is not None and old_log.id == new_log.id):
+            return
+        for name, mode, sha in new_log.iteritems():
+            if mode != TREE_MODE:
+                continue
+            if old_log is not None and name in old_log and old_log[name][1] == sha:
+                continue
+            old_sub = self._sub(old_log, name)
+            for seg, smode, bsha in self.tree(sha).iteritems():
+                if smode == TREE_MODE:
+                    continue
+                if old_sub is not None and seg in old_sub and old_sub[seg][1] == bsha:
+                    continue
+                yield f"{name.decode()}/{seg.decode()}", bsha
+
+    # -- writing -------------------------------------------------------------
+
+    def append(self, replica: str, lines: list[bytes], message: str, author: str,
+               day: str, segment_bytes: int) -> tuple[bytes, str]:
+        """Append ``lines`` to this replica's segment; returns (commit id, segment path)."""
+        data = b"".join(line + b"\n" for line in lines)
+        for _ in range(50):
+            old = self.head()
+            commit, path = self._build(old, replica, data, message, author, day, segment_bytes)
+            if self._move_ref(old, commit.id):
+                return commit.id, path
+            time.sleep(0.01)
+        raise StoreError("the store ref kept moving under us; try again")
+
+    def _build(self, old: bytes | None, replica: str, data: bytes, message: str,
+               author: str, day: str, segment_bytes: int) -> tuple[Commit, str]:
+        root = self.tree(self.commit(old).tree) if old else Tree()
+        beads = self._sub(root, b".beads") or Tree()
+        log = self._sub(beads, b"log") or Tree()
+        mine = self._sub(log, replica.encode()) or Tree()
+        name, content = self._segment_for(mine, day, len(data), segment_bytes)
+        blob = Blob.from_string(content + data)
+        mine = _copy(mine)
+        mine.add(name, BLOB_MODE, blob.id)
+        log = _copy(log)
+        log.add(replica.encode(), TREE_MODE, mine.id)
+        beads = _copy(beads)
+        beads.add(b"log", TREE_MODE, log.id)
+        if MARKER_PATH not in beads:
+            marker = Blob.from_string(MARKER)
+            self._add(marker)
+            beads.add(MARKER_PATH, BLOB_MODE, marker.id)
+        root = _copy(root)
+        root.add(b".beads", TREE_MODE, beads.id)
+        for obj in (blob, mine, log, beads, root):
+            self._add(obj)
+        commit = _make_commit(root.id, [old] if old else [], message, author)
+        self._add(commit)
+        return commit, f"{replica}/{name.decode()}"
+
+    def _segment_for(self, mine: Tree, day: str, size: int, limit: int) -> tuple[bytes, bytes]:
+        today = sorted(n for n in mine if n.startswith(day.encode()))
+        if today:
+            last = today[-1]
+            content = self.blob(mine[last][1])
+            if len(content) + size <= limit or not content:
+                return last, content
+            n = int(last.decode().rsplit("-", 1)[1].split(".")[0]) + 1
+        else:
+            n = 0
+        return f"{day}-{n:03d}.jsonl".encode(), b""
+
+    def _add(self, obj: object) -> None:
+        for attempt in range(20):
+            try:
+                self.objects.add_object(obj)  # type: ignore[arg-type]
+                return
+            except FileLocked:
+                if obj.id in self.objects:  # type: ignore[attr-defined]
+                    return
+                time.sleep(0.005 * (attempt + 1))
+        raise StoreError("could not write a git object (its file stayed locked)")
+
+    def _move_ref(self, old: bytes | None, new: bytes) -> bool:
+        for attempt in range(100):
+            try:
+                if old is None:
+                    return bool(self.refs.add_if_new(self.ref, new))
+                return bool(self.refs.set_if_equals(self.ref, old, new))
+            except FileLocked:
+                self._break_stale_ref_lock()
+                time.sleep(0.005 * min(attempt + 1, 10))
+        raise StoreError(f"the ref lock {self.ref.decode()}.lock stays held; is a git command running?")
+
+    def _break_stale_ref_lock(self, max_age: float = 10.0) -> None:
+        """A crashed writer leaves ``<ref>.lock`` behind; remove it once clearly stale."""
+        lock = self.common / (self.ref.decode() + ".lock")
+        try:
+            if time.time() - lock.stat().st_mtime > max_age:
+                lock.unlink()
+        except FileNotFoundError:
+            pass
+
+    def set_ref(self, old: bytes | None, new: bytes) -> bool:
+        """Compare-and-swap the store ref (used by sync)."""
+        return self._move_ref(old, new)
+
+    def add_commit(self, tree_id: bytes, parents: list[bytes], message: str, author: str) -> bytes:
+        commit = _make_commit(tree_id, parents, message, author)
+        self._add(commit)
+        return commit.id
+
+    def replace_segments(self, replica: str, contents: dict[str, bytes], message: str,
+                         author: str) -> bytes:
+        """Rewrite some of this replica's own segments (compaction after cleanup); new commit id.
+
+        ``contents`` maps a segment name (``2026-11-23-000.jsonl``) to its new bytes;
+        empty bytes remove the segment. Only the owning replica may call this.
+        """
+        for _ in range(50):
+            old = self.head()
+            if old is None:
+                raise StoreError("the store is empty: nothing to compact")
+            root = self.tree(self.commit(old).tree)
+            beads = self._sub(root, b".beads") or Tree()
+            log = _copy(self._sub(beads, b"log") or Tree())
+            mine = _copy(self._sub(log, replica.encode()) or Tree())
+            for name, data in contents.items():
+                if data:
+                    blob = Blob.from_string(data)
+                    self._add(blob)
+                    mine.add(name.encode(), BLOB_MODE, blob.id)
+                elif name.encode() in mine:
+                    del mine[name.encode()]
+            self._add(mine)
+            log.add(replica.encode(), TREE_MODE, mine.id)
+            self._add(log)
+            beads = _copy(beads)
+            beads.add(b"log", TREE_MODE, log.id)
+            self._add(beads)
+            root = _copy(root)
+            root.add(b".beads", TREE_MODE, beads.id)
+            self._add(root)
+            commit = _make_commit(root.id, [old], message, author)
+            self._add(commit)
+            if self._move_ref(old, commit.id):
+                return commit.id
+            time.sleep(0.01)
+        raise StoreError("the store ref kept moving under us; try again")
+
+    def create_store(self, message: str) -> bool:
+        """Give an empty repository the store branch (only the format marker); False if it exists."""
+        if self.head() is not None:
+            return False
+        marker = Blob.from_string(MARKER)
+        beads = Tree()
+        beads.add(MARKER_PATH, BLOB_MODE, marker.id)
+        root = Tree()
+        root.add(b".beads", TREE_MODE, beads.id)
+        for obj in (marker, beads, root):
+            self._add(obj)
+        commit = _make_commit(root.id, [], message, "beadsmail")
+        self._add(commit)
+        return self._move_ref(None, commit.id) or self.head() is not None
+
+    # -- maintenance ---------------------------------------------------------
+
+    def maybe_pack(self, pack_after: int) -> bool:
+        """Start a background repack if the sampled loose-object count exceeds ``pack_after``."""
+        sample = self.common / "objects" / "17"
+        try:
+            count = len(os.listdir(sample)) * 256
+        except FileNotFoundError:
+            return False
+        if count <= pack_after:
+            return False
+        subprocess.Popen(
+            [sys.executable, "-m", "beadsmail.store.pack", str(self.common)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True,
+        )
+        return True
+
+
+def _copy(tree: Tree) -> Tree:
+    new = Tree()
+    for name, mode, sha in tree.iteritems():
+        new.add(name, mode, sha)
+    return new
+
+
+def _make_commit(tree_id: bytes, parents: list[bytes], message: str, author: str) -> Commit:
+    commit = Commit()
+    commit.tree = tree_id
+    commit.parents = parents
+    ident = f"{author} <{author}@beadsmail>".encode()
+    commit.author = commit.committer = ident
+    commit.author_time = commit.commit_time = int(time.time())
+    commit.author_timezone = commit.commit_timezone = 0
+    commit.encoding = b"UTF-8"
+    commit.message = message.encode("utf-8", "replace") + b"\n"
+    return commit
+
+
+def init_repository(path: Path) -> None:
+    """Create a git repository (with the git CLI when present, so its defaults apply)."""
+    if shutil.which("git"):
+        subprocess.run(["git", "init", "-q", str(path)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    else:
+        from dulwich.repo import Repo
+
+        Repo.init(str(path))

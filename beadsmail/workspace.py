@@ -1,0 +1,228 @@
+"""The store as every domain module sees it: locate, refresh the index, write.
+
+``Workspace.open()`` finds the repository (any worktree or subdirectory), its
+settings and the index. ``refresh()`` brings the index up to date with the store
+ref and its remote-tracking copies: when the commit ids match what the index has
+folded (the common case) it costs two small file reads and one query, and
+dulwich is never imported; otherwise it diffs the trees and parses only the
+bytes appended to each segment since the last fold.
+
+``write()`` is the only way records enter the store. Under one exclusive lock in
+the common git dir it refreshes, stamps the records with the next Lamport clock,
+appends them to this replica's segment, commits, moves the ref and folds them
+into the index. Hooks run after the lock is released (see ``hooks``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from beadsmail import config as config_mod
+from beadsmail import records as rec
+from beadsmail.errors import InvalidInput, StoreError
+from beadsmail.index import Index
+from beadsmail.store import Location, branch_ref, locate, replica_id, store_heads
+
+TAIL_BYTES = 64
+
+
+@dataclass
+class Written:
+    """What a write stored: the records, the commit, and warnings for stderr."""
+
+    records: list[dict]
+    commit: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def _tail(content: bytes, size: int) -> str:
+    return hashlib.sha1(content[max(0, size - TAIL_BYTES):size]).hexdigest()
+
+
+class Workspace:
+    def __init__(self, loc: Location, settings: dict[str, Any]) -> None:
+        self.loc = loc
+        self.config = settings
+        self.ref = branch_ref(settings["store"]["branch"])
+        self.prefix = settings["store"]["id_prefix"]
+        if not rec.PREFIX_RE.match(self.prefix):
+            raise InvalidInput(f"store.id_prefix {self.prefix!r} must be 1-8 lowercase letters "
+                               "or digits followed by '-', like 'bd-'")
+        self._index: Index | None = None
+        self._writer = None
+
+    @classmethod
+    def open(cls, start: str | os.PathLike[str] | None = None) -> Workspace:
+        loc = locate(start)
+        cache = loc.state_dir if loc.state_dir.is_dir() else None
+        return cls(loc, config_mod.load(loc.worktree, cache))
+
+    # -- parts ---------------------------------------------------------------
+
+    @property
+    def index_path(self) -> Path:
+        return self.loc.state_dir / "index.sqlite3"
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            self.loc.state_dir.mkdir(parents=True, exist_ok=True)
+            self._index = Index(self.index_path)
+        return self._index
+
+    @property
+    def writer(self):  # -> store.writer.Writer (imported lazily: dulwich is slow to import)
+        if self._writer is None:
+            from beadsmail.store.writer import Writer
+
+            self._writer = Writer(self.loc.common, self.ref, bool(self.config["store"]["fsync"]))
+        return self._writer
+
+    @property
+    def replica(self) -> str:
+        rid = replica_id(self.loc)
+        assert rid is not None
+        return rid
+
+    def heads(self) -> dict[str, str]:
+        return store_heads(self.loc.common, self.ref)
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    # -- reading -------------------------------------------------------------
+
+    def refresh(self) -> list[dict]:
+        """Fold whatever the store heads hold that the index has not seen; return new records."""
+        heads = self.heads()
+        index = self.index
+        if heads == index.heads():
+            return []
+        with index.transaction():
+            folded = index.heads()
+            if heads == folded:
+                return []
+            new = self._fold_heads(folded, heads)
+            index.set_heads(heads)
+        return new
+
+    def _fold_heads(self, folded: dict[str, str], heads: dict[str, str]) -> list[dict]:
+        writer = self.writer
+        new: list[dict] = []
+        base = folded.get(self.ref)
+        for ref, sha in sorted(heads.items()):
+            old = folded.get(ref, base)
+            try:
+                changes = list(writer.changed_segments(old.encode() if old else None, sha.encode()))
+            except KeyError as exc:
+                raise StoreError(f"store object missing ({exc}); run 'bd doctor'") from None
+            for path, blob in changes:
+                new += self._fold_segment(path, blob.decode())
+        return new
+
+    def _fold_segment(self, path: str, blob: str) -> list[dict]:
+        """Parse a segment's lines not yet folded (all of it if it was rewritten)."""
+        index = self.index
+        known = index.segment(path)
+        if known and known[0] == blob:
+            return []
+        content = self.writer.blob(blob.encode())
+        start, line_no = 0, 0
+        if known and len(content) >= known[1] and _tail(content, known[1]) == known[3]:
+            start, line_no = known[1], known[2]
+        *complete, rest = content[start:].split(b"\n")
+        items = []
+        for raw in complete:
+            line_no += 1
+            if not raw.strip():
+                continue
+            try:
+                items.append((rec.parse_line(raw), path, line_no))
+            except InvalidInput as exc:
+                index.add_bad_line(path, line_no, exc.message, raw)
+        if rest:
+            index.add_bad_line(path, line_no + 1, "truncated line (no newline at the end)", rest)
+        consumed = len(content) - len(rest)
+        if not known or consumed >= known[1]:
+            index.set_segment(path, blob, consumed, line_no, _tail(content, consumed))
+        return index.ingest(items)
+
+    # -- writing -------------------------------------------------------------
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """The one store lock: exclusive, short, released by the kernel if we die."""
+        self.loc.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.loc.state_dir / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def write(self, actor: str, items: list[tuple[str, dict]], message: str,
+              check=None) -> Written:
+        """Store records ``(kind, fields)`` as one commit.
+
+        ``check(index)`` runs under the lock after the refresh, before anything is
+        written (optimistic-locking and permission checks); it may raise.
+        """
+        rec.check_identity(actor)
+        with self.lock():
+            self.refresh()
+            index = self.index
+            if check is not None:
+                check(index)
+            clock = index.max_clock() + 1
+            replica = self.replica
+            records = [rec.make(kind, actor, clock, replica, self.prefix, **fields)
+                       for kind, fields in items]
+            lines = [rec.dumps(r) for r in records]
+            day = datetime.now(UTC).strftime("%Y-%m-%d")
+            old_head = self.writer.head()
+            commit, path = self.writer.append(replica, lines, message, actor, day,
+                                              int(self.config["store"]["segment_bytes"]))
+            with index.transaction():
+                if old_head is None or index.heads().get(self.ref) == old_head.decode():
+                    self._fold_own(commit, path, records, lines)
+                else:  # someone outside beadsmail moved the ref: fold the long way
+                    self._fold_heads(index.heads(), self.heads())
+                    index.set_heads(self.heads())
+        warnings = []
+        try:
+            self.writer.maybe_pack(int(self.config["store"]["pack_after"]))
+        except OSError as exc:
+            warnings.append(f"warning: could not start background packing: {exc}")
+        return Written(records, commit.decode(), warnings)
+
+    def _fold_own(self, commit: bytes, path: str, records: list[dict], lines: list[bytes]) -> None:
+        index = self.index
+        known = index.segment(path)
+        size, count = (known[1], known[2]) if known else (0, 0)
+        data = b"".join(line + b"\n" for line in lines)
+        tree = self.writer.log_tree(commit)
+        replica, name = path.split("/", 1)
+        blob = self.writer.tree(tree[replica.encode()][1])[name.encode()][1]
+        content_tail = (self._prefix_tail(known, data) if known else
+                        hashlib.sha1(data[-TAIL_BYTES:]).hexdigest())
+        index.set_segment(path, blob.decode(), size + len(data), count + len(lines), content_tail)
+        index.ingest((r, path, count + i + 1) for i, r in enumerate(records))
+        heads = index.heads()
+        heads[self.ref] = commit.decode()
+        index.set_heads(heads)
+
+    def _prefix_tail(self, known, data: bytes) -> str:
+        if len(data) >= TAIL_BYTES:
+            return hashlib.sha1(data[-TAIL_BYTES:]).hexdigest()
+        blob = self.writer.blob(known[0].encode())
+        return _tail(blob + data, len(blob) + len(data))

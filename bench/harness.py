@@ -1,0 +1,77 @@
+"""Shared benchmark helpers: timing, floors, temporary stores, tables.
+
+Every benchmark prints medians and ratios measured in the same run; none
+asserts an absolute threshold (these machines are noisy). A ratio's goal is
+printed beside it so a reader sees at once whether it holds.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
+
+
+def median_ms(fn: Callable[[], object], runs: int = 15, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def process_ms(args: list[str], cwd: Path | None = None, env: dict | None = None,
+               runs: int = 15) -> float:
+    """Median wall time of a whole process, in milliseconds."""
+    full_env = {**os.environ, **GIT_ENV, **(env or {})}
+
+    def run() -> None:
+        subprocess.run(args, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True)
+
+    return median_ms(run, runs=runs)
+
+
+def floors(runs: int = 15) -> dict[str, float]:
+    """The floor figures every process benchmark is compared with."""
+    return {
+        "python -c pass": process_ms([sys.executable, "-c", "pass"], runs=runs),
+        'python -c "import typer"': process_ms([sys.executable, "-c", "import typer"], runs=runs),
+    }
+
+
+def bd_args(*args: str) -> list[str]:
+    return [sys.executable, "-m", "beadsmail", *args]
+
+
+def new_repo(prefix: str = "beadsmail-bench-") -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    env = {**os.environ, **GIT_ENV}
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True, env=env)
+    return path
+
+
+def table(title: str, header: list[str], rows: list[list[object]]) -> str:
+    cells = [header] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(str(r[i])) for r in cells) for i in range(len(header))]
+    lines = [title, "  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from beadsmail import config as config_mod
@@ -81,6 +80,8 @@ def rebuild(ws: Workspace) -> dict:
 
 
 def _fresh_fingerprint(ws: Workspace) -> tuple[dict, list[dict]]:
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="beadsmail-doctor-") as tmp:
         fresh = Workspace(ws.loc, ws.config)
         fresh._index = Index(Path(tmp) / "index.sqlite3")

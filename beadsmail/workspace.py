@@ -16,7 +16,6 @@ into the index. Hooks run after the lock is released (see ``hooks``).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +43,9 @@ class Written:
 
 
 def _tail(content: bytes, size: int) -> str:
+    """Fingerprint of the last bytes folded, to tell an append from a rewrite."""
+    import hashlib
+
     return hashlib.sha1(content[max(0, size - TAIL_BYTES):size]).hexdigest()
 
 
@@ -214,7 +216,7 @@ class Workspace:
         replica, name = path.split("/", 1)
         blob = self.writer.tree(tree[replica.encode()][1])[name.encode()][1]
         content_tail = (self._prefix_tail(known, data) if known else
-                        hashlib.sha1(data[-TAIL_BYTES:]).hexdigest())
+                        _tail(data, len(data)))
         index.set_segment(path, blob.decode(), size + len(data), count + len(lines), content_tail)
         index.ingest((r, path, count + i + 1) for i, r in enumerate(records))
         heads = index.heads()
@@ -223,6 +225,6 @@ class Workspace:
 
     def _prefix_tail(self, known, data: bytes) -> str:
         if len(data) >= TAIL_BYTES:
-            return hashlib.sha1(data[-TAIL_BYTES:]).hexdigest()
+            return _tail(data, len(data))
         blob = self.writer.blob(known[0].encode())
         return _tail(blob + data, len(blob) + len(data))

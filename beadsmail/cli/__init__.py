@@ -7,22 +7,43 @@ import sys
 
 import typer
 
-from beadsmail.cli import agents, mail, serve, store, sync, tasks
 from beadsmail.cli.output import fail
 
-app = typer.Typer(
-    name="bd", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    help="beadsmail: git-native mail, tasks and coordination for coding agents.",
-)
-for module in (store, mail, tasks, agents, sync, serve):
-    module.register(app)
+MODULES = ("store", "mail", "tasks", "agents", "sync", "serve")
+# Which command modules a top-level command needs: only those are imported, so
+# a command pays for its own dependencies and not for every other command's.
+NEEDS = {
+    "init": ("store",), "where": ("store",), "doctor": ("store",), "index": ("store",),
+    "mail": ("mail",), "show": ("mail",), "cleanup": ("mail",), "whoami": ("mail",),
+    "task": ("tasks",), "agent": ("agents", "serve"), "channel": ("agents",),
+    "contacts": ("agents",), "dlq": ("agents",), "audit": ("agents",), "status": ("agents",),
+    "sync": ("sync",), "serve": ("serve",),
+}
+
+
+def build_app(modules: tuple[str, ...] = MODULES) -> typer.Typer:
+    import importlib
+
+    app = typer.Typer(
+        name="bd", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        help="beadsmail: git-native mail, tasks and coordination for coding agents.",
+    )
+
+    @app.callback()
+    def _root() -> None:
+        """beadsmail: git-native mail, tasks and coordination for coding agents."""
+
+    for name in modules:
+        importlib.import_module(f"beadsmail.cli.{name}").register(app)
+    return app
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     as_json = "--json" in args
     try:
+        app = build_app(NEEDS.get(args[0], MODULES) if args else MODULES)
         app(args=args, prog_name="bd", standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -124,7 +124,7 @@ def doctor(ws: Workspace, fix: bool = False) -> dict:
             lock.unlink(missing_ok=True)
         check("ref lock", fix, f"{lock} left behind" + (" (removed)" if fix else "; run 'bd doctor --fix'"))
     try:
-        for ref, sha in heads.items():
+        for sha in heads.values():
             ws.writer.segments(sha.encode())
         check("objects", True, f"{len(heads)} head(s) readable")
         fresh, bad = _fresh_fingerprint(ws)

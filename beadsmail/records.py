@@ -77,7 +77,8 @@ def validate(record: object) -> None:
 
     if not isinstance(record, dict):
         raise InvalidInput("a record must be a JSON object")
-    check = VALIDATORS.get(record.get("kind"))  # type: ignore[arg-type]
+    kind = record.get("kind")
+    check = VALIDATORS.get(kind) if isinstance(kind, str) else None
     if check is None:
         raise InvalidInput(f"unknown record kind {record.get('kind')!r}")
     try:

@@ -149,7 +149,7 @@ class Workspace:
             if not raw.strip():
                 continue
             try:
-                items.append((rec.parse_line(raw), path, line_no))
+                items.append((rec.parse_line(raw), raw.decode(), path, line_no))
             except InvalidInput as exc:
                 index.add_bad_line(path, line_no, exc.message, raw)
         if rest:
@@ -218,7 +218,8 @@ class Workspace:
         content_tail = (self._prefix_tail(known, data) if known else
                         _tail(data, len(data)))
         index.set_segment(path, blob.decode(), size + len(data), count + len(lines), content_tail)
-        index.ingest((r, path, count + i + 1) for i, r in enumerate(records))
+        index.ingest((r, line.decode(), path, count + i + 1)
+                     for i, (r, line) in enumerate(zip(records, lines, strict=True)))
         heads = index.heads()
         heads[self.ref] = commit.decode()
         index.set_heads(heads)

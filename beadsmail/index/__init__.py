@@ -28,7 +28,7 @@ from pathlib import Path
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
 from beadsmail.index import mail, registry, tasks
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 DOMAINS = (mail, tasks, registry)
 
 CORE_DDL = """
@@ -37,9 +37,9 @@ CREATE TABLE IF NOT EXISTS segments (
     path TEXT PRIMARY KEY, blob TEXT NOT NULL, size INTEGER NOT NULL,
     lines INTEGER NOT NULL, tail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, clock INTEGER NOT NULL, actor TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, clock INTEGER NOT NULL, actor TEXT NOT NULL,
     created_at TEXT NOT NULL, replica TEXT NOT NULL, path TEXT, line INTEGER,
-    data TEXT NOT NULL) WITHOUT ROWID;
+    data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS records_clock ON records(clock);
 CREATE INDEX IF NOT EXISTS records_kind ON records(kind, clock);
 CREATE TABLE IF NOT EXISTS bad_lines (
@@ -65,6 +65,8 @@ class Index:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA synchronous=NORMAL")  # a cache: consistent after a crash is enough
+        conn.execute("PRAGMA cache_size=-32768")
         return conn
 
     def _open(self) -> sqlite3.Connection:
@@ -147,16 +149,15 @@ class Index:
         rows = self.conn.execute("SELECT path, line, error, text FROM bad_lines ORDER BY path, line")
         return [dict(zip(("path", "line", "error", "text"), r, strict=True)) for r in rows]
 
-    def ingest(self, items: Iterable[tuple[dict, str | None, int | None]]) -> list[dict]:
-        """Add records (with their file and line); fold the new ones; return them."""
+    def ingest(self, items: Iterable[tuple[dict, str, str | None, int | None]]) -> list[dict]:
+        """Add records (with their canonical text, file and line); fold the new ones; return them."""
         new = []
         cur = self.conn.cursor()
-        for record, path, line in items:
+        for record, text, path, line in items:
             cur.execute(
                 "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record["id"], record["kind"], record["clock"], record["actor"],
-                 record["created_at"], record["replica"], path, line,
-                 json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)))
+                 record["created_at"], record["replica"], path, line, text))
             if cur.rowcount:
                 new.append(record)
         by_kind: dict[str, list[dict]] = {}
@@ -229,7 +230,7 @@ class Index:
         out: dict[str, list] = {}
         for domain in DOMAINS:
             for table in domain.TABLES:
-                rows = self.conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
-                out[table] = [list(r) for r in rows]
+                rows = self.conn.execute(f"SELECT * FROM {table}").fetchall()
+                out[table] = sorted((list(r) for r in rows), key=repr)
         out["records"] = [r[0] for r in self.conn.execute("SELECT id FROM records ORDER BY id")]
         return out

@@ -257,12 +257,13 @@ class Writer:
     # -- maintenance ---------------------------------------------------------
 
     def maybe_pack(self, pack_after: int) -> bool:
-        """Start a background repack if the sampled loose-object count exceeds ``pack_after``."""
-        sample = self.common / "objects" / "17"
-        try:
-            count = len(os.listdir(sample)) * 256
-        except FileNotFoundError:
-            return False
+        """Start a background repack if the estimated loose-object count exceeds ``pack_after``."""
+        count = 0
+        for sample in ("17", "5c", "a3", "e8"):  # 4 of 256 fan-out directories, like git's estimate
+            try:
+                count += len(os.listdir(self.common / "objects" / sample)) * 64
+            except FileNotFoundError:
+                pass
         if count <= pack_after:
             return False
         subprocess.Popen(

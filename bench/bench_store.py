@@ -1,0 +1,89 @@
+"""Store benchmarks: write cost vs store size, full rebuild rate, `bd where` start-up.
+
+Goals (from the store issue): one in-process write with 1,000 / 100,000 /
+1,000,000 records stored, largest/smallest median <= 1.3 and median <= 10 ms;
+full rebuild >= 100,000 records/s; a `bd where --json` process against a
+100,000-record store within 1.3x of `python -c "import typer"`.
+Set BEADS_BENCH_SIZES=1000,100000 to skip the million-record store.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from datetime import UTC, datetime
+
+from beadsmail import records
+from beadsmail.workspace import Workspace
+from bench.harness import bd_args, floors, median_ms, new_repo, process_ms, table
+
+SIZES = [int(s) for s in os.environ.get("BEADS_BENCH_SIZES", "1000,100000,1000000").split(",")]
+BATCH = 2000
+
+
+def message(i: int, replica: str, clock: int) -> dict:
+    rid = records.new_id()
+    return {"v": 1, "id": rid, "kind": "message", "actor": "alice", "clock": clock,
+            "created_at": "2026-11-23T10:00:00.000000Z", "replica": replica,
+            "from": "alice", "to": [f"agent-{i % 50}"], "subject": f"Subject number {i}",
+            "body": "A message body of a realistic length for an agent note. " * 3,
+            "priority": i % 5, "type": "request", "thread_id": rid, "reply_to": None,
+            "ephemeral": True, "metadata": {}, "action_requested": "none"}
+
+
+def build(n: int) -> Workspace:
+    """A store of ``n`` messages, written straight to segments in large commits."""
+    ws = Workspace.open(new_repo())
+    replica, writer = ws.replica, ws.writer
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    for start in range(0, n, BATCH):
+        lines = [records.dumps(message(i, replica, i + 1)) for i in range(start, min(n, start + BATCH))]
+        writer.append(replica, lines, "bench: bulk load", "alice", day, 1 << 20)
+    return ws
+
+
+def write_once(ws: Workspace, i: int) -> None:
+    ws.write("alice", [("message", {
+        "from": "alice", "to": ["bob"], "subject": f"bench {i}", "body": "hello",
+        "priority": 2, "type": "request", "thread_id": "bd-0000000000000", "reply_to": None,
+        "ephemeral": True, "metadata": {}, "action_requested": "none"})], "mail: alice -> bob: bench")
+
+
+def write_next(ws: Workspace, counter) -> None:
+    write_once(ws, next(counter))
+
+
+def main() -> None:
+    rows, writes, rebuild_rate, where_ws = [], {}, None, None
+    for n in SIZES:
+        ws = build(n)
+        t = time.perf_counter()
+        ws.refresh()
+        rebuild_s = time.perf_counter() - t
+        ms = median_ms(functools.partial(write_next, ws, iter(range(10**9))), runs=31, warmup=3)
+        writes[n] = ms
+        rows.append([f"{n:,}", ms, f"{n / rebuild_s:,.0f}"])
+        if n == 100_000 or (rebuild_rate is None and n >= 100_000):
+            rebuild_rate, where_ws = n / rebuild_s, ws
+    print(table("one write, in-process (median of 31)", ["records stored", "write ms", "fold records/s"], rows))
+    smallest, largest = writes[min(writes)], writes[max(writes)]
+    summary = [["write ratio largest/smallest", largest / smallest, "<= 1.3"],
+               ["write median at largest (ms)", largest, "<= 10"]]
+    if rebuild_rate:
+        summary.append(["full rebuild records/s", rebuild_rate, ">= 100,000"])
+    print(table("store goals", ["figure", "value", "goal"], summary))
+    if where_ws is not None:
+        fl = floors()
+        where = process_ms(bd_args("where", "--json"), cwd=where_ws.loc.worktree)
+        typer_ms = fl['python -c "import typer"']
+        print(table(f"process start-up (median of 15), python {sys.version.split()[0]}",
+                    ["command", "ms", "ratio vs import typer", "goal"],
+                    [["python -c pass", fl["python -c pass"], "", ""],
+                     ['python -c "import typer"', typer_ms, 1.0, ""],
+                     ["bd where --json (100,000 records)", where, where / typer_ms, "<= 1.3"]]))
+
+
+if __name__ == "__main__":
+    main()

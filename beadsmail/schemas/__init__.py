@@ -15,7 +15,7 @@ from importlib import resources
 
 KINDS = (
     "message", "receipt", "agent", "channel", "membership", "contact",
-    "task", "task_event", "comment", "tombstone", "purge",
+    "task", "task_event", "comment", "tombstone", "purge", "dead_letter",
 )
 
 

@@ -1,0 +1,257 @@
+"""The ``bd serve`` application: routes, the guard, start-up and shut-down.
+
+One process over one repository's store: a ``Feed`` (the store thread and the
+poller), a ``Stream`` (the delivery order), a ``Hub`` (WebSocket agents and
+page observers) and the HTTP API of ``api.ROUTES``. Every request passes the
+``Guard`` first (Host, Origin, token). Connected agents that are registered get
+a heartbeat on connect and at the configured interval while they stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+import jsonschema
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from beadsmail import agents, channels, records
+from beadsmail.errors import BeadsError, InvalidInput, NotFound, PermissionDenied
+from beadsmail.server import api, openapi
+from beadsmail.server.feed import Feed
+from beadsmail.server.hub import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHORIZED,
+    Hub,
+    Limits,
+    error_frame,
+)
+from beadsmail.server.security import Guard, bearer
+from beadsmail.server.stream import Stream
+from beadsmail.tokens import TokenBook
+
+log = logging.getLogger("beadsmail.server")
+STATIC = Path(__file__).parent / "static"
+MAX_BODY = 1 << 20
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    if isinstance(exc, BeadsError):
+        status = api.STATUS_CODES.get(exc.code, 400)
+        return JSONResponse({"error": {"type": exc.code, "message": exc.message, **exc.details}},
+                            status)
+    if isinstance(exc, UnicodeError):
+        return JSONResponse({"error": {"type": "invalid_input",
+                                       "message": "input is not valid UTF-8 text"}}, 400)
+    log.exception("request failed")
+    return JSONResponse({"error": {"type": "error", "message":
+                                   f"internal error: {exc.__class__.__name__}"}}, 500)
+
+
+class GuardMiddleware:
+    """Host and Origin checks for every HTTP request and WebSocket handshake."""
+
+    def __init__(self, app, guard: Guard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            try:
+                self.guard.check_host(headers.get("host"))
+                self.guard.check_origin(headers.get("origin"), headers.get("host"))
+            except PermissionDenied as exc:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 4403, "reason": ""})
+                    return
+                await error_response(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Server:
+    def __init__(self, ws, *, host: str, identity: str, projects: list[str],
+                 limits: Limits | None = None, allow_origins: list[str] | None = None,
+                 require_tokens: bool | None = None, poll: float = 0.05) -> None:
+        self.identity = identity
+        self.projects = projects
+        self.limits = limits or Limits()
+        self.tokens = TokenBook(ws.loc.state_dir)
+        self.guard = Guard(host, self.tokens, allow_origins, require_tokens)
+        self.stream = Stream(ws.loc.state_dir)
+        self.feed = Feed(ws, self._on_records, poll)
+        self.hub = Hub(self.feed, self.stream, projects, self.limits)
+        self.log_route = api.Route(
+            "GET", "/api/messages", "log", "The message log, oldest first (the page's view)",
+            None, [api.Param("agent", description="sent by or to this agent"),
+                   api.Param("channel", description="posted to this channel (without '#')"),
+                   api.Param("type", schema=api.MTYPE), api.P_LIMIT,
+                   api.Param("before", schema=api.ID, description="only messages before this id")])
+        self.routes = [self.log_route, *api.ROUTES]
+        self.validators = {r.op: jsonschema.Draft202012Validator(r.body)
+                           for r in self.routes if r.body is not None}
+        self.document = openapi.document(self.routes, projects)
+        self._heartbeats: asyncio.Task | None = None
+
+    def _on_records(self, records_: list[dict]) -> None:
+        self.hub.on_records(records_)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def startup(self) -> None:
+        await self.feed.call(lambda ws: ws.refresh())
+        messages = await self.feed.call(lambda ws: ws.index.records_since(0, ("message",)))
+        self.stream.load(messages)
+        for project in self.projects:
+            await self.feed.call(self._ensure_channel, project)
+        await self.feed.start()
+        self._heartbeats = asyncio.create_task(self._beat())
+
+    def _ensure_channel(self, ws, project: str) -> None:
+        try:
+            channels.show(ws, project)
+        except NotFound:
+            try:
+                channels.create(ws, self.identity, project,
+                                "Agents connected to bd serve for this project")
+            except BeadsError as exc:
+                log.warning("could not create channel #%s: %s", project, exc.message)
+
+    async def shutdown(self) -> None:
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+        await self.feed.stop()
+        self.stream.close()
+
+    async def _beat(self) -> None:
+        interval = max(1.0, float(self.feed.ws.config["agents"]["heartbeat_interval"]) / 2)
+        while True:
+            for agent in sorted({c.agent for c in self.hub.agents}):
+                await self.feed.call(_heartbeat, agent)
+            await asyncio.sleep(interval)
+
+    # -- HTTP ------------------------------------------------------------------
+
+    def who(self, headers, token: str | None = None) -> str:
+        token = token or bearer(headers)
+        if self.guard.require_tokens and not token:
+            raise PermissionDenied("this server requires an agent token: send 'Authorization: "
+                                   "Bearer <token>' (create one with 'bd agent token create NAME')",
+                                   status=401)
+        return self.guard.identity(token, headers.get("x-beads-identity"), self.identity)
+
+    async def _body(self, request: Request, route: api.Route):
+        if route.body is None:
+            return None
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise InvalidInput(f"request body over {MAX_BODY} bytes; send less")
+        try:
+            data = json.loads(raw or b"null")
+        except ValueError as exc:
+            raise InvalidInput(f"request body is not JSON ({exc}); send a JSON object") from None
+        error = jsonschema.exceptions.best_match(self.validators[route.op].iter_errors(data))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "the body"
+            raise InvalidInput(f"invalid request body at {where}: {error.message[:300]}")
+        return data
+
+    def endpoint(self, route: api.Route):
+        async def handle(request: Request) -> Response:
+            try:
+                params = api.parse_params(route, request.path_params, request.query_params)
+                body = await self._body(request, route)
+                me = self.who(request.headers)
+                if route.op == "log":
+                    result = await self.hub.log(params)
+                else:
+                    result = await self.feed.call(route.fn, me, params, body)
+                return JSONResponse(result)
+            except Exception as exc:  # noqa: BLE001 - mapped to a JSON error
+                response = error_response(exc)
+                if isinstance(exc, BeadsError) and exc.details.get("status") == 401:
+                    response.status_code = 401
+                return response
+        return handle
+
+    async def info(self, request: Request) -> Response:
+        try:
+            me = self.who(request.headers)
+        except BeadsError as exc:
+            return error_response(exc)
+        return JSONResponse({"projects": self.projects, "identity": me,
+                             "tokens_required": self.guard.require_tokens,
+                             "connected": sorted({c.agent for c in self.hub.agents}),
+                             "statuses": list(api.tasks.STATUSES), "types": list(api.mail.TYPES)})
+
+    # -- WebSocket -------------------------------------------------------------
+
+    async def agent_socket(self, websocket: WebSocket) -> None:
+        project = websocket.path_params["project"]
+        query = websocket.query_params
+        await websocket.accept()
+        try:
+            if project not in self.projects:
+                raise NotFound(f"no project {project!r} here; this server serves "
+                               f"{', '.join(self.projects)}")
+            agent = query.get("agent_id") or ""
+            records.check_identity(agent, "agent_id")
+            me = self.who(websocket.headers, query.get("token"))
+            if self.guard.require_tokens and me != agent:
+                raise PermissionDenied(f"the token acts as {me}; it cannot connect as {agent}")
+        except BeadsError as exc:
+            await websocket.send_json(error_frame(exc))
+            code = {"not_found": CLOSE_NOT_FOUND, "permission_denied": CLOSE_UNAUTHORIZED}
+            await websocket.close(code.get(exc.code, CLOSE_BAD_REQUEST))
+            return
+        await self.hub.serve_agent(websocket, project, agent, query.get("since") or None)
+
+    async def watch_socket(self, websocket: WebSocket) -> None:
+        project = websocket.path_params["project"]
+        await websocket.accept()
+        try:
+            if project not in self.projects:
+                raise NotFound(f"no project {project!r} here")
+            self.who(websocket.headers, websocket.query_params.get("token"))
+        except BeadsError as exc:
+            await websocket.send_json(error_frame(exc))
+            await websocket.close(CLOSE_NOT_FOUND if exc.code == "not_found" else
+                                  CLOSE_UNAUTHORIZED)
+            return
+        await self.hub.serve_observer(websocket, project)
+
+    def app(self) -> Starlette:
+        routes = [Route("/", lambda r: FileResponse(STATIC / "index.html")),
+                  Route("/openapi.json", lambda r: JSONResponse(self.document)),
+                  Route("/api/info", self.info),
+                  WebSocketRoute("/ws/agent/messages/{project}", self.agent_socket),
+                  WebSocketRoute("/ws/watch/{project}", self.watch_socket),
+                  Mount("/static", StaticFiles(directory=STATIC))]
+        routes += [Route(r.path, self.endpoint(r), methods=[r.method]) for r in self.routes]
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app):
+            await self.startup()
+            try:
+                yield
+            finally:
+                await self.shutdown()
+
+        app = Starlette(routes=routes, lifespan=lifespan)
+        app.add_middleware(GuardMiddleware, guard=self.guard)
+        return app
+
+
+def _heartbeat(ws, agent: str) -> None:
+    with contextlib.suppress(BeadsError):
+        agents.heartbeat(ws, agent)

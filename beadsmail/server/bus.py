@@ -1,0 +1,121 @@
+"""The agent bus protocol: what a connected agent may send, and what each frame does.
+
+A frame is one JSON object in a text frame. Message frames follow the bus spec
+(``{"type", "content", "metadata", "to"?}``) plus the optional mail fields, and
+become one ``message`` record written through ``mail.send`` as the connection's
+agent, so the CLI and the socket store exactly the same thing. Without ``to`` a
+message goes to the project's channel (``#project``). Control frames: ``ack``
+(close messages), ``read`` (a read receipt) and ``ping``. ``ref`` is any short
+value the client chooses; it comes back on the answer to that frame.
+"""
+
+from __future__ import annotations
+
+import json
+
+from beadsmail import mail
+from beadsmail.errors import InvalidInput, PermissionDenied
+
+MESSAGE_FIELDS = {"type", "content", "body", "subject", "to", "metadata", "context", "priority",
+                  "reply_to", "action_requested", "ephemeral", "ref", "from"}
+CONTROL = {"ack": {"type", "ids", "id", "ref"}, "read": {"type", "id", "ref"},
+           "ping": {"type", "ref"}}
+SUBJECT_CHARS = 80
+
+
+def parse(text: str, max_bytes: int) -> dict:
+    """A frame as a dict; InvalidInput saying what is wrong otherwise."""
+    if len(text) > max_bytes:
+        raise InvalidInput(f"frame of {len(text)} characters is over the {max_bytes}-byte limit")
+    try:
+        frame = json.loads(text)
+    except ValueError as exc:
+        reason = getattr(exc, "msg", str(exc))
+        raise InvalidInput(f"frame is not valid JSON ({reason}); send one JSON object per "
+                           "text frame") from None
+    if not isinstance(frame, dict):
+        raise InvalidInput("a frame must be a JSON object like {\"type\": \"status\", "
+                           "\"content\": \"...\"}")
+    ref = frame.get("ref")
+    if ref is not None and not (isinstance(ref, str | int) and len(str(ref)) <= 100):
+        raise InvalidInput("'ref' must be a string or number of at most 100 characters")
+    return frame
+
+
+def _known(frame: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(frame) - allowed)
+    if unknown:
+        raise InvalidInput(f"unknown field{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(unknown)} in a {frame.get('type')!r} frame; allowed: "
+                           f"{', '.join(sorted(allowed))}")
+
+
+def message_args(agent: str, project: str, frame: dict) -> tuple[list[str], str, str, dict]:
+    """The arguments of ``mail.send`` for a message frame."""
+    _known(frame, MESSAGE_FIELDS)
+    sender = frame.get("from")
+    if sender is not None and sender != agent:
+        raise PermissionDenied(f"this connection acts as {agent}; it cannot send as {sender!r}")
+    content = frame.get("content", frame.get("body"))
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidInput("the message has no text: put it in 'content'")
+    to = frame.get("to", ["#" + project])
+    if isinstance(to, str):
+        to = [to]
+    if not isinstance(to, list) or not all(isinstance(t, str) for t in to):
+        raise InvalidInput("'to' must be a recipient or a list of them (agent, #channel, "
+                           "@group or *)")
+    subject = frame.get("subject")
+    if subject is None:
+        subject = content.strip().splitlines()[0][:SUBJECT_CHARS]
+    metadata = frame.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise InvalidInput("'metadata' must be a JSON object")
+    options: dict = {"type_": frame["type"], "metadata": metadata,
+                     "context": frame.get("context"), "reply_to": frame.get("reply_to")}
+    for key, option in (("priority", "priority"), ("action_requested", "action"),
+                        ("ephemeral", "ephemeral")):
+        if key in frame:
+            options[option] = frame[key]
+    if "ephemeral" in options and not isinstance(options["ephemeral"], bool):
+        raise InvalidInput("'ephemeral' must be true or false")
+    if options["reply_to"] is not None and not isinstance(options["reply_to"], str):
+        raise InvalidInput("'reply_to' must be a message id")
+    return to, subject, content, options
+
+
+def _ids(frame: dict) -> list[str]:
+    ids = frame.get("ids", [frame["id"]] if "id" in frame else None)
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise InvalidInput("an 'ack' frame needs 'ids': a list of message ids (or 'id')")
+    return ids
+
+
+def handle_sync(ws, agent: str, project: str, frame: dict) -> dict:
+    """Carry out one frame (on the store thread); return the answer frame."""
+    kind = frame.get("type")
+    ref = frame.get("ref")
+    if kind in mail.TYPES:
+        to, subject, content, options = message_args(agent, project, frame)
+        result = mail.send(ws, agent, to, subject, content, **options)
+        warnings = result.pop("warnings", [])
+        return {"type": "sent", "ref": ref, "id": result["id"], "message": result,
+                "warnings": warnings}
+    if kind in CONTROL:
+        _known(frame, CONTROL[kind])
+        if kind == "ping":
+            return {"type": "pong", "ref": ref}
+        if kind == "ack":
+            return {"type": "acked", "ref": ref, **mail.ack(ws, agent, _ids(frame))}
+        if not isinstance(frame.get("id"), str):
+            raise InvalidInput("a 'read' frame needs 'id': the message id")
+        return {"type": "read", "ref": ref, "message": mail.read(ws, agent, frame["id"])}
+    allowed = ", ".join([*mail.TYPES, *CONTROL])
+    raise InvalidInput(f"unknown frame type {kind!r}: use one of {allowed}")
+
+
+async def handle(feed, agent: str, project: str, frame: dict) -> dict:
+    if frame.get("type") == "ping":  # no store work
+        _known(frame, CONTROL["ping"])
+        return {"type": "pong", "ref": frame.get("ref")}
+    return await feed.call(handle_sync, agent, project, frame)

@@ -1,0 +1,320 @@
+"""The WebSocket hub: agents of a project send frames in, the stream goes out.
+
+An agent connects to ``/ws/agent/messages/{project}?agent_id=A[&since=ID]``. Its
+connection acts as ``A`` only (a frame naming another sender is refused) and
+follows the server's stream (see ``stream``) from a starting position:
+
+- ``since=ID``: just after the last message the client saw (a resume);
+- otherwise just after the last message pushed to ``A`` before (what was queued
+  for it while away);
+- for an agent the server has never served: its open inbox first, then live.
+
+A follower pushes, in stream order, each message that reaches ``A`` by the
+same rule as ``bd mail inbox``: addressed to ``A``, or by someone else to ``*``,
+``@A's group``, a channel ``A`` joined, or the project's channel ``#project``
+(which the agent joins on connect). The first pushes are the queued ones; a
+``ready`` frame marks the switch to live delivery. Each connection has its own
+follower, so a slow client only slows itself.
+
+Frames in are JSON objects. Message frames (``type`` one of the message types)
+are committed as ``message`` records through the mail domain and answered with
+``sent``; ``ack``/``read`` change receipts; ``ping`` is answered with ``pong``.
+Malformed or unknown frames get an ``error`` frame and the connection stays;
+frames beyond a token-bucket rate are refused with ``rate_limited`` and a client
+that keeps flooding is closed (1008); oversize frames are closed by the
+transport (1009). Observers (the web page) get every new record, unfiltered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from beadsmail import channels
+from beadsmail.errors import BeadsError, InvalidInput, NotFound, PermissionDenied
+from beadsmail.index import mail as mail_index
+from beadsmail.server import bus
+from beadsmail.server.feed import Feed
+from beadsmail.server.stream import Stream
+
+log = logging.getLogger("beadsmail.server")
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_POLICY = 1008
+REGISTRY_KINDS = {"agent", "membership", "channel"}
+
+
+@dataclass
+class Limits:
+    max_frame: int = 256 * 1024       # bytes; larger frames are closed with 1009
+    rate: float = 100.0               # frames a second, sustained
+    burst: int = 400                  # frames at once
+    max_refused: int = 200            # rate-limited frames before the connection is closed
+    observer_queue: int = 2000        # records buffered for a slow page before it is dropped
+
+
+@dataclass(eq=False)
+class Agent:
+    ws: WebSocket
+    agent: str
+    project: str
+    reach: set[str] = field(default_factory=set)
+    stale: bool = False
+    tokens: float = 0.0
+    stamp: float = field(default_factory=time.monotonic)
+    refused: int = 0
+
+    def allow(self, limits: Limits) -> bool:
+        now = time.monotonic()
+        self.tokens = min(limits.burst, self.tokens + (now - self.stamp) * limits.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.refused += 1
+        return False
+
+    def wants(self, sender: str, targets: tuple[str, ...], _type: str = "") -> bool:
+        if not targets:
+            return False
+        return self.agent in targets or (sender != self.agent and not self.reach.isdisjoint(targets))
+
+
+def error_frame(exc: BaseException, ref=None) -> dict:
+    if isinstance(exc, BeadsError):
+        err = {"type": exc.code, "message": exc.message, **exc.details}
+    else:
+        err = {"type": "error", "message": f"internal error: {exc.__class__.__name__}"}
+    return {"type": "error", "ref": ref, "error": err}
+
+
+class Hub:
+    def __init__(self, feed: Feed, stream: Stream, projects: list[str], limits: Limits) -> None:
+        self.feed = feed
+        self.stream = stream
+        self.projects = projects
+        self.limits = limits
+        self.agents: set[Agent] = set()
+        self.observers: dict[asyncio.Queue, str] = {}
+
+    # -- records in ------------------------------------------------------------
+
+    def on_records(self, records: list[dict]) -> None:
+        """Called on the event loop with every record the server's index folds."""
+        kinds = {r["kind"] for r in records}
+        gone = {t for r in records if r["kind"] == "tombstone" for t in [r["target"]]}
+        gone |= {t for r in records if r["kind"] == "purge" for t in r["targets"]}
+        if gone:
+            self.stream.forget(gone)
+        if kinds & REGISTRY_KINDS:
+            for conn in self.agents:
+                conn.stale = True
+        self.stream.extend([r for r in records if r["kind"] == "message" and r["id"] not in gone])
+        for queue in list(self.observers):
+            for record in records:
+                try:
+                    queue.put_nowait(record)
+                except asyncio.QueueFull:
+                    self.observers.pop(queue, None)
+                    break
+
+    # -- agents ----------------------------------------------------------------
+
+    def _reach(self, ws, agent: str, project: str) -> set[str]:
+        """Targets that reach ``agent`` (store thread): joins the project channel first."""
+        ws.refresh()
+        try:
+            channels.join(ws, agent, project)
+        except BeadsError as exc:
+            log.warning("%s could not join #%s: %s", agent, project, exc.message)
+        return set(mail_index.reach(ws.index.conn, agent)) | {"#" + project}
+
+    def _opening(self, ws, agent: str, targets: set[str]) -> tuple[list[dict], int]:
+        """An agent's open inbox and the stream position it was taken at (store thread)."""
+        ws.refresh()
+        rows = mail_index.inbox(ws.index.conn, agent, sorted(targets - {agent}))
+        return [record for record, _state, _at in rows], len(self.stream.ids)
+
+    async def start_position(self, conn: Agent, since: str | None) -> tuple[int, list[dict]]:
+        if since:
+            pos = self.stream.after(since)
+            if pos is None:
+                raise InvalidInput(f"since={since!r} is not a message this server has delivered; "
+                                   "reconnect without 'since' to get what is queued for you")
+            return pos, []
+        cursor = self.stream.cursors.get(conn.agent)
+        if cursor is not None and self.stream.after(cursor) is not None:
+            return self.stream.after(cursor), []  # type: ignore[return-value]
+        opened, pos = await self.feed.call(self._opening, conn.agent, conn.reach)
+        opened.sort(key=lambda r: self.stream.pos.get(r["id"], len(self.stream.ids)))
+        return pos, opened
+
+    async def serve_agent(self, websocket: WebSocket, project: str, agent: str,
+                          since: str | None) -> None:
+        conn = Agent(websocket, agent, project, tokens=float(self.limits.burst))
+        conn.reach = await self.feed.call(self._reach, agent, project)
+        try:
+            start, opened = await self.start_position(conn, since)
+        except BeadsError as exc:
+            await websocket.send_json(error_frame(exc))
+            await websocket.close(CLOSE_BAD_REQUEST, "unknown since id")
+            return
+        await websocket.send_json({"type": "welcome", "agent": agent, "project": project,
+                                   "channel": "#" + project})
+        self.agents.add(conn)
+        follower = asyncio.create_task(self._follow(conn, start, opened))
+        try:
+            await self._receive(conn)
+        finally:
+            self.agents.discard(conn)
+            follower.cancel()
+            try:
+                await follower
+            except (asyncio.CancelledError, Exception):
+                pass
+            self.stream.save_cursors()
+
+    async def _follow(self, conn: Agent, pos: int, opened: list[dict]) -> None:
+        sent = set()
+        for record in opened:
+            await conn.ws.send_json({"type": "message", "queued": True, "message": record})
+            if record["id"] in self.stream.pos:
+                self.stream.delivered(conn.agent, record["id"])
+            sent.add(record["id"])
+        live_from = len(self.stream.ids)
+        queued = len(opened)
+        ready = False
+        while True:
+            if pos >= len(self.stream.ids) and not ready:
+                await conn.ws.send_json({"type": "ready", "queued": queued})
+                ready = True
+            await self.stream.wait_beyond(pos)
+            if conn.stale:
+                conn.stale = False
+                conn.reach = await self.feed.call(self._reach, conn.agent, conn.project)
+            end = len(self.stream.ids)
+            wanted = [mid for mid in self.stream.ids[pos:end]
+                      if mid not in sent and conn.wants(*self.stream.meta[mid])]
+            for record in await self._records(wanted):
+                is_queued = not ready and self.stream.pos[record["id"]] < live_from
+                queued += is_queued
+                await conn.ws.send_json({"type": "message", "queued": is_queued,
+                                         "message": record})
+                self.stream.delivered(conn.agent, record["id"])
+            pos = end
+
+    async def _records(self, ids: list[str]) -> list[dict]:
+        cache = self.stream.cache
+        missing = [i for i in ids if i not in cache]
+        if missing:
+            found = await self.feed.call(
+                lambda ws: {i: mail_index.message(ws.index.conn, i) for i in missing})
+            for record in found.values():
+                if record is not None:
+                    self.stream.remember(record)
+        return [cache[i] for i in ids if i in cache]
+
+    async def _receive(self, conn: Agent) -> None:
+        while True:
+            try:
+                event = await conn.ws.receive()
+            except WebSocketDisconnect:
+                return
+            if event["type"] == "websocket.disconnect":
+                return
+            text = event.get("text")
+            if text is None:
+                await conn.ws.send_json(error_frame(InvalidInput(
+                    "binary frames are not understood; send JSON text frames")))
+                continue
+            if not conn.allow(self.limits):
+                if conn.refused > self.limits.max_refused:
+                    await conn.ws.close(CLOSE_POLICY, "flooding: too many frames")
+                    return
+                await conn.ws.send_json(_rate_limited(self.limits))
+                continue
+            reply = await self._frame(conn, text)
+            if reply is not None:
+                await conn.ws.send_json(reply)
+
+    async def _frame(self, conn: Agent, text: str) -> dict | None:
+        ref = None
+        try:
+            frame = bus.parse(text, self.limits.max_frame)
+            ref = frame.get("ref")
+            return await bus.handle(self.feed, conn.agent, conn.project, frame)
+        except BeadsError as exc:
+            return error_frame(exc, ref)
+        except Exception as exc:  # never let one frame take the server down
+            log.exception("frame from %s failed", conn.agent)
+            return error_frame(exc, ref)
+
+    # -- the page's message log -------------------------------------------------
+
+    async def log(self, params: dict) -> list[dict]:
+        """The newest ``limit`` messages matching the filters, oldest first."""
+        ids, meta = self.stream.ids, self.stream.meta
+        end = len(ids)
+        if params.get("before"):
+            found = self.stream.pos.get(params["before"])
+            if found is None:
+                raise NotFound(f"no message {params['before']!r} in the log; give a full id")
+            end = found
+        agent, channel, kind = params.get("agent"), params.get("channel"), params.get("type")
+        picked: list[str] = []
+        for i in range(end - 1, -1, -1):
+            sender, targets, type_ = meta[ids[i]]
+            if not targets or (kind and type_ != kind) or \
+                    (channel and "#" + channel.lstrip("#") not in targets) or \
+                    (agent and sender != agent and agent not in targets):
+                continue
+            picked.append(ids[i])
+            if len(picked) >= params.get("limit", 100):
+                break
+        return await self._records(picked[::-1])
+
+    # -- observers (the web page) ----------------------------------------------
+
+    async def serve_observer(self, websocket: WebSocket, project: str) -> None:
+        queue: asyncio.Queue = asyncio.Queue(self.limits.observer_queue)
+        self.observers[queue] = project
+        await websocket.send_json({"type": "welcome", "project": project, "observer": True})
+        closed = asyncio.create_task(_until_closed(websocket))
+        try:
+            while not closed.done():
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                await websocket.send_json({"type": "record", "record": getter.result()})
+                if queue not in self.observers:  # overflowed: make the page reload
+                    await websocket.close(1013, "too far behind; reload")
+                    break
+        finally:
+            self.observers.pop(queue, None)
+            closed.cancel()
+
+
+def _rate_limited(limits: Limits) -> dict:
+    exc = PermissionDenied(f"rate limit exceeded ({limits.rate:g} frames/s, bursts of "
+                           f"{limits.burst}); slow down: this frame was not processed")
+    exc.code = "rate_limited"
+    return error_frame(exc)
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    try:
+        while True:
+            event = await websocket.receive()
+            if event["type"] == "websocket.disconnect":
+                return
+    except (WebSocketDisconnect, RuntimeError):
+        return

@@ -1,0 +1,505 @@
+"""Sync between clones: a bare remote, clones with linked worktrees, real transports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import GIT_ENV, fsck, git, make_repo
+from helpers import write_message
+
+from beadsmail import mail, sync, tasks
+from beadsmail.workspace import Workspace
+
+# -- fixtures -------------------------------------------------------------------
+
+
+def make_clones(root: Path, n: int = 3, store: bool = True) -> tuple[Path, list[Path], list[Path]]:
+    """A bare remote holding a user branch, ``n`` clones of it, and one linked worktree each."""
+    remote = root / "remote.git"
+    git(root, "init", "-q", "--bare", "-b", "main", str(remote))
+    seed = make_repo(root / "seed")
+    git(seed, "push", "-q", str(remote), "main")
+    clones, worktrees = [], []
+    for i in range(n):
+        clone = root / f"clone{i}"
+        git(root, "clone", "-q", str(remote), str(clone))
+        wt = root / f"clone{i}-wt"
+        git(clone, "worktree", "add", "-q", "-b", f"wt{i}", str(wt))
+        clones.append(clone)
+        worktrees.append(wt)
+    if store:
+        Workspace.open(clones[0]).writer.create_store("bd init")
+    return remote, clones, worktrees
+
+
+@pytest.fixture
+def net(tmp_path: Path):
+    return make_clones(tmp_path)
+
+
+def send(path: Path, sender: str, to: str, subject: str) -> dict:
+    ws = Workspace.open(path)
+    try:
+        return mail.send(ws, sender, [to], subject, "body of " + subject)
+    finally:
+        ws.close()
+
+
+def do_sync(path: Path, *args: str, **kw) -> dict:
+    ws = Workspace.open(path)
+    try:
+        return sync.sync(ws, *args, **kw)
+    finally:
+        ws.close()
+
+
+def state(path: Path) -> dict:
+    ws = Workspace.open(path)
+    try:
+        ws.refresh()
+        return ws.index.fingerprint()
+    finally:
+        ws.close()
+
+
+def segment_ids(path: Path) -> list[str]:
+    """Every record id stored on the local store branch, with repetitions."""
+    ids = []
+    for name in git(path, "ls-tree", "-r", "--name-only", "beadsmail").split():
+        if name.endswith(".jsonl"):
+            for line in git(path, "show", f"beadsmail:{name}").splitlines():
+                ids.append(json.loads(line)["id"])
+    return ids
+
+
+def hook(worktree: Path, identity: str) -> Path:
+    """Configure ``identity`` in a worktree and an on_message hook logging '<id> <event>'."""
+    beads = worktree / ".beads"
+    (beads / "hooks").mkdir(parents=True, exist_ok=True)
+    (beads / "config.yaml").write_text(f"identity: {identity}\n")
+    log = worktree / "hook.log"
+    script = beads / "hooks" / "on_message"
+    script.write_text(f'#!/bin/sh\necho "$1 $2 $BEADS_EVENT" >> {log}\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return log
+
+
+def logged(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+# -- basics ---------------------------------------------------------------------
+
+
+def test_first_sync_creates_remote_branch_and_a_new_clone_adopts_it(net, bd) -> None:
+    remote, clones, wts = net
+    sent = send(wts[0], "alice", "bob", "hello")
+    result = bd(clones[0], "sync", "--json")
+    assert result.code == 0, result.err
+    data = result.json()
+    assert data["action"] == "created the remote branch" and data["pushed"] is True
+    assert data["sent"] == 1 and data["remote"] == "origin"
+    assert git(remote, "rev-parse", "beadsmail").strip() == data["local_head"]
+    assert git(clones[0], "rev-parse", "refs/remotes/origin/beadsmail").strip() == data["local_head"]
+
+    other = bd(wts[1], "sync", "--json").json()  # from a linked worktree of a clone without a store
+    assert other["action"] == "adopted the remote store" and other["received"] == 1
+    assert state(clones[1])["records"] == [sent["id"]]
+    inbox = bd(wts[1], "mail", "inbox", "--identity", "bob", "--json")
+    assert [m["id"] for m in inbox.json()] == [sent["id"]]
+    again = bd(clones[1], "sync", "--json").json()
+    assert again["action"] == "up to date" and again["received"] == again["sent"] == 0
+    fsck(clones[1])
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 0, 1], [2, 1, 0, 2, 1], [1, 0, 2, 1, 0]])
+def test_mail_on_every_side_converges_in_any_order(tmp_path: Path, order: list[int]) -> None:
+    remote, clones, wts = make_clones(tmp_path)
+    do_sync(clones[0])
+    ids = []
+    for i in range(3):
+        for where in (clones[i], wts[i]):
+            ids.append(send(where, f"agent{i}", f"agent{(i + 1) % 3}", f"from {where.name}")["id"])
+    for i in order:
+        do_sync(wts[i] if i % 2 else clones[i])
+    for i in range(3):  # everyone once more: the last pushes reach the others
+        do_sync(clones[i])
+    states = [state(c) for c in clones]
+    assert states[0] == states[1] == states[2]
+    assert sorted(states[0]["records"]) == sorted(ids)
+    for clone in clones:
+        stored = segment_ids(clone)
+        assert sorted(stored) == sorted(ids)  # every message exactly once
+        fsck(clone)
+
+
+def test_diverged_clones_merge_with_a_merge_commit(net) -> None:
+    remote, clones, wts = net
+    do_sync(clones[0])
+    do_sync(clones[1])
+    send(clones[0], "alice", "bob", "a")
+    send(clones[1], "bob", "alice", "b")
+    do_sync(clones[0])
+    result = do_sync(clones[1])
+    assert result["action"] == "merged" and result["received"] == 1 and result["sent"] == 1
+    parents = git(clones[1], "rev-list", "--parents", "-n", "1", "beadsmail").split()
+    assert len(parents) == 3  # a merge commit: itself and two parents
+    assert git(remote, "rev-parse", "beadsmail").strip() == parents[0]
+    assert result["warnings"] == []
+    do_sync(clones[0])
+    assert state(clones[0]) == state(clones[1])
+    fsck(remote)
+
+
+def test_unrelated_stores_are_unioned(tmp_path: Path) -> None:
+    remote, clones, wts = make_clones(tmp_path, n=2, store=False)
+    a = send(clones[0], "alice", "bob", "a")["id"]
+    b = send(clones[1], "bob", "alice", "b")["id"]  # each clone started its own store
+    do_sync(clones[0])
+    assert do_sync(clones[1])["action"] == "merged"
+    do_sync(clones[0])
+    assert state(clones[0]) == state(clones[1])
+    assert sorted(state(clones[0])["records"]) == sorted([a, b])
+
+
+def test_copied_git_dir_same_segment_on_both_sides_is_unioned_with_a_warning(net) -> None:
+    remote, clones, wts = net
+    do_sync(clones[0])
+    send(clones[0], "alice", "bob", "before the copy")
+    twin = clones[0].parent / "twin"
+    shutil.copytree(clones[0], twin, symlinks=True)  # same replica id: one writer, two clones
+    a = send(clones[0], "alice", "bob", "on the original")["id"]
+    b = send(twin, "alice", "bob", "on the twin")["id"]
+    do_sync(clones[0])
+    result = do_sync(twin)
+    assert any("merged its lines by record id" in w for w in result["warnings"])
+    do_sync(clones[0])
+    for clone in (clones[0], twin):
+        stored = segment_ids(clone)
+        assert len(stored) == len(set(stored)) == 3 and {a, b} <= set(stored)
+    assert state(clones[0]) == state(twin)
+
+
+def test_push_race_is_retried_by_fetching_and_merging_again(net, monkeypatch) -> None:
+    from beadsmail.store import remote as remote_mod
+
+    remote, clones, wts = net
+    do_sync(clones[0])
+    do_sync(clones[1])
+    mine = send(clones[1], "bob", "alice", "mine")["id"]
+    raced = []
+    real_fetch = remote_mod.Transport.fetch
+
+    def fetch_then_someone_pushes(self, rem, heads):
+        sha = real_fetch(self, rem, heads)
+        if not raced:
+            raced.append(send(clones[0], "alice", "bob", "raced")["id"])
+            do_sync(clones[0])  # the remote moves between our fetch and our push
+        return sha
+
+    monkeypatch.setattr(remote_mod.Transport, "fetch", fetch_then_someone_pushes)
+    result = do_sync(clones[1])
+    assert result["attempts"] == 2 and result["pushed"] is True
+    monkeypatch.undo()
+    do_sync(clones[0])
+    assert sorted(state(clones[0])["records"]) == sorted([mine, raced[0]])
+    assert state(clones[0]) == state(clones[1])
+
+
+def test_pull_only_and_push_only(net, bd) -> None:
+    remote, clones, wts = net
+    do_sync(clones[0])
+    do_sync(clones[1])
+    send(clones[0], "alice", "bob", "a")
+    pulled = bd(clones[0], "sync", "--pull-only", "--json").json()
+    assert pulled["pushed"] is False and pulled["sent"] == 0
+    assert git(remote, "rev-parse", "beadsmail").strip() != pulled["local_head"]
+    pushed = bd(clones[0], "sync", "--push-only", "--json").json()
+    assert pushed["pushed"] is True and pushed["sent"] == 1
+    send(clones[1], "bob", "alice", "b")
+    refused = bd(clones[1], "sync", "--push-only", "--json")
+    assert refused.code == 1 and "without --push-only" in refused.json()["error"]["message"]
+    both = bd(clones[1], "sync", "--push-only", "--pull-only")
+    assert both.code == 2 and both.err.count("\n") == 1
+
+
+# -- interop with plain git and real transports ------------------------------------
+
+
+def test_plain_git_push_and_fetch_deliver_mail_without_bd_sync(net, bd) -> None:
+    remote, clones, wts = net
+    sent = send(wts[0], "alice", "bob", "by plain git")
+    git(clones[0], "push", "-q", "origin", "beadsmail")
+    git(clones[1], "fetch", "-q", "origin")
+    inbox = bd(wts[1], "mail", "inbox", "--identity", "bob", "--json")
+    assert inbox.code == 0, inbox.err
+    assert [m["id"] for m in inbox.json()] == [sent["id"]]
+    # the next sync merges what git fetched and pushes nothing new back
+    result = do_sync(clones[1])
+    assert result["action"] == "adopted the remote store" and result["sent"] == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    """A real ``git daemon`` on loopback serving ``tmp_path`` (push enabled); killed after."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["git", "daemon", "--export-all", "--enable=receive-pack", "--reuseaddr",
+         f"--base-path={tmp_path}", "--listen=127.0.0.1", f"--port={port}", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **GIT_ENV})
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("git daemon did not start") from None
+                time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_git_daemon_transport(tmp_path: Path, daemon: str) -> None:
+    remote, clones, wts = make_clones(tmp_path, n=2)
+    url = f"{daemon}/remote.git"
+    for clone in clones:
+        git(clone, "remote", "add", "daemon", url)
+    a = send(clones[0], "alice", "bob", "over git://")["id"]
+    first = do_sync(clones[0], "daemon")
+    assert first["pushed"] is True and first["url"] == url
+    b = send(clones[1], "bob", "alice", "back")["id"]
+    second = do_sync(clones[1], "daemon")
+    assert second["received"] == 1 and second["sent"] == 1 and second["action"] == "merged"
+    do_sync(clones[0], url)  # a URL works as well as a name
+    assert state(clones[0]) == state(clones[1])
+    assert sorted(state(clones[0])["records"]) == sorted([a, b])
+    fsck(remote)
+
+
+def fake_ssh(tmp_path: Path) -> Path:
+    """An ``ssh`` that runs the remote command locally: the ssh transport without a server."""
+    script = tmp_path / "fake-ssh"
+    script.write_text('#!/bin/sh\nfor last; do :; done\nexec sh -c "$last"\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_ssh_transport_and_a_refused_push(tmp_path: Path, bd) -> None:
+    remote, clones, wts = make_clones(tmp_path, n=2)
+    ssh = fake_ssh(tmp_path)
+    for clone in clones:
+        git(clone, "config", "core.sshCommand", str(ssh))
+        git(clone, "remote", "set-url", "origin", f"ssh://localhost{remote}")
+    a = send(clones[0], "alice", "bob", "over ssh")["id"]
+    assert do_sync(clones[0])["pushed"] is True
+    assert do_sync(clones[1])["received"] == 1
+
+    hook_path = remote / "hooks" / "pre-receive"
+    hook_path.write_text("#!/bin/sh\necho 'pushes are closed today' >&2\nexit 1\n")
+    hook_path.chmod(0o755)
+    send(clones[1], "bob", "alice", "refused")
+    before_head = git(clones[1], "rev-parse", "beadsmail")
+    before = state(clones[1])
+    result = bd(clones[1], "sync", "--json")
+    assert result.code == 1
+    error = result.json()["error"]
+    assert error["type"] == "remote_error" and "refused" in error["message"]
+    assert git(clones[1], "rev-parse", "beadsmail") == before_head
+    assert state(clones[1]) == before and a in before["records"]
+    assert git(remote, "rev-parse", "beadsmail") != before_head
+
+
+# -- arrivals --------------------------------------------------------------------
+
+
+def test_arrival_hook_fires_once_across_syncs_fetches_and_rebuilds(net, bd) -> None:
+    remote, clones, wts = net
+    log = hook(wts[1], "bob")
+    do_sync(clones[0])
+    do_sync(clones[1])
+    first = send(clones[0], "alice", "bob", "one")["id"]
+    send(clones[0], "alice", "carol", "not for anyone here")
+    do_sync(clones[0])
+    result = bd(clones[1], "sync", "--json").json()
+    assert [m["id"] for m in result["new_messages"]] == [first]
+    assert logged(log) == [f"{first} arrive arrive"]
+    do_sync(clones[1])
+    assert bd(clones[1], "index", "rebuild").code == 0
+    do_sync(clones[1])
+    assert logged(log) == [f"{first} arrive arrive"]
+
+    second = send(clones[0], "alice", "bob", "two")["id"]
+    do_sync(clones[0])
+    git(clones[1], "fetch", "-q", "origin")
+    assert state(clones[1])["records"].count(second) == 1  # a plain read sees it, fires nothing
+    assert logged(log) == [f"{first} arrive arrive"]
+    assert [m["id"] for m in do_sync(clones[1])["new_messages"]] == [second]
+    own = send(wts[1], "bob", "bob", "a note to self")["id"]  # a local send is no arrival
+    do_sync(clones[1])
+    assert logged(log) == [f"{first} arrive arrive", f"{second} arrive arrive",
+                           f"{own} send send"]
+
+
+def test_first_sync_treats_mail_already_here_as_history(net) -> None:
+    remote, clones, wts = net
+    log = hook(wts[1], "bob")
+    send(clones[0], "alice", "bob", "old news")
+    do_sync(clones[0])
+    git(clones[1], "fetch", "-q", "origin")  # the clone already has it before its first sync
+    assert do_sync(clones[1])["new_messages"] == []
+    assert logged(log) == []
+
+
+# -- tasks -----------------------------------------------------------------------
+
+
+def test_raced_task_moves_resolve_to_the_same_winner_everywhere(net, bd) -> None:
+    remote, clones, wts = net
+    task = tasks.create(Workspace.open(clones[0]), "alice", "ship it")["task"]
+    do_sync(clones[0])
+    do_sync(clones[1])
+    tasks.move(Workspace.open(clones[0]), "alice", task["id"], "in_progress", 1)
+    tasks.move(Workspace.open(clones[1]), "bob", task["id"], "review", 1)
+    do_sync(clones[0])
+    merged = bd(clones[1], "sync", "--json").json()
+    do_sync(clones[0])
+    assert len(merged["task_conflicts"]) == 1
+    assert merged["task_conflicts"][0]["task"] == task["id"]
+    shown = [tasks.show(Workspace.open(c), task["id"]) for c in clones[:2]]
+    assert shown[0] == shown[1]
+    assert state(clones[0]) == state(clones[1])
+
+
+# -- bad input and faults ------------------------------------------------------------
+
+
+def test_unreachable_remote_is_one_error_and_touches_nothing(net, bd) -> None:
+    remote, clones, wts = net
+    send(clones[0], "alice", "bob", "local")
+    before_head, before = git(clones[0], "rev-parse", "beadsmail"), state(clones[0])
+    for target in (str(clones[0].parent / "missing.git"), f"git://127.0.0.1:{free_port()}/x.git",
+                   "nosuchremote"):
+        result = bd(clones[0], "sync", target, "--json")
+        assert result.code == 1, result.out
+        assert set(result.json()["error"]) >= {"type", "message"}
+        plain = bd(clones[0], "sync", target)
+        assert plain.code == 1 and plain.err.count("\n") == 1 and plain.out == ""
+    git(clones[0], "remote", "set-url", "origin", str(clones[0].parent / "gone.git"))
+    result = bd(clones[0], "sync", "--json")
+    assert result.json()["error"]["type"] == "remote_error"
+    assert git(clones[0], "rev-parse", "beadsmail") == before_head
+    assert state(clones[0]) == before
+
+
+def test_remote_branch_that_is_not_a_store_is_refused(net, bd) -> None:
+    remote, clones, wts = net
+    other = make_repo(clones[0].parent / "other")
+    git(other, "push", "-q", str(remote), "main:beadsmail")  # an unrelated branch of that name
+    send(clones[0], "alice", "bob", "local")
+    before_head, before = git(clones[0], "rev-parse", "beadsmail"), state(clones[0])
+    result = bd(clones[0], "sync", "--json")
+    assert result.code == 1
+    assert "not a beadsmail store" in result.json()["error"]["message"]
+    assert git(clones[0], "rev-parse", "beadsmail") == before_head and state(clones[0]) == before
+    assert git(clones[0], "rev-parse", "-q", "--verify", "refs/remotes/origin/beadsmail",
+               check=False) == ""
+
+
+@pytest.mark.parametrize("stage", ["fetch", "merge", "push"])
+def test_interrupted_sync_is_completed_by_the_next(net, monkeypatch, stage: str) -> None:
+    from beadsmail.store import merge as merge_mod
+    from beadsmail.store import remote as remote_mod
+
+    remote, clones, wts = net
+    do_sync(clones[0])
+    do_sync(clones[1])
+    a = send(clones[0], "alice", "bob", "a")["id"]
+    do_sync(clones[0])
+    b = send(clones[1], "bob", "alice", "b")["id"]
+    target = {"fetch": (remote_mod.Transport, "fetch"), "merge": (merge_mod, "merge_commits"),
+              "push": (remote_mod.Transport, "push")}[stage]
+    real = getattr(*target)
+
+    def dies(*args, **kw):
+        real(*args, **kw)
+        raise KeyboardInterrupt  # the process is killed right after this step
+
+    monkeypatch.setattr(*target, dies)
+    with pytest.raises(KeyboardInterrupt):
+        do_sync(clones[1])
+    monkeypatch.undo()
+    result = do_sync(clones[1])
+    assert result["local_head"] == result["remote_head"]
+    do_sync(clones[0])
+    assert sorted(state(clones[0])["records"]) == sorted([a, b])
+    assert state(clones[0]) == state(clones[1])
+    fsck(clones[1])
+
+
+def test_sync_killed_mid_way_loses_nothing(net, bd_proc) -> None:
+    remote, clones, wts = net
+    do_sync(clones[0])
+    do_sync(clones[1])
+    ids = []
+    env = {**os.environ, **GIT_ENV}
+    for delay in (0.2, 0.3, 0.4):
+        for clone, who in ((clones[0], "alice"), (clones[1], "bob")):
+            ws = Workspace.open(clone)
+            ids += [write_message(ws, who, subject=f"m{i}")["id"] for i in range(20)]
+            ws.close()
+        do_sync(clones[0])
+        proc = subprocess.Popen([sys.executable, "-m", "beadsmail", "sync"], cwd=clones[1],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+    assert bd_proc(clones[1], "sync", "--json").code == 0
+    do_sync(clones[0])
+    assert sorted(state(clones[0])["records"]) == sorted(ids)
+    assert state(clones[0]) == state(clones[1])
+    fsck(clones[1])
+
+
+# -- sync.auto ---------------------------------------------------------------------
+
+
+def test_auto_sync_pushes_in_the_background_and_never_blocks_a_write(net) -> None:
+    remote, clones, wts = net
+    do_sync(clones[0])
+    (clones[0] / ".beads").mkdir(exist_ok=True)
+    (clones[0] / ".beads" / "config.yaml").write_text("sync:\n  auto: true\n")
+    sent = send(clones[0], "alice", "bob", "auto")
+    assert not [w for w in sent["warnings"] if "sync" in w]
+    deadline = time.monotonic() + 30
+    while git(remote, "rev-parse", "beadsmail").strip() != git(clones[0], "rev-parse", "beadsmail").strip():
+        assert time.monotonic() < deadline, "the background sync never pushed"
+        time.sleep(0.1)
+    log = clones[0] / ".git" / "beadsmail" / "sync.log"
+    deadline = time.monotonic() + 10
+    while not log.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    git(clones[0], "remote", "set-url", "origin", str(clones[0].parent / "gone.git"))
+    started = time.monotonic()
+    offline = send(clones[0], "alice", "bob", "offline")
+    assert not [w for w in offline["warnings"] if "sync" in w]
+    assert time.monotonic() - started < 2

@@ -15,10 +15,10 @@ import sqlite3
 
 DDL = """
 CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY, clock INTEGER NOT NULL, created_at TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE, clock INTEGER NOT NULL, created_at TEXT NOT NULL,
     sender TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL, priority INTEGER NOT NULL,
     type TEXT NOT NULL, thread_id TEXT NOT NULL, reply_to TEXT, ephemeral INTEGER NOT NULL,
-    action TEXT NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
+    action TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_thread ON messages(thread_id, clock);
 CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender, clock);
 CREATE TABLE IF NOT EXISTS message_to (
@@ -87,3 +87,171 @@ def _delete(conn: sqlite3.Connection, deletions: list[tuple[str, str]]) -> None:
     conn.executemany("DELETE FROM messages WHERE id = ?", ids)
     conn.executemany("DELETE FROM message_to WHERE message_id = ?", ids)
     conn.executemany("DELETE FROM receipts WHERE message_id = ?", ids)
+
+
+# -- queries -----------------------------------------------------------------
+
+DIRECT = "target NOT GLOB '[#@*]*'"
+
+
+def reach(conn: sqlite3.Connection, me: str) -> list[str]:
+    """The non-direct targets that reach ``me`` now: ``*``, ``@<my group>``, ``#<joined>``."""
+    targets = ["*"]
+    row = conn.execute("SELECT grp FROM agents WHERE id = ? AND registered = 1", (me,)).fetchone()
+    if row and row[0]:
+        targets.append("@" + row[0])
+    targets += ["#" + c for (c,) in conn.execute(
+        "SELECT channel FROM memberships WHERE agent = ? AND joined = 1 ORDER BY channel", (me,))]
+    return targets
+
+
+def _mine_cte(targets: list[str]) -> str:
+    """Ids of messages addressed to ?1 directly, or through ``targets`` by someone else."""
+    marks = ",".join("?" * len(targets))
+    return ("WITH mine(id) AS (SELECT message_id FROM message_to WHERE target = ?1 UNION "
+            "SELECT t.message_id FROM message_to t JOIN messages s ON s.id = t.message_id "
+            f"WHERE t.target IN ({marks}) AND s.sender <> ?1) ")
+
+
+def inbox(conn: sqlite3.Connection, me: str, targets: list[str], *, sender: str | None = None,
+          priority: int | None = None, type_: str | None = None, unread: bool = False,
+          include_acked: bool = False, limit: int | None = None) -> list[tuple[dict, int, str | None]]:
+    """Messages addressed to ``me``: (record, my state, my read time), urgent first, newest next."""
+    sql = (_mine_cte(targets) + "SELECT m.data, coalesce(r.state, 0), r.read_at FROM mine "
+           "JOIN messages m ON m.id = mine.id "
+           "LEFT JOIN receipts r ON r.message_id = m.id AND r.recipient = ?1 WHERE 1")
+    args: list = [me, *targets]
+    if not include_acked:
+        sql += " AND coalesce(r.state, 0) < 3"
+    if unread:
+        sql += " AND coalesce(r.state, 0) < 2"
+    for column, value in (("m.sender", sender), ("m.priority", priority), ("m.type", type_)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    sql += " ORDER BY m.priority, m.created_at DESC, m.id DESC"
+    if limit:
+        sql += " LIMIT ?"
+        args.append(limit)
+    return [(json.loads(d), s, at) for d, s, at in conn.execute(sql, args)]
+
+
+def addressed_to(conn: sqlite3.Connection, message_id: str, me: str, targets: list[str]) -> bool:
+    """Whether ``message_id`` reaches ``me`` (see ``inbox``), whatever my state."""
+    marks = ",".join("?" * len(targets))
+    row = conn.execute(
+        "SELECT 1 FROM message_to t JOIN messages m ON m.id = t.message_id WHERE t.message_id = ? "
+        f"AND (t.target = ? OR (t.target IN ({marks}) AND m.sender <> ?)) LIMIT 1",
+        [message_id, me, *targets, me]).fetchone()
+    return row is not None
+
+
+def message(conn: sqlite3.Connection, message_id: str) -> dict | None:
+    row = conn.execute("SELECT data FROM messages WHERE id = ?", (message_id,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def deleted_by(conn: sqlite3.Connection, record_id: str) -> str | None:
+    row = conn.execute("SELECT by_record FROM deleted WHERE id = ?", (record_id,)).fetchone()
+    return row[0] if row else None
+
+
+def state(conn: sqlite3.Connection, message_id: str, recipient: str) -> int:
+    row = conn.execute("SELECT state FROM receipts WHERE message_id = ? AND recipient = ?",
+                       (message_id, recipient)).fetchone()
+    return row[0] if row else 0
+
+
+def receipts(conn: sqlite3.Connection, message_id: str) -> list[dict]:
+    rows = conn.execute("SELECT recipient, state, read_at, acked_at FROM receipts "
+                        "WHERE message_id = ? ORDER BY recipient", (message_id,))
+    return [{"recipient": who, "state": STATE_NAMES[st], "read_at": r, "acked_at": a}
+            for who, st, r, a in rows]
+
+
+def thread(conn: sqlite3.Connection, thread_id: str) -> list[dict]:
+    """Every message of a conversation, in time order."""
+    rows = conn.execute("SELECT data FROM messages WHERE thread_id = ? "
+                        "ORDER BY created_at, clock, id", (thread_id,))
+    return [json.loads(d) for (d,) in rows]
+
+
+# -- cleanup -------------------------------------------------------------------
+
+def closed_ephemeral(conn: sqlite3.Connection, created_before: str) -> list[dict]:
+    """Ephemeral messages created before the time given that every recipient has acked.
+
+    Every direct recipient must have acked. ``*``, ``@group`` and ``#channel``
+    resolve to the agents they reach now (the sender aside), who must all have
+    acked; a message whose indirect targets reach nobody needs one ack.
+    """
+    rows = conn.execute(
+        "SELECT m.id, m.sender, m.subject, m.created_at FROM messages m "
+        "WHERE m.ephemeral = 1 AND m.created_at < ? AND NOT EXISTS ("
+        f"  SELECT 1 FROM message_to t WHERE t.message_id = m.id AND t.{DIRECT} AND NOT EXISTS ("
+        "    SELECT 1 FROM receipts r WHERE r.message_id = m.id AND r.recipient = t.target "
+        "    AND r.state = 3)) ORDER BY m.created_at, m.id", (created_before,)).fetchall()
+    audiences: dict[str, set[str]] = {}
+    closed = []
+    for mid, sender, subject, created in rows:
+        indirect = [t for (t,) in conn.execute(
+            f"SELECT target FROM message_to WHERE message_id = ? AND NOT {DIRECT}", (mid,))]
+        if indirect:
+            acked = {a for (a,) in conn.execute(
+                "SELECT recipient FROM receipts WHERE message_id = ? AND state = 3", (mid,))}
+            reached: set[str] = set()
+            for target in indirect:
+                if target not in audiences:
+                    audiences[target] = _audience(conn, target)
+                reached |= audiences[target]
+            reached.discard(sender)
+            if not (reached <= acked if reached else acked):
+                continue
+        closed.append({"id": mid, "from": sender, "subject": subject, "created_at": created})
+    return closed
+
+
+def _audience(conn: sqlite3.Connection, target: str) -> set[str]:
+    if target == "*":
+        rows = conn.execute("SELECT id FROM agents WHERE registered = 1")
+    elif target.startswith("@"):
+        rows = conn.execute("SELECT id FROM agents WHERE registered = 1 AND grp = ?", (target[1:],))
+    else:
+        rows = conn.execute("SELECT agent FROM memberships WHERE channel = ? AND joined = 1",
+                            (target[1:],))
+    return {r[0] for r in rows}
+
+
+def compacted(conn: sqlite3.Connection, path: str, dropped: list[str],
+              kept: list[tuple[str, int]]) -> None:
+    """Bookkeeping when compaction rewrites segment ``path``: dropped records leave the index
+    (a rebuild would not see them either), kept ones get their new line numbers, and the
+    segment's fold position is forgotten so the next refresh reads the new blob whole."""
+    conn.executemany("DELETE FROM records WHERE id = ? AND path = ?", [(i, path) for i in dropped])
+    conn.executemany("UPDATE records SET line = ? WHERE id = ? AND path = ?",
+                     [(line, rid, path) for rid, line in kept])
+    conn.execute("DELETE FROM segments WHERE path = ?", (path,))
+
+
+def short_ids(conn: sqlite3.Connection, ids: list[str], min_chars: int = 4) -> dict[str, str]:
+    """The shortest prefix of each id that no other record shares (>= ``min_chars`` after
+    the id prefix), found from its two neighbours in id order."""
+    out = {}
+    for rid in ids:
+        head = rid.partition("-")[0]
+        before = conn.execute("SELECT max(id) FROM records WHERE id < ?", (rid,)).fetchone()[0]
+        after = conn.execute("SELECT min(id) FROM records WHERE id > ?", (rid,)).fetchone()[0]
+        shared = max(_shared(rid, before), _shared(rid, after))
+        out[rid] = rid[:max(len(head) + 1 + min_chars, shared + 1)]
+    return out
+
+
+def _shared(a: str, b: str | None) -> int:
+    if not b:
+        return 0
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

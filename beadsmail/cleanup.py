@@ -1,0 +1,115 @@
+"""Ephemeral cleanup: purge closed ephemeral messages, then compact this replica's segments.
+
+A message is closed when every recipient has acked it (see
+``index.mail.closed_ephemeral``). Removal is two steps. First one commit of
+``purge`` records naming the messages: every replica that folds them drops the
+messages (and ignores their receipts), whatever order records arrive in, so
+other clones forget them on their next sync. Then, under the store lock, this
+replica rewrites the segments it owns without the purged messages' lines and
+their receipts' lines (only the owning replica ever rewrites a segment), and the
+index drops those records, renumbers the kept lines and re-reads the rewritten
+segments. Lines written by other replicas stay in their segments, ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from beadsmail.errors import InvalidInput
+from beadsmail.index import mail as mail_index
+from beadsmail.workspace import Workspace
+
+PURGE_CHUNK = 1000
+
+
+def cleanup(ws: Workspace, actor: str, *, force: bool = False, dry_run: bool = False,
+            older_than: str | None = None) -> dict:
+    """List (dry run, or neither flag) or remove (``force``) closed ephemeral messages."""
+    from beadsmail import timespec
+
+    if force and dry_run:
+        raise InvalidInput("give --dry-run or --force, not both")
+    age = timespec.parse_duration(older_than, "--older-than") if older_than else 0.0
+    cutoff = timespec.iso(datetime.now(UTC) - timedelta(seconds=age))
+    ws.refresh()
+    closed = mail_index.closed_ephemeral(ws.index.conn, cutoff)
+    result = {"mode": "force" if force else "dry-run" if dry_run else "preview",
+              "count": len(closed), "messages": closed, "purge_records": [],
+              "compacted_segments": [], "lines_removed": 0, "warnings": []}
+    if not force or not closed:
+        return result
+    ids = [m["id"] for m in closed]
+    chunks = [ids[i:i + PURGE_CHUNK] for i in range(0, len(ids), PURGE_CHUNK)]
+    written = ws.write(actor, [("purge", {"targets": c, "reason": "bd cleanup --ephemeral"})
+                               for c in chunks],
+                       f"cleanup: purge {len(ids)} closed ephemeral message"
+                       + ("s" if len(ids) != 1 else ""))
+    result["purge_records"] = [r["id"] for r in written.records]
+    result["warnings"] = written.warnings
+    segments, removed = compact(ws, actor, set(ids))
+    result["compacted_segments"], result["lines_removed"] = segments, removed
+    return result
+
+
+def compact(ws: Workspace, actor: str, purged: set[str]) -> tuple[list[str], int]:
+    """Rewrite this replica's segments without the purged messages and their receipts."""
+    with ws.lock():
+        ws.refresh()
+        replica = ws.replica
+        writer = ws.writer
+        mine = {path: blob for path, blob in writer.segments(writer.head()).items()
+                if path.startswith(replica + "/")}
+        plans = {}
+        for path, blob in sorted(mine.items()):
+            plan = _plan(writer.blob(blob), purged)
+            if plan is not None:
+                plans[path] = plan
+        if not plans:
+            return [], 0
+        index = ws.index
+        with index.transaction() as conn:
+            for path, (_, dropped, kept) in plans.items():
+                mail_index.compacted(conn, path, dropped, kept)
+            writer.replace_segments(
+                replica, {path.split("/", 1)[1]: data for path, (data, _, _) in plans.items()},
+                f"cleanup: compact {len(plans)} segment{'s' if len(plans) != 1 else ''}", actor)
+        ws.refresh()
+    return sorted(plans), sum(len(dropped) for _, dropped, _ in plans.values())
+
+
+def _plan(content: bytes, purged: set[str]) -> tuple[bytes, list[str], list[tuple[str, int]]] | None:
+    """(new bytes, dropped record ids, [(kept id, new line)]) or None when nothing goes."""
+    lines = content.split(b"\n")
+    rest = lines.pop()  # what follows the last newline: normally nothing
+    kept_lines: list[bytes] = []
+    dropped: list[str] = []
+    kept: list[tuple[str, int]] = []
+    for raw in lines:
+        rid = _doomed(raw, purged)
+        if rid is not None:
+            dropped.append(rid)
+            continue
+        kept_lines.append(raw)
+        try:
+            kept.append((json.loads(raw)["id"], len(kept_lines)))
+        except (ValueError, KeyError, TypeError):
+            pass  # a bad line stays as it is (``bd doctor`` reports it)
+    if not dropped:
+        return None
+    data = b"".join(line + b"\n" for line in kept_lines) + rest
+    return data, dropped, kept
+
+
+def _doomed(raw: bytes, purged: set[str]) -> str | None:
+    """The id of a line that goes: a purged message, or a receipt about one."""
+    if not raw.strip():
+        return None
+    try:
+        record = json.loads(raw)
+        rid = record["id"]
+        if rid in purged or (record.get("kind") == "receipt" and record.get("message") in purged):
+            return rid
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return None

@@ -1,0 +1,44 @@
+"""What the CLI takes from the environment: workspace, identity, session.
+
+Kept free of typer so that the fast path (``cli.fast``) can use it too.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+from beadsmail import records
+from beadsmail.errors import InvalidInput
+from beadsmail.workspace import Workspace
+
+
+def workspace() -> Workspace:
+    return Workspace.open(os.environ.get("BEADS_DIR") or None)
+
+
+def identity_source(ws: Workspace, flag: str | None = None) -> tuple[str, str]:
+    """(identity, where it came from): --identity, BEADS_IDENTITY, config, the user name."""
+    for source, value in (("--identity", flag), ("BEADS_IDENTITY", os.environ.get("BEADS_IDENTITY")),
+                          ("config", ws.config.get("identity"))):
+        if value or (source == "--identity" and value is not None):  # an empty flag is an error
+            where = ".beads/config.yaml identity" if source == "config" else source
+            return records.check_identity(str(value), f"identity from {where}"), source
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        raise InvalidInput("no identity: pass --identity NAME or set BEADS_IDENTITY") from None
+    try:
+        return records.check_identity(name, "identity from the user name"), "user"
+    except InvalidInput:
+        raise InvalidInput(f"user name {name!r} is not a valid identity: pass --identity NAME "
+                           "or set BEADS_IDENTITY") from None
+
+
+def identity(ws: Workspace, flag: str | None = None) -> str:
+    """Identity order: --identity, BEADS_IDENTITY, config ``identity``, the system user name."""
+    return identity_source(ws, flag)[0]
+
+
+def session(flag: str | None) -> str | None:
+    return flag or os.environ.get("BEADS_SESSION") or None

@@ -1,0 +1,131 @@
+"""Text renderings of mail results (``--json`` prints the values themselves)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from beadsmail import mail
+
+RULE = "─" * 66
+
+
+def when(stamp: str | None) -> str:
+    return stamp[:19].replace("T", " ") + " UTC" if stamp else "-"
+
+
+def ago(stamp: str | None, now: datetime | None = None) -> str:
+    if not stamp:
+        return "-"
+    then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    seconds = max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return "just now" if seconds < 5 else f"{seconds}s ago"
+
+
+def _priority(p: int) -> str:
+    return f"P{p}" + (" (urgent)" if p == 0 else "")
+
+
+def sent(d: dict) -> str:
+    verb = "Replied" if d["reply_to"] else "Sent"
+    return f"{verb} {d['id']} to {', '.join(d['to'])}: {d['subject']}"
+
+
+def acked(d: dict) -> str:
+    return "\n".join(f"Acknowledged {mid}" for mid in d["acknowledged"])
+
+
+def inbox(ws, me: str, messages: list[dict], waited: float | None = None) -> str:
+    if not messages:
+        return f"No messages for {me}" + (f" (waited {waited:g}s)." if waited is not None else ".")
+    short = mail.short_ids(ws, [m["id"] for m in messages]
+                           + [m["reply_to"] for m in messages if m["reply_to"]])
+    count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
+    lines = [f"Inbox for {me} ({count}):"]
+    for m in messages:
+        tags = (" [URGENT]" if m["priority"] == 0 else "") + (" [unread]" if m.get("state") == "unread" else "")
+        lines += ["", f"  {short[m['id']]}: {m['subject']}{tags}",
+                  f"      From: {m['from']} ({ago(m['created_at'])})"]
+        if m["reply_to"]:
+            lines.append(f"      Re: {short.get(m['reply_to'], m['reply_to'])}")
+    return "\n".join(lines)
+
+
+def message(m: dict) -> str:
+    fields = [("ID", m["id"]), ("From", m["from"]), ("To", ", ".join(m["to"])),
+              ("Subject", m["subject"]), ("Time", f"{when(m['created_at'])} ({ago(m['created_at'])})"),
+              ("Priority", _priority(m["priority"]))]
+    if "state" in m:
+        fields.append(("Status", m["state"]))
+    fields.append(("Type", m["type"]))
+    if m["thread_id"] != m["id"]:
+        fields.append(("Thread", m["thread_id"]))
+    if m["reply_to"]:
+        fields.append(("Re", m["reply_to"]))
+    if m["action_requested"] != "none":
+        fields.append(("Action", m["action_requested"]))
+    for key in ("context", "metadata"):
+        if m.get(key):
+            fields.append((key.capitalize(), json.dumps(m[key], ensure_ascii=False)))
+    if m.get("receipts"):
+        fields.append(("Receipts", ", ".join(f"{r['recipient']} {r['state']}"
+                                             for r in m["receipts"])))
+    width = max(len(k) for k, _ in fields) + 2
+    head = [f"{(k + ':').ljust(width)}{v}" for k, v in fields]
+    return "\n".join([RULE, *head, RULE, "", m["body"]])
+
+
+def line(m: dict) -> str:
+    tag = " [URGENT]" if m["priority"] == 0 else ""
+    return f"{m['id']}{tag} from {m['from']}: {m['subject']}"
+
+
+def record(d: dict) -> str:
+    if d.get("kind") == "message":
+        return message(d)
+    width = max(len(k) for k in d) + 2
+    return "\n".join(f"{(k + ':').ljust(width)}"
+                     f"{json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v}"
+                     for k, v in d.items())
+
+
+def thread(ws, messages: list[dict]) -> str:
+    depth: dict[str, int] = {}
+    lines = [f"Thread {messages[0]['thread_id']} ({len(messages)} message"
+             f"{'s' if len(messages) != 1 else ''}):"]
+    for m in messages:
+        level = depth.get(m["reply_to"], -1) + 1 if m["reply_to"] else 0
+        depth[m["id"]] = level
+        pad = "    " * level
+        lines += ["", f"{pad}{m['id']}  {m['from']} -> {', '.join(m['to'])}  "
+                      f"{when(m['created_at'])} ({ago(m['created_at'])})",
+                  f"{pad}Subject: {m['subject']}"]
+        lines += [f"{pad}  {text}" for text in m["body"].splitlines() or [""]]
+    return "\n".join(lines)
+
+
+def cleaned(d: dict) -> str:
+    n = d["count"]
+    noun = f"{n} closed ephemeral message{'s' if n != 1 else ''}"
+    if not n:
+        return "No closed ephemeral messages to remove."
+    items = [f"  {m['id']}  {m['subject']}  (from {m['from']}, {when(m['created_at'])})"
+             for m in d["messages"]]
+    if d["mode"] == "force":
+        segs = len(d["compacted_segments"])
+        return "\n".join([f"Removed {noun} (purge {', '.join(d['purge_records'])}); compacted "
+                          f"{segs} segment{'s' if segs != 1 else ''}, {d['lines_removed']} lines "
+                          "removed:", *items])
+    hint = [] if d["mode"] == "dry-run" else ["Nothing removed: run with --force to remove them."]
+    return "\n".join([f"Would remove {noun}:", *items, *hint])
+
+
+def whoami(d: dict) -> str:
+    where = {"--identity": "the --identity flag", "BEADS_IDENTITY": "BEADS_IDENTITY",
+             "config": ".beads config", "user": "the system user name"}[d["source"]]
+    role = f"registered, role {d['role']}" if d["registered"] else f"not registered, acts as {d['role']}"
+    session = f"; session {d['session']}" if d["session"] else ""
+    return f"{d['identity']} (from {where}; {role}{session})"

@@ -1,8 +1,22 @@
-"""Agents, channels, memberships and contacts, folded last-writer-wins.
+"""Agents, channels, memberships, contacts and dead letters, folded from records.
 
-Each row keeps the ``(clock, record id)`` of the record that set it and is only
-replaced by a record that sorts later, so the result does not depend on arrival
-order. Agent records carry the whole profile after the change.
+Every row is order-independent by construction:
+
+- An agent's profile is last-writer-wins by ``(rank, clock, record id)``, where
+  register/update/unregister records rank above heartbeats: a heartbeat only
+  stands in for a profile until a real profile record arrives, so a heartbeat
+  written on a clone that had not yet seen a status change never undoes it.
+  ``last_seen`` is the maximum over all of an agent's records.
+- Channels, memberships and contacts are last-writer-wins by ``(clock, id)``;
+  a channel's creator is its earliest create record.
+- ``addressed`` is the set of every non-broadcast recipient ever written to, so
+  dead letters are found per recipient without scanning all messages.
+- ``dead_resolved`` holds (message, recipient) pairs cleared from the dead-letter
+  queue, keeping the earliest resolution.
+
+``heartbeats`` is local, not folded: the latest liveness seen on this machine
+(and when a heartbeat was last committed), so ``bd agent heartbeat`` costs one
+small write. A rebuilt index forgets it and falls back to committed ``last_seen``.
 """
 
 from __future__ import annotations
@@ -13,7 +27,8 @@ DDL = """
 CREATE TABLE IF NOT EXISTS agents (
     id TEXT PRIMARY KEY, name TEXT, role TEXT, grp TEXT, tier INTEGER, model TEXT,
     status TEXT, registered INTEGER NOT NULL, registered_at TEXT, updated_at TEXT NOT NULL,
-    updated_by TEXT NOT NULL, clock INTEGER NOT NULL, rid TEXT NOT NULL) WITHOUT ROWID;
+    updated_by TEXT NOT NULL, last_seen TEXT, rank INTEGER NOT NULL, clock INTEGER NOT NULL,
+    rid TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS agents_group ON agents(grp);
 CREATE TABLE IF NOT EXISTS channels (
     name TEXT PRIMARY KEY, description TEXT, created_by TEXT, created_at TEXT,
@@ -25,39 +40,23 @@ CREATE INDEX IF NOT EXISTS memberships_agent ON memberships(agent, channel);
 CREATE TABLE IF NOT EXISTS contacts (
     a TEXT NOT NULL, b TEXT NOT NULL, allowed INTEGER NOT NULL, clock INTEGER NOT NULL,
     rid TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS addressed (target TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_resolved (
+    message_id TEXT NOT NULL, recipient TEXT NOT NULL, by TEXT NOT NULL, at TEXT NOT NULL,
+    note TEXT, clock INTEGER NOT NULL, rid TEXT NOT NULL,
+    PRIMARY KEY (message_id, recipient)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heartbeats (
+    agent TEXT PRIMARY KEY, seen_at TEXT NOT NULL, committed_at TEXT) WITHOUT ROWID;
 """
-TABLES = ("agents", "channels", "memberships", "contacts")
+TABLES = ("agents", "channels", "memberships", "contacts", "addressed", "dead_resolved")
 LATER = "(excluded.clock > {t}.clock OR (excluded.clock = {t}.clock AND excluded.rid > {t}.rid))"
+AGENT_COLUMNS = ("id", "name", "role", "group", "tier", "model", "status", "registered",
+                 "registered_at", "updated_at", "updated_by", "last_seen")
 
 
 def fold(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
-    for r in by_kind.get("agent", ()):
-        registered = 0 if r["op"] == "unregister" else 1
-        conn.execute(
-            "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
-            "name=excluded.name, role=excluded.role, grp=excluded.grp, tier=excluded.tier, "
-            "model=excluded.model, status=excluded.status, registered=excluded.registered, "
-            "updated_at=excluded.updated_at, updated_by=excluded.updated_by, "
-            "clock=excluded.clock, rid=excluded.rid WHERE " + LATER.format(t="agents"),
-            (r["agent"], r.get("name"), r.get("role"), r.get("group"), r.get("tier"), r.get("model"),
-             r.get("status"), registered, r["created_at"] if r["op"] == "register" else None,
-             r["created_at"], r["actor"], r["clock"], r["id"]))
-        if r["op"] == "register":  # the earliest registration, whatever the arrival order
-            conn.execute("UPDATE agents SET registered_at = ? WHERE id = ? AND "
-                         "(registered_at IS NULL OR registered_at > ?)",
-                         (r["created_at"], r["agent"], r["created_at"]))
-    for r in by_kind.get("channel", ()):
-        conn.execute(
-            "INSERT INTO channels VALUES (?,?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET "
-            "description=excluded.description, active=excluded.active, "
-            "clock=excluded.clock, rid=excluded.rid WHERE " + LATER.format(t="channels"),
-            (r["name"], r.get("description"), r["actor"], r["created_at"],
-             int(r["op"] == "create"), r["clock"], r["id"]))
-        if r["op"] == "create":  # creator = the earliest create record
-            conn.execute("UPDATE channels SET created_by = ?, created_at = ? WHERE name = ? AND "
-                         "(created_at > ? OR (created_at = ? AND created_by > ?))",
-                         (r["actor"], r["created_at"], r["name"], r["created_at"],
-                          r["created_at"], r["actor"]))
+    _agents(conn, by_kind.get("agent", ()))
+    _channels(conn, by_kind.get("channel", ()))
     for r in by_kind.get("membership", ()):
         conn.execute(
             "INSERT INTO memberships VALUES (?,?,?,?,?,?) ON CONFLICT (channel, agent) DO UPDATE SET "
@@ -70,6 +69,71 @@ def fold(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
             "allowed=excluded.allowed, clock=excluded.clock, rid=excluded.rid "
             "WHERE " + LATER.format(t="contacts"),
             (r["a"], r["b"], int(r["op"] == "allow"), r["clock"], r["id"]))
+    conn.executemany("INSERT OR IGNORE INTO addressed VALUES (?)",
+                     [(t,) for r in by_kind.get("message", ()) for t in r["to"] if t != "*"])
+    for r in by_kind.get("dead_letter", ()):
+        conn.execute(
+            "INSERT INTO dead_resolved VALUES (?,?,?,?,?,?,?) ON CONFLICT (message_id, recipient) "
+            "DO UPDATE SET "
+            "by=excluded.by, at=excluded.at, note=excluded.note, clock=excluded.clock, "
+            "rid=excluded.rid WHERE (excluded.clock, excluded.rid) < "
+            "(dead_resolved.clock, dead_resolved.rid)",
+            (r["message"], r["recipient"], r["actor"], r["created_at"], r.get("note"),
+             r["clock"], r["id"]))
+
+
+def _agents(conn: sqlite3.Connection, records) -> None:
+    for r in records:
+        registered = 0 if r["op"] == "unregister" else 1
+        rank = 0 if r["op"] == "heartbeat" else 1
+        seen = r.get("last_seen")
+        conn.execute(
+            "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "name=excluded.name, role=excluded.role, grp=excluded.grp, tier=excluded.tier, "
+            "model=excluded.model, status=excluded.status, registered=excluded.registered, "
+            "updated_at=excluded.updated_at, updated_by=excluded.updated_by, rank=excluded.rank, "
+            "clock=excluded.clock, rid=excluded.rid "
+            "WHERE (excluded.rank, excluded.clock, excluded.rid) > (agents.rank, agents.clock, agents.rid)",
+            (r["agent"], r.get("name"), r.get("role"), r.get("group"), r.get("tier"), r.get("model"),
+             r.get("status"), registered, r["created_at"] if r["op"] == "register" else None,
+             r["created_at"], r["actor"], seen, rank, r["clock"], r["id"]))
+        if seen:
+            conn.execute("UPDATE agents SET last_seen = ? WHERE id = ? AND "
+                         "(last_seen IS NULL OR last_seen < ?)", (seen, r["agent"], seen))
+        if r["op"] == "register":  # the earliest registration, whatever the arrival order
+            conn.execute("UPDATE agents SET registered_at = ? WHERE id = ? AND "
+                         "(registered_at IS NULL OR registered_at > ?)",
+                         (r["created_at"], r["agent"], r["created_at"]))
+
+
+def _channels(conn: sqlite3.Connection, records) -> None:
+    for r in records:
+        conn.execute(
+            "INSERT INTO channels VALUES (?,?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET "
+            "description=excluded.description, active=excluded.active, "
+            "clock=excluded.clock, rid=excluded.rid WHERE " + LATER.format(t="channels"),
+            (r["name"], r.get("description"), r["actor"], r["created_at"],
+             int(r["op"] == "create"), r["clock"], r["id"]))
+        if r["op"] == "create":  # creator = the earliest create record
+            conn.execute("UPDATE channels SET created_by = ?, created_at = ? WHERE name = ? AND "
+                         "(created_at > ? OR (created_at = ? AND created_by > ?))",
+                         (r["actor"], r["created_at"], r["name"], r["created_at"],
+                          r["created_at"], r["actor"]))
+
+
+# -- agents -------------------------------------------------------------------
+
+_AGENT_SELECT = ("SELECT a.id, a.name, a.role, a.grp, a.tier, a.model, a.status, a.registered, "
+                 "a.registered_at, a.updated_at, a.updated_by, "
+                 "max(coalesce(a.last_seen, ''), coalesce(h.seen_at, '')) "
+                 "FROM agents a LEFT JOIN heartbeats h ON h.agent = a.id")
+
+
+def _agent_dict(row) -> dict:
+    out = dict(zip(AGENT_COLUMNS, row, strict=True))
+    out["registered"] = bool(out["registered"])
+    out["last_seen"] = out["last_seen"] or None
+    return out
 
 
 def registered_role(conn: sqlite3.Connection, identity: str) -> str | None:
@@ -80,3 +144,190 @@ def registered_role(conn: sqlite3.Connection, identity: str) -> str | None:
 
 def anyone_registered(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM agents WHERE registered = 1 LIMIT 1").fetchone() is not None
+
+
+def agent(conn: sqlite3.Connection, agent_id: str) -> dict | None:
+    """One agent's profile (registered or not), ``last_seen`` including local heartbeats."""
+    row = conn.execute(_AGENT_SELECT + " WHERE a.id = ?", (agent_id,)).fetchone()
+    return _agent_dict(row) if row else None
+
+
+def agents(conn: sqlite3.Connection, include_unregistered: bool = False,
+           group: str | None = None) -> list[dict]:
+    sql, args = _AGENT_SELECT + " WHERE 1", []
+    if not include_unregistered:
+        sql += " AND a.registered = 1"
+    if group is not None:
+        sql += " AND a.grp = ?"
+        args.append(group)
+    return [_agent_dict(r) for r in conn.execute(sql + " ORDER BY a.id", args)]
+
+
+def groups(conn: sqlite3.Connection) -> list[str]:
+    """Groups with at least one registered agent."""
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT grp FROM agents WHERE registered = 1 AND grp IS NOT NULL ORDER BY grp")]
+
+
+def local_heartbeat(conn: sqlite3.Connection, agent_id: str) -> tuple[str, str | None] | None:
+    row = conn.execute("SELECT seen_at, committed_at FROM heartbeats WHERE agent = ?",
+                       (agent_id,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def committed_seen(conn: sqlite3.Connection, agent_id: str) -> str | None:
+    """The newest liveness time committed to the store for an agent, as folded so far."""
+    row = conn.execute("SELECT last_seen FROM agents WHERE id = ?", (agent_id,)).fetchone()
+    return row[0] if row else None
+
+
+def touch(conn: sqlite3.Connection, agent_id: str, seen_at: str, committed_at: str | None) -> None:
+    """Record a heartbeat seen here (and, if given, when one was last committed)."""
+    conn.execute(
+        "INSERT INTO heartbeats VALUES (?, ?, ?) ON CONFLICT (agent) DO UPDATE SET "
+        "seen_at = max(seen_at, excluded.seen_at), "
+        "committed_at = coalesce(max(committed_at, excluded.committed_at), committed_at, "
+        "excluded.committed_at)", (agent_id, seen_at, committed_at))
+
+
+# -- channels and contacts ----------------------------------------------------
+
+def channel(conn: sqlite3.Connection, name: str) -> dict | None:
+    row = conn.execute("SELECT name, description, created_by, created_at, active FROM channels "
+                       "WHERE name = ?", (name,)).fetchone()
+    if not row:
+        return None
+    return dict(zip(("name", "description", "created_by", "created_at", "active"), row, strict=True))
+
+
+def channels(conn: sqlite3.Connection) -> list[dict]:
+    """Channels created and not deleted."""
+    rows = conn.execute(
+        "SELECT name, description, created_by, created_at, active FROM channels WHERE active = 1 "
+        "ORDER BY name")
+    return [dict(zip(("name", "description", "created_by", "created_at", "active"), r, strict=True))
+            for r in rows]
+
+
+def members(conn: sqlite3.Connection, name: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT agent FROM memberships WHERE channel = ? AND joined = 1 ORDER BY agent", (name,))]
+
+
+def channels_of(conn: sqlite3.Connection, agent_id: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT channel FROM memberships WHERE agent = ? AND joined = 1 ORDER BY channel",
+        (agent_id,))]
+
+
+def channel_stats(conn: sqlite3.Connection, name: str) -> tuple[int, str | None]:
+    """How many messages a channel holds, and when the last was posted."""
+    row = conn.execute("SELECT count(*), max(m.created_at) FROM message_to t JOIN messages m "
+                       "ON m.id = t.message_id WHERE t.target = ?", ("#" + name,)).fetchone()
+    return row[0], row[1]
+
+
+def channel_messages(conn: sqlite3.Connection, name: str, limit: int) -> list[str]:
+    """The JSON of a channel's newest ``limit`` messages, oldest first."""
+    rows = conn.execute(
+        "SELECT m.data FROM message_to t JOIN messages m ON m.id = t.message_id "
+        "WHERE t.target = ? ORDER BY m.clock DESC, m.id DESC LIMIT ?", ("#" + name, limit))
+    return [r[0] for r in rows][::-1]
+
+
+def contacts(conn: sqlite3.Connection, agent_id: str | None = None) -> list[tuple[str, str]]:
+    sql, args = "SELECT a, b FROM contacts WHERE allowed = 1", []
+    if agent_id:
+        sql += " AND (a = ? OR b = ?)"
+        args = [agent_id, agent_id]
+    return [(r[0], r[1]) for r in conn.execute(sql + " ORDER BY a, b", args)]
+
+
+def contact_allowed(conn: sqlite3.Connection, a: str, b: str) -> bool:
+    return conn.execute("SELECT 1 FROM contacts WHERE a = ? AND b = ? AND allowed = 1",
+                        (a, b)).fetchone() is not None
+
+
+# -- mail as the coordination views see it ------------------------------------
+
+def pending_counts(conn: sqlite3.Connection, agent_id: str, reach: list[str]) -> tuple[int, int]:
+    """(unread, open) mail of an agent, as ``bd mail inbox`` lists it: sent to its id, or to
+    ``reach`` (``*``, ``@group``, ``#channel``) by someone else; unread = not yet read,
+    open = not yet acked."""
+    marks = ",".join("?" * len(reach))
+    row = conn.execute(
+        "WITH mine(id) AS (SELECT message_id FROM message_to WHERE target = ?1 UNION "
+        "SELECT t.message_id FROM message_to t JOIN messages s ON s.id = t.message_id "
+        f"WHERE t.target IN ({marks}) AND s.sender <> ?1) "
+        "SELECT coalesce(sum(coalesce(r.state, 0) < 2), 0), coalesce(sum(coalesce(r.state, 0) < 3), 0) "
+        "FROM mine LEFT JOIN receipts r ON r.message_id = mine.id AND r.recipient = ?1",
+        (agent_id, *reach)).fetchone()
+    return row[0], row[1]
+
+
+def dead_targets(conn: sqlite3.Connection, live_channels: list[str]) -> list[tuple[str, str]]:
+    """Recipients written to that cannot receive now: ``(target, reason)``."""
+    out = []
+    for target, registered in conn.execute(
+            "SELECT t.target, a.registered FROM addressed t LEFT JOIN agents a "
+            "ON a.id = t.target WHERE substr(t.target, 1, 1) NOT IN ('#', '@') AND "
+            "(a.id IS NULL OR a.registered = 0 OR a.status = 'stopped') ORDER BY t.target"):
+        reason = "unknown" if registered is None else "unregistered" if not registered else "stopped"
+        out.append((target, reason))
+    out += [(r[0], "empty group") for r in conn.execute(
+        "SELECT target FROM addressed WHERE substr(target, 1, 1) = '@' AND NOT EXISTS "
+        "(SELECT 1 FROM agents WHERE registered = 1 AND '@' || grp = target) ORDER BY target")]
+    live = {"#" + c for c in live_channels}
+    out += [(r[0], "no channel") for r in conn.execute(
+        "SELECT target FROM addressed WHERE substr(target, 1, 1) = '#' ORDER BY target")
+        if r[0] not in live]
+    return out
+
+
+def undelivered(conn: sqlite3.Connection, target: str) -> list[dict]:
+    """Messages to ``target`` it never received and nobody resolved, oldest first."""
+    rows = conn.execute(
+        "SELECT m.id, m.sender, m.subject, m.priority, m.created_at FROM message_to t "
+        "JOIN messages m ON m.id = t.message_id WHERE t.target = ?1 AND NOT EXISTS "
+        "(SELECT 1 FROM receipts r WHERE r.message_id = t.message_id AND r.recipient = ?1) "
+        "AND NOT EXISTS (SELECT 1 FROM dead_resolved d WHERE d.message_id = t.message_id "
+        "AND d.recipient = ?1) ORDER BY m.clock, m.id", (target,))
+    return [dict(zip(("message", "from", "subject", "priority", "created_at"), r, strict=True))
+            for r in rows]
+
+
+def message_targets(conn: sqlite3.Connection, message_id: str) -> tuple[str, list[str]] | None:
+    """A message's sender and recipients, or None if it is unknown or deleted."""
+    row = conn.execute("SELECT sender FROM messages WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        return None
+    targets = [r[0] for r in conn.execute(
+        "SELECT target FROM message_to WHERE message_id = ? ORDER BY target", (message_id,))]
+    return row[0], targets
+
+
+def review_queue_depth(conn: sqlite3.Connection) -> int:
+    """Tasks waiting in ``review`` (0 while the task board has no table yet)."""
+    try:
+        return conn.execute("SELECT count(*) FROM tasks WHERE status = 'review' AND deleted = 0"
+                            ).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+# -- audit ---------------------------------------------------------------------
+
+def audit_records(conn: sqlite3.Connection, actor: str | None = None, since: str | None = None,
+                  kinds: tuple[str, ...] | None = None):
+    """Records newest first (by clock), optionally by actor, time and kind: (JSON, path, line)."""
+    sql, args = "SELECT data, path, line FROM records WHERE 1", []
+    if actor is not None:
+        sql += " AND actor = ?"
+        args.append(actor)
+    if since is not None:
+        sql += " AND created_at >= ?"
+        args.append(since)
+    if kinds:
+        sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+        args += kinds
+    yield from conn.execute(sql + " ORDER BY clock DESC, id DESC", args)

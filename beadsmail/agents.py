@@ -1,0 +1,243 @@
+"""The agent registry: who is on the roster, in which role and group, and who is alive.
+
+Every change is an ``agent`` record carrying the whole profile after the change
+(name, role, group, tier, model, status, last_seen); the index keeps the latest
+(see ``index.registry``). Profiles are filled in under the store lock from the
+freshly refreshed index, so a change never carries a stale copy of the rest.
+
+Liveness is cheap: ``heartbeat`` notes the time in a local table of the index at
+once, and commits an ``agent`` record with op ``heartbeat`` only when the last
+committed one is older than ``agents.heartbeat_interval`` seconds, so other
+clones see liveness at that interval without a commit per heartbeat. An active
+agent not seen for ``agents.stalled_after`` seconds is *stalled*.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from beadsmail import addressing, permissions, records
+from beadsmail.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from beadsmail.index import mail as mail_index
+from beadsmail.index import registry
+from beadsmail.timespec import age_seconds, parse_duration
+
+STATUSES = ("active", "sleeping", "stopped")
+TIERS = (1, 2)
+PROFILE = ("name", "role", "group", "tier", "model", "status", "last_seen")
+
+
+# -- reading --------------------------------------------------------------------
+
+def reach(conn, agent_id: str) -> list[str]:
+    """The shared addresses that reach an agent now: ``*``, ``@group``, its ``#channels``."""
+    return mail_index.reach(conn, agent_id)
+
+
+def liveness(row: dict, now: datetime, stalled_after: float) -> str:
+    """unregistered, stopped, sleeping, stalled (active but silent too long) or alive."""
+    if not row["registered"]:
+        return "unregistered"
+    if row["status"] in ("stopped", "sleeping"):
+        return row["status"]
+    age = age_seconds(row["last_seen"] or row["registered_at"], now)
+    return "stalled" if age is None or age > stalled_after else "alive"
+
+
+def view(ws, row: dict, now: datetime | None = None) -> dict:
+    """An agent as commands show it: profile, liveness, unread (not read) and open (not
+    acked) mail."""
+    now = now or datetime.now(UTC)
+    conn = ws.index.conn
+    state = liveness(row, now, float(ws.config["agents"]["stalled_after"]))
+    age = age_seconds(row["last_seen"], now)
+    unread, open_ = registry.pending_counts(conn, row["id"], reach(conn, row["id"]))
+    return {**row, "liveness": state, "stalled": state == "stalled",
+            "seen_seconds_ago": None if age is None else round(max(age, 0.0), 1),
+            "unread": unread, "open": open_}
+
+
+def suggest(conn, name: str) -> list[str]:
+    """Registered agent ids close to ``name`` (for "did you mean")."""
+    return addressing.near(name, [a["id"] for a in registry.agents(conn)])
+
+
+def _not_registered(conn, agent_id: str) -> NotFound:
+    near = suggest(conn, agent_id)
+    hint = f" (did you mean {', '.join(near)}?)" if near else ""
+    return NotFound(f"{agent_id} is not a registered agent{hint}; see 'bd agent list --all' "
+                    f"or register it with 'bd agent register --id {agent_id} --role ROLE'")
+
+
+def list_agents(ws, include_all: bool = False, group: str | None = None) -> list[dict]:
+    ws.refresh()
+    conn = ws.index.conn
+    if group is not None and group not in registry.groups(conn):
+        known = registry.groups(conn)
+        raise NotFound(f"no registered agent is in group {group!r}; groups: "
+                       f"{', '.join(known) or 'none yet'} (set one with 'bd agent register --group')")
+    now = datetime.now(UTC)
+    return [view(ws, row, now) for row in registry.agents(conn, include_all, group)]
+
+
+def show(ws, agent_id: str) -> dict:
+    ws.refresh()
+    conn = ws.index.conn
+    row = registry.agent(conn, agent_id)
+    if row is None:
+        raise _not_registered(conn, agent_id)
+    out = view(ws, row)
+    out["channels"] = registry.channels_of(conn, agent_id)
+    out["contacts"] = sorted({b if a == agent_id else a
+                              for a, b in registry.contacts(conn, agent_id)})
+    return out
+
+
+# -- writing --------------------------------------------------------------------
+
+def _check_profile(role, tier, group, name, model) -> None:
+    if role is not None and role not in permissions.ROLES:
+        raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(permissions.ROLES)}")
+    if tier is not None and tier not in TIERS:
+        raise InvalidInput(f"invalid tier {tier!r}: use 1 (may message anyone) or 2")
+    if group is not None:
+        records.check_identity(group, "group")
+    if name is not None and not 0 < len(name) <= 200:
+        raise InvalidInput("agent name must be 1-200 characters")
+    if model is not None and len(model) > 200:
+        raise InvalidInput("model must be at most 200 characters")
+
+
+def _profile(row: dict | None, **changes) -> dict:
+    base = {k: (row or {}).get(k) for k in PROFILE}
+    base.update({k: v for k, v in changes.items() if v is not None})
+    return base
+
+
+def _write_one(ws, actor: str, agent_id: str, op: str, build) -> dict:
+    """Write one ``agent`` record whose fields ``build(index, row)`` makes under the lock."""
+    fields: dict = {}
+
+    def check(index) -> None:
+        fields.update(build(index, registry.agent(index.conn, agent_id)), op=op, agent=agent_id)
+
+    written = ws.write(actor, [("agent", fields)], f"agent: {op} {agent_id}", check=check)
+    return written.records[0]
+
+
+def register(ws, actor: str, agent_id: str, *, role: str | None = None, name: str | None = None,
+             group: str | None = None, tier: int | None = None, model: str | None = None,
+             update: bool = False) -> dict:
+    """Register an agent (or, with ``update``, change a registered agent's profile)."""
+    records.check_identity(agent_id, "agent id")
+    _check_profile(role, tier, group, name, model)
+    default_role = ws.config["agents"]["default_role"]
+
+    def build(index, row):
+        known = row is not None and row["registered"]
+        if known and not update:
+            raise Conflict(f"agent {agent_id} is already registered (role {row['role']}); pass "
+                           "--update to change its profile, or choose another id")
+        if update and not known:
+            raise _not_registered(index.conn, agent_id)
+        if not update and role is None:
+            raise InvalidInput(f"pass --role: one of {', '.join(permissions.ROLES)}")
+        cap = "agent.register.self" if actor == agent_id else "agent.register.others"
+        acting = permissions.require(index, actor, cap, default_role)
+        if role == "manager" and acting != "manager" and not (known and row["role"] == "manager"):
+            raise PermissionDenied(f"{actor} (role {acting}) may not give the manager role; "
+                                   "only a manager may (the 'agent.register.others' capability)")
+        now = records.now_iso()
+        if not known:
+            return _profile(None, name=name or agent_id, role=role, group=group, tier=tier or 2,
+                            model=model, status="active", last_seen=now)
+        return _profile(row, name=name, role=role, group=group, tier=tier, model=model)
+
+    record = _write_one(ws, actor, agent_id, "update" if update else "register", build)
+    return {**show(ws, agent_id), "record": record["id"]}
+
+
+def unregister(ws, actor: str, agent_id: str) -> dict:
+    default_role = ws.config["agents"]["default_role"]
+
+    def build(index, row):
+        if row is None or not row["registered"]:
+            raise _not_registered(index.conn, agent_id)
+        if actor != agent_id:
+            permissions.require(index, actor, "agent.register.others", default_role)
+        return _profile(row)
+
+    record = _write_one(ws, actor, agent_id, "unregister", build)
+    return {"agent": agent_id, "unregistered": True, "record": record["id"]}
+
+
+def set_status(ws, actor: str, agent_id: str, status: str) -> dict:
+    """Set an agent's status: active, sleeping or stopped (others' only as a manager)."""
+    if status not in STATUSES:
+        raise InvalidInput(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+    default_role = ws.config["agents"]["default_role"]
+
+    def build(index, row):
+        if row is None or not row["registered"]:
+            raise _not_registered(index.conn, agent_id)
+        cap = "agent.status.self" if actor == agent_id else "agent.status.others"
+        permissions.require(index, actor, cap, default_role)
+        return _profile(row, status=status)
+
+    record = _write_one(ws, actor, agent_id, "update", build)
+    return {**show(ws, agent_id), "record": record["id"]}
+
+
+def heartbeat(ws, actor: str) -> dict:
+    """Note that ``actor`` is alive; commit it only every ``agents.heartbeat_interval`` seconds."""
+    conn = ws.index.conn
+    row = registry.agent(conn, actor)
+    if row is None or not row["registered"]:
+        ws.refresh()  # it may have registered on another clone since the last fold
+        row = registry.agent(conn, actor)
+        if row is None or not row["registered"]:
+            raise _not_registered(conn, actor)
+    now_text = records.now_iso()
+    now = datetime.fromisoformat(now_text.replace("Z", "+00:00"))
+    interval = float(ws.config["agents"]["heartbeat_interval"])
+    local = registry.local_heartbeat(conn, actor)
+    last = max(filter(None, (local[1] if local else None, registry.committed_seen(conn, actor))),
+               default=None)
+    age = age_seconds(last, now)
+    record_id = None
+    if age is None or age >= interval:
+        record_id = _write_one(ws, actor, actor, "heartbeat",
+                               lambda index, r: _profile(r, last_seen=now_text))["id"]
+        age = 0.0
+    registry.touch(conn, actor, now_text, now_text if record_id else None)
+    return {"agent": actor, "last_seen": now_text, "committed": record_id is not None,
+            "record": record_id, "next_commit_in": round(max(interval - age, 0.0), 1)}
+
+
+def retire(ws, actor: str, stale: str, dry_run: bool = False) -> dict:
+    """Unregister every agent not seen for ``stale`` (a duration such as ``7d``)."""
+    seconds = parse_duration(stale, "--stale duration")
+    default_role = ws.config["agents"]["default_role"]
+    ws.refresh()
+    permissions.require(ws.index, actor, "agent.register.others", default_role)
+
+    def stale_rows(index) -> list[dict]:
+        now = datetime.now(UTC)
+        return [r for r in registry.agents(index.conn) if r["id"] != actor and
+                (age_seconds(r["last_seen"] or r["registered_at"], now) or 0.0) > seconds]
+
+    found = stale_rows(ws.index)
+    if dry_run or not found:
+        return {"retired": [r["id"] for r in found], "dry_run": dry_run, "records": []}
+    items: list[tuple[str, dict]] = []  # filled under the lock, where staleness is certain
+
+    def check(index) -> None:
+        permissions.require(index, actor, "agent.register.others", default_role)
+        items.extend(("agent", {**_profile(r), "op": "unregister", "agent": r["id"]})
+                     for r in stale_rows(index))
+        if not items:
+            raise Conflict("no agent is stale any more; nothing was retired")
+
+    written = ws.write(actor, items, f"agent: retire agents silent for {stale}", check=check)
+    return {"retired": [r["agent"] for r in written.records], "dry_run": False,
+            "records": [r["id"] for r in written.records]}

@@ -72,8 +72,8 @@ def watch(ws: Workspace, me: str, *, session: str | None = None, seconds: float 
         if known is None:
             known = {m["id"] for m in found}
             continue
-        fresh = [m for m in reversed(found) if m["id"] not in known]
-        fresh.sort(key=lambda m: (m["created_at"], m["id"]))
+        fresh = sorted((m for m in found if m["id"] not in known),
+                       key=lambda m: (m["created_at"], m["id"]))
         for message in fresh:
             known.add(message["id"])
             if marks is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from datetime import UTC, datetime
 
 from beadsmail.errors import InvalidInput
@@ -26,6 +25,8 @@ ID_RE = re.compile(r"^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$")
 
 def new_id(prefix: str = "bd-") -> str:
     """A fresh random id: ``prefix`` + 64 random bits in base36."""
+    import secrets  # (hmac, hashlib: ~5 ms that read-only commands never need)
+
     n = secrets.randbits(64)
     chars = []
     for _ in range(ID_CHARS):

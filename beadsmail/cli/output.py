@@ -20,7 +20,10 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], str] | None = None,
     for warning in warnings or ():
         print(warning, file=sys.stderr)
     if as_json:
-        print(json.dumps(data, ensure_ascii=False, indent=None, default=str))
+        # A value that already holds its JSON text (a large listing read from the
+        # index) offers ``__json__()``: it is printed as it is, not encoded again.
+        dump = getattr(data, "__json__", None)
+        print(dump() if dump else json.dumps(data, ensure_ascii=False, indent=None, default=str))
         return
     text = render(data) if render else _plain(data)
     if text:

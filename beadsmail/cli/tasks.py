@@ -1,9 +1,312 @@
-"""CLI commands: tasks (being written)."""
+"""``bd task``: the kanban board (create, list, show, move, assign, edit, comment, board).
 
-from __future__ import annotations
+``bd task list`` is the hot read path: ``fast()`` parses its options without
+importing typer (which costs more than the listing itself) and falls back to the
+typer app for anything it does not fully understand, such as ``--help`` or a bad
+value, so both paths print the same output and the same errors. typer is
+imported inside ``register()``; annotations are evaluated there (no
+``from __future__ import annotations``), where ``typer`` is bound.
+"""
 
-import typer
+from typing import Annotated
+
+from beadsmail import tasks
+from beadsmail.cli import env
+from beadsmail.cli.output import emit
+
+LIST_FLAGS = ("--json", "--all")
+LIST_OPTIONS = ("--status", "--assigned", "--group", "--limit")
+COLUMNS = (("id", 16), ("status", 11), ("priority", 8), ("version", 7), ("assigned_to", 14))
 
 
-def register(app: typer.Typer) -> None:
-    return None
+def _short(value: object, width: int) -> str:
+    text = "-" if value in (None, "") else str(value)
+    return text if len(text) <= width else text[:width - 1] + "~"
+
+
+def _row(task: dict) -> str:
+    cells = [_short(task[key], width).ljust(width) for key, width in COLUMNS]
+    return "  ".join(cells + [task["title"]])
+
+
+def render_list(tasks: list[dict]) -> str:
+    if not tasks:
+        return "no tasks"
+    header = "  ".join([("ver" if k == "version" else "assignee" if k == "assigned_to" else k)
+                        .upper().ljust(w) for k, w in COLUMNS] + ["TITLE"])
+    return "\n".join([header] + [_row(t) for t in tasks])
+
+
+def render_task(task: dict) -> str:
+    lines = [f"{task['id']}  {task['title']}" + ("  [deleted]" if task["deleted"] else ""),
+             f"  status {task['status']}, version {task['version']}, priority {task['priority']}, "
+             f"assigned to {task['assigned_to'] or 'nobody'}"]
+    extra = [f"{k} {task[k]}" for k in ("parent", "group") if task[k]]
+    if task["sort_order"]:
+        extra.append(f"sort order {task['sort_order']}")
+    if extra:
+        lines.append("  " + ", ".join(extra))
+    lines.append(f"  created by {task['created_by']} at {task['created_at']}; "
+                 f"last moved by {task['updated_by']} at {task['updated_at']}")
+    return "\n".join(lines)
+
+
+def _render_change(d: dict) -> str:
+    lines = [render_task(d["task"])]
+    lines += [f"posted {p['message']} to {p['channel']}" for p in d.get("posted", ())]
+    return "\n".join(lines)
+
+
+def _render_comments(comments: list[dict]) -> str:
+    return "\n".join(f"{c['created_at']}  {c['actor']}  ({c['id']})\n  {c['content']}"
+                     for c in comments) or "no comments"
+
+
+def _render_show(d: dict) -> str:
+    parts = [render_task(d["task"])]
+    if d["task"]["description"]:
+        parts.append("\n" + d["task"]["description"])
+    if d["subtasks"]:
+        parts.append("\nsubtasks:\n" + render_list(d["subtasks"]))
+    parts.append("\nhistory:")
+    for h in d["history"]:
+        if h["op"] == "create":
+            move = f"created in {h['to_status']}"
+        elif h["from_status"] != h["to_status"]:
+            move = f"{h['from_status']} -> {h['to_status']}"
+        else:
+            move = ", ".join(f"{k}={v}" for k, v in h["changes"].items()) or "-"
+        parts.append(f"  v{h['version']}  {h['at']}  {h['actor']}  {h['op']}  {move}")
+    for c in d["conflicts"]:
+        parts.append(f"  conflict: {c['actor']} {c['op']} {c['changes']} expected v"
+                     f"{c['expected_version']}, task was at v{c['actual_version']} ({c['reason']})")
+    if d["comments"]:
+        parts.append("\ncomments:\n" + _render_comments(d["comments"]))
+    return "\n".join(parts)
+
+
+def _render_conflicts(rows: list[dict]) -> str:
+    return "\n".join(f"{c['task']}  {c['at']}  {c['actor']} {c['op']} {c['changes']}: expected "
+                     f"v{c['expected_version']}, was v{c['actual_version']} (moved by "
+                     f"{c['moved_by']}; {c['reason']})" for c in rows) or "no conflicts"
+
+
+def render_board(d: dict) -> str:
+    import io
+    import shutil
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(expand=True, show_lines=False)
+    for col in d["columns"]:
+        table.add_column(f"{col['status']} ({col['count']})", overflow="fold", ratio=1)
+    cells = []
+    for col in d["columns"]:
+        lines = [f"{t['id']}\n{t['title']}\n{t['priority']} · {t['assigned_to'] or '-'} · "
+                 f"v{t['version']}" for t in col["tasks"]]
+        if col["count"] > len(col["tasks"]):
+            lines.append(f"... {col['count'] - len(col['tasks'])} more")
+        cells.append("\n\n".join(lines))
+    table.add_row(*cells)
+    out = io.StringIO()
+    width = shutil.get_terminal_size((120, 40)).columns
+    Console(file=out, width=width, force_terminal=sys.stdout.isatty()).print(table)
+    return out.getvalue().rstrip("\n")
+
+
+def _emit(result: dict, json_: bool, render) -> None:
+    warnings = result.pop("warnings", [])
+    emit(result, json_, render, warnings=warnings)
+
+
+def _list_options(args: list[str]) -> dict | None:
+    """``bd task list`` options as typer would parse them, or None to let typer do it."""
+    opts: dict = {"--json": False, "--all": False, "--status": [], "--assigned": None,
+                  "--group": None, "--limit": None}
+    rest = iter(args)
+    for arg in rest:
+        name, eq, value = arg.partition("=")
+        if name in LIST_FLAGS and not eq:
+            opts[name] = True
+            continue
+        if name not in LIST_OPTIONS:
+            return None
+        if not eq:
+            value = next(rest, None)
+            if value is None or value.startswith("-"):
+                return None
+        if name == "--status":
+            opts[name].append(value)
+        elif name == "--limit":
+            if not value.isdigit():
+                return None
+            opts[name] = int(value)
+        else:
+            opts[name] = value
+    return opts
+
+
+def fast(args: list[str]) -> bool:
+    """Run ``bd task list`` without typer; False if typer should parse ``args``."""
+    opts = _list_options(args[1:]) if args[:1] == ["list"] else None
+    if opts is None:
+        return False
+    emit(tasks.listing(env.workspace(), opts["--status"], opts["--assigned"], opts["--group"],
+                       opts["--all"], opts["--limit"]), opts["--json"], render_list)
+    return True
+
+
+def register(app) -> None:
+    import typer
+
+    from beadsmail.cli.common import Identity, Json, identity, workspace
+
+    TaskId = Annotated[str, typer.Argument(help="Task id (or a unique prefix of one).")]
+    Version = Annotated[int | None, typer.Option(
+        "--version", help="The version you read; refused if the task has moved since.")]
+    task_app = typer.Typer(help="Tasks on a kanban board: backlog, todo, in_progress, review, "
+                           "done.", no_args_is_help=True)
+
+    @task_app.command("create")
+    def create(
+        title: Annotated[str, typer.Option("--title", help="Short title (required).")],
+        description: Annotated[str, typer.Option(help="Longer text.")] = "",
+        priority: Annotated[str, typer.Option(help="low, medium or high.")] = "medium",
+        assign: Annotated[str | None, typer.Option(help="Assign to this agent.")] = None,
+        parent: Annotated[str | None, typer.Option(help="Parent task id.")] = None,
+        status: Annotated[str, typer.Option(help="Initial status.")] = tasks.DEFAULT_STATUS,
+        group: Annotated[str | None, typer.Option(
+            help="Group (default: your registered group).")] = None,
+        identity_: Identity = None, json_: Json = False,
+    ) -> None:
+        """Create a task (version 1, status backlog unless --status).  Example: bd task create --title "Fix login" --priority high"""
+        ws = workspace()
+        _emit(tasks.create(ws, identity(ws, identity_), title, description, priority, assign,
+                           parent, status, group), json_, _render_change)
+
+    @task_app.command("list")
+    def list_(
+        status: Annotated[list[str] | None, typer.Option(help="Only this status (repeatable).")] = None,
+        assigned: Annotated[str | None, typer.Option(help="Only tasks assigned to this agent.")] = None,
+        group: Annotated[str | None, typer.Option(help="Only tasks of this group.")] = None,
+        all_: Annotated[bool, typer.Option("--all", help="Include done tasks.")] = False,
+        limit: Annotated[int | None, typer.Option(help="At most this many tasks.")] = None,
+        json_: Json = False,
+    ) -> None:
+        """List live tasks by sort order, newest first (done ones with --all).  Example: bd task list --status review --json"""
+        emit(tasks.listing(workspace(), status, assigned, group, all_, limit), json_, render_list)
+
+    @task_app.command("show")
+    def show(task: TaskId, json_: Json = False) -> None:
+        """Show a task: fields, subtasks, comments, history of moves, conflicts.  Example: bd task show bd-1a2b"""
+        emit(tasks.show(workspace(), task), json_, _render_show)
+
+    @task_app.command("status")
+    def status(
+        task: TaskId,
+        new_status: Annotated[str, typer.Argument(
+            metavar="STATUS", help="backlog, todo, in_progress, review or done.")],
+        version: Annotated[int, typer.Option(
+            "--version", help="The version you read (required); refused if it moved since.")],
+        identity_: Identity = None, json_: Json = False,
+    ) -> None:
+        """Move a task to another status (optimistic locking by --version).  Example: bd task status bd-1a2b review --version 3"""
+        ws = workspace()
+        _emit(tasks.move(ws, identity(ws, identity_), task, new_status, version), json_,
+              _render_change)
+
+    @task_app.command("assign")
+    def assign(
+        task: TaskId,
+        agent: Annotated[str | None, typer.Argument(help="Agent to assign.")] = None,
+        unassign: Annotated[bool, typer.Option("--unassign", help="Assign to nobody.")] = False,
+        version: Version = None, identity_: Identity = None, json_: Json = False,
+    ) -> None:
+        """Assign a task to an agent (or --unassign).  Example: bd task assign bd-1a2b worker-2"""
+        if (agent is None) == (not unassign):
+            raise typer.BadParameter("give an AGENT or --unassign (not both)")
+        ws = workspace()
+        _emit(tasks.assign(ws, identity(ws, identity_), task, agent, version), json_,
+              _render_change)
+
+    @task_app.command("edit")
+    def edit(
+        task: TaskId,
+        title: Annotated[str | None, typer.Option(help="New title.")] = None,
+        description: Annotated[str | None, typer.Option(help="New description.")] = None,
+        priority: Annotated[str | None, typer.Option(help="low, medium or high.")] = None,
+        parent: Annotated[str | None, typer.Option(help="New parent task id.")] = None,
+        no_parent: Annotated[bool, typer.Option("--no-parent", help="Remove the parent.")] = False,
+        group: Annotated[str | None, typer.Option(help="New group.")] = None,
+        no_group: Annotated[bool, typer.Option("--no-group", help="Remove the group.")] = False,
+        version: Version = None, identity_: Identity = None, json_: Json = False,
+    ) -> None:
+        """Edit a task's title, description, priority, parent or group.  Example: bd task edit bd-1a2b --priority high"""
+        changes = {k: v for k, v in (("title", title), ("description", description),
+                                     ("priority", priority), ("parent", parent),
+                                     ("group", group)) if v is not None}
+        changes.update({k: None for k, flag in (("parent", no_parent), ("group", no_group))
+                        if flag})
+        ws = workspace()
+        _emit(tasks.edit(ws, identity(ws, identity_), task, changes, version), json_,
+              _render_change)
+
+    @task_app.command("order")
+    def order(
+        task: TaskId,
+        sort_order: Annotated[int, typer.Argument(metavar="N", help="Sort order (lower first).")],
+        version: Version = None, identity_: Identity = None, json_: Json = False,
+    ) -> None:
+        """Set a task's sort order; lists show lower numbers first.  Example: bd task order bd-1a2b 10"""
+        ws = workspace()
+        _emit(tasks.order(ws, identity(ws, identity_), task, sort_order, version), json_,
+              _render_change)
+
+    @task_app.command("delete")
+    def delete(task: TaskId, version: Version = None, identity_: Identity = None,
+               json_: Json = False) -> None:
+        """Delete a task (a tombstone; history and comments stay stored).  Example: bd task delete bd-1a2b"""
+        ws = workspace()
+        _emit(tasks.delete(ws, identity(ws, identity_), task, version), json_, _render_change)
+
+    @task_app.command("comment")
+    def comment(
+        task: TaskId,
+        content: Annotated[str, typer.Option("--content", help="The comment text.")],
+        identity_: Identity = None, json_: Json = False,
+    ) -> None:
+        """Comment on a task (anyone may).  Example: bd task comment bd-1a2b --content "LGTM" """
+        ws = workspace()
+        _emit(tasks.comment(ws, identity(ws, identity_), task, content), json_,
+              lambda d: f"commented {d['comment']['id']} on {d['comment']['task']}")
+
+    @task_app.command("comments")
+    def comments(task: TaskId, json_: Json = False) -> None:
+        """A task's comments, oldest first.  Example: bd task comments bd-1a2b --json"""
+        emit(tasks.comments(workspace(), task), json_, _render_comments)
+
+    @task_app.command("conflicts")
+    def conflicts(task: Annotated[str | None, typer.Argument(help="Only this task.")] = None,
+                  json_: Json = False) -> None:
+        """Changes that lost a version race between clones (never applied, never lost).  Example: bd task conflicts"""
+        emit(tasks.conflicts(workspace(), task), json_, _render_conflicts)
+
+    @task_app.command("review-count")
+    def review_count(group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
+                     json_: Json = False) -> None:
+        """How many tasks are in review.  Example: bd task review-count --group backend --json"""
+        emit(tasks.review_count(workspace(), group), json_, lambda d: str(d["review"]))
+
+    @task_app.command("board")
+    def board(
+        group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
+        assigned: Annotated[str | None, typer.Option(help="Only this agent's tasks.")] = None,
+        limit: Annotated[int, typer.Option(help="Tasks shown per column.")] = 20,
+        json_: Json = False,
+    ) -> None:
+        """The five columns side by side, with counts.  Example: bd task board --group backend"""
+        emit(tasks.board(workspace(), group, assigned, limit), json_, render_board)
+
+    app.add_typer(task_app, name="task")

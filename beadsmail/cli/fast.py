@@ -1,49 +1,144 @@
-"""``bd mail check`` without typer: it runs after every tool call of an agent.
+"""The hot mail commands without typer: ``check`` (after every tool call of an agent),
+``inbox`` and ``send``.
 
 ``cli.main`` hands ``bd mail ...`` here (``FAST``) before anything imports
-typer. The arguments of ``check`` are parsed by hand; anything else (another
-subcommand, ``--help``, an unknown option) returns False and the full CLI takes
-over. ``check`` always exits 0:
-outside a repository it stays silent, and any other problem is one line on
-stderr (or one JSON error object under ``--json``).
+typer (~30 ms, plus ~15 ms to build the commands). Arguments are parsed by hand
+the way typer would; anything else (another subcommand, ``--help``, an unknown
+option, a missing required one, a number that does not parse) returns False
+and the full CLI takes over, reporting usage errors as usual. The typer
+commands in ``cli.mail`` call the same ``run_*`` functions, so both paths
+behave alike. ``check`` always exits 0: outside a repository it stays silent,
+and any other problem is one line on stderr (or one JSON error object under
+``--json``).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
-VALUED = ("--session", "--identity")
-FLAGS = ("--json", "--claude")
+ALIASES = {"-s": "--subject", "-m": "--body", "-p": "--priority", "-t": "--type", "-n": "--limit"}
+NUMBERS = {"--priority": int, "--limit": int, "--wait": float}
+SPECS: dict[str, tuple[set[str], set[str], bool]] = {  # flags, valued options, positionals
+    "check": ({"--json", "--claude"}, {"--session", "--identity"}, False),
+    "inbox": ({"--json", "--unread"}, {"--from", "--priority", "--type", "--limit", "--wait",
+                                       "--session", "--identity"}, False),
+    "send": ({"--json", "--urgent", "--ephemeral", "--permanent"},
+             {"--subject", "--body", "--priority", "--type", "--reply-to", "--context",
+              "--metadata", "--action", "--identity"}, True),
+}
+REQUIRED = {"send": ("--subject", "--body")}
 
 
-def parse(args: list[str]) -> dict | None:
-    """Options of ``mail check`` from argv, or None when the full CLI should handle it."""
-    opts: dict = {"--json": False, "--claude": False, "--session": None, "--identity": None}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        name, eq, value = arg.partition("=")
-        if arg in FLAGS:
-            opts[arg] = True
-        elif name in VALUED and eq:
+def parse(command: str, args: list[str]) -> tuple[dict, list[str]] | None:
+    """(options, positionals) of ``bd mail <command>``, or None to leave it to typer."""
+    flags, valued, positional = SPECS[command]
+    opts: dict[str, Any] = {}
+    rest: list[str] = []
+    it = iter(args)
+    for arg in it:
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        name = ALIASES.get(name, name)
+        if name in flags and not eq:
+            opts[name] = True
+        elif name in valued:
+            value = value if eq else next(it, None)
+            if value is None or name in opts:
+                return None
             opts[name] = value
-        elif arg in VALUED and i + 1 < len(args) and not args[i + 1].startswith("--"):
-            opts[arg] = args[i + 1]
-            i += 1
+        elif positional and not arg.startswith("-"):
+            rest.append(arg)
         else:
             return None
-        i += 1
-    return opts
+    for name, kind in NUMBERS.items():
+        if name in opts:
+            try:
+                opts[name] = kind(opts[name])
+            except ValueError:
+                return None
+    if any(name not in opts for name in REQUIRED.get(command, ())) or (positional and not rest):
+        return None
+    return opts, rest
 
 
 def fast(args: list[str]) -> bool:
-    """``bd mail <args>``: run ``check`` and return True, or False to leave it to typer."""
-    opts = parse(args[1:]) if args[:1] == ["check"] else None
-    if opts is None:
+    """``bd mail <args>``: run a hot command and return True, or False to leave it to typer."""
+    command = args[0] if args else None
+    parsed = parse(command, args[1:]) if command in SPECS else None
+    if parsed is None:
         return False
-    run_check(opts["--json"], opts["--claude"], opts["--session"], opts["--identity"])
+    opts, rest = parsed
+    if command == "check":
+        run_check(opts.get("--json", False), opts.get("--claude", False), opts.get("--session"),
+                  opts.get("--identity"))
+    elif command == "inbox":
+        run_inbox(opts.get("--json", False), opts.get("--identity"), opts.get("--session"),
+                  opts.get("--wait"), sender=opts.get("--from"), priority=opts.get("--priority"),
+                  type_=opts.get("--type"), unread=opts.get("--unread", False),
+                  limit=opts.get("--limit"))
+    else:
+        run_send(opts.get("--json", False), opts.get("--identity"), rest, opts["--subject"],
+                 opts["--body"], reply_to=opts.get("--reply-to"),
+                 urgent=opts.get("--urgent", False), priority=opts.get("--priority"),
+                 type_=opts.get("--type"), ephemeral=not opts.get("--permanent", False),
+                 action=opts.get("--action", "none"), context=opts.get("--context"),
+                 metadata=opts.get("--metadata"))
     return True
+
+
+# -- the commands (typer's ``cli.mail`` calls these too) ------------------------------
+
+def body_text(text: str) -> str:
+    """A ``-m`` value; ``-`` reads stdin, which must be UTF-8."""
+    if text != "-":
+        return text
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from beadsmail.errors import InvalidInput
+
+        raise InvalidInput(f"the body on stdin is not UTF-8 (byte {exc.start}); "
+                           "re-encode it as UTF-8") from None
+
+
+def emit_result(result: dict, as_json: bool, render) -> None:
+    """Emit a write's result; its ``warnings`` (dead letters, hooks) go to stderr."""
+    from beadsmail.cli.output import emit
+
+    warnings = result.pop("warnings", [])
+    emit(result, as_json, render, warnings)
+
+
+def run_send(as_json: bool, identity: str | None, recipients: list[str], subject: str,
+             body: str, *, context: str | None = None, metadata: str | None = None,
+             **options: Any) -> None:
+    from beadsmail import mail
+    from beadsmail.cli import env, mailtext
+
+    ws = env.workspace()
+    result = mail.send(ws, env.identity(ws, identity), recipients, subject, body_text(body),
+                       context=mail.parse_json(context, "--context", (dict, list, str)),
+                       metadata=mail.parse_json(metadata, "--metadata", (dict,)), **options)
+    emit_result(result, as_json, mailtext.sent)
+
+
+def run_inbox(as_json: bool, identity: str | None, session: str | None, wait: float | None,
+              **filters: Any) -> None:
+    from beadsmail import mail
+    from beadsmail.cli import env, mailtext
+    from beadsmail.cli.output import emit
+
+    ws = env.workspace()
+    me = env.identity(ws, identity)
+    if wait is None:
+        result = mail.inbox(ws, me, session=env.session(session), **filters)
+    else:
+        from beadsmail import wake
+
+        result = wake.wait_inbox(ws, me, wait, session=env.session(session), **filters)
+    emit(result, as_json, lambda d: mailtext.inbox(ws, me, d, wait))
 
 
 def run_check(as_json: bool, claude: bool, session: str | None, identity: str | None) -> int:

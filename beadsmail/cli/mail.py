@@ -1,8 +1,6 @@
 """``bd mail`` (send, inbox, read, ack, reply, delete, watch, check) and ``bd show``,
 ``bd cleanup``, ``bd whoami``. Text renderings are in ``cli.mailtext``."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 
@@ -10,7 +8,7 @@ import typer
 
 from beadsmail import cleanup as cleanup_mod
 from beadsmail import mail, wake
-from beadsmail.cli import mailtext
+from beadsmail.cli import fast, mailtext
 from beadsmail.cli.common import Identity, Json, identity, identity_source, session, workspace
 from beadsmail.cli.output import emit, emit_line
 from beadsmail.errors import InvalidInput
@@ -28,22 +26,6 @@ Metadata = Annotated[str | None, typer.Option("--metadata", help="JSON object of
 Action = Annotated[str, typer.Option(
     "--action", help="Action requested: none, acknowledge, respond or execute.")]
 Body = Annotated[str, typer.Option("--body", "-m", help="Message body ('-' reads stdin).")]
-
-
-def _body(text: str) -> str:
-    if text != "-":
-        return text
-    data = sys.stdin.buffer.read()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"the body on stdin is not UTF-8 (byte {exc.start}); "
-                           "re-encode it as UTF-8") from None
-
-
-def _emit(result: dict, json_: bool, render) -> None:
-    warnings = result.pop("warnings", [])
-    emit(result, json_, render, warnings)
 
 
 def _payload(context: str | None, metadata: str | None) -> dict:
@@ -75,11 +57,9 @@ def _register_writes(mail_app: typer.Typer) -> None:
         identity_: Identity = None, json_: Json = False,
     ) -> None:
         """Send a message to one or more recipients.  Example: bd mail send worker-1 -s "Task" -m "Take bd-x1y2" --urgent"""
-        ws = workspace()
-        result = mail.send(ws, identity(ws, identity_), recipients, subject, _body(body),
-                           reply_to=reply_to, urgent=urgent, priority=priority, type_=type_,
-                           ephemeral=ephemeral, action=action, **_payload(context, metadata))
-        _emit(result, json_, mailtext.sent)
+        fast.run_send(json_, identity_, recipients, subject, body, reply_to=reply_to,
+                      urgent=urgent, priority=priority, type_=type_, ephemeral=ephemeral,
+                      action=action, context=context, metadata=metadata)
 
     @mail_app.command()
     def reply(
@@ -92,10 +72,11 @@ def _register_writes(mail_app: typer.Typer) -> None:
     ) -> None:
         """Reply to a message's sender, in its thread.  Example: bd mail reply bd-a1b2 -m "On it" """
         ws = workspace()
-        result = mail.reply(ws, identity(ws, identity_), message_id, _body(body), subject=subject,
+        result = mail.reply(ws, identity(ws, identity_), message_id, fast.body_text(body),
+                            subject=subject,
                             urgent=urgent, priority=priority, type_=type_, action=action,
                             **_payload(context, metadata))
-        _emit(result, json_, mailtext.sent)
+        fast.emit_result(result, json_, mailtext.sent)
 
     @mail_app.command()
     def ack(
@@ -121,7 +102,7 @@ def _register_writes(mail_app: typer.Typer) -> None:
         """Delete a message everywhere (needs message.delete).  Example: bd mail delete bd-a1b2"""
         ws = workspace()
         result = mail.delete(ws, identity(ws, identity_), message_id, reason)
-        _emit(result, json_, lambda d: f"deleted {d['deleted']} (tombstone {d['tombstone']})")
+        fast.emit_result(result, json_, lambda d: f"deleted {d['deleted']} (tombstone {d['tombstone']})")
 
 
 def _register_reads(mail_app: typer.Typer) -> None:
@@ -139,15 +120,8 @@ def _register_reads(mail_app: typer.Typer) -> None:
         session_: Session = None, identity_: Identity = None, json_: Json = False,
     ) -> None:
         """Open (not yet acked) mail for me, urgent first then newest.  Example: bd mail inbox --unread --json"""
-        ws = workspace()
-        me = identity(ws, identity_)
-        filters = {"sender": from_, "priority": priority, "type_": type_, "unread": unread,
-                   "limit": limit}
-        if wait is None:
-            result = mail.inbox(ws, me, session=session(session_), **filters)
-        else:
-            result = wake.wait_inbox(ws, me, wait, session=session(session_), **filters)
-        emit(result, json_, lambda d: mailtext.inbox(ws, me, d, wait))
+        fast.run_inbox(json_, identity_, session_, wait, sender=from_, priority=priority,
+                       type_=type_, unread=unread, limit=limit)
 
     @mail_app.command()
     def read(
@@ -186,9 +160,7 @@ def _register_reads(mail_app: typer.Typer) -> None:
         identity_: Identity = None, json_: Json = False,
     ) -> None:
         """One line about new unread mail, nothing if none; exit 0.  Example: bd mail check --session "$BEADS_SESSION" """
-        from beadsmail.cli.fast import run_check
-
-        run_check(json_, claude, session_, identity_)
+        fast.run_check(json_, claude, session_, identity_)
 
 
 def _register_top(app: typer.Typer) -> None:
@@ -220,7 +192,7 @@ def _register_top(app: typer.Typer) -> None:
         ws = workspace()
         result = cleanup_mod.cleanup(ws, identity(ws, identity_), force=force, dry_run=dry_run,
                                      older_than=older_than)
-        _emit(result, json_, mailtext.cleaned)
+        fast.emit_result(result, json_, mailtext.cleaned)
 
     @app.command()
     def whoami(session_: Session = None, identity_: Identity = None, json_: Json = False) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -29,16 +30,20 @@ def run(worktree: Path | None, hook: str, record: dict, event: str, timeout: flo
     env = {**os.environ, "BEADS_HOOK": hook, "BEADS_EVENT": event, "BEADS_RECORD_ID": record["id"]}
     payload = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
     try:
-        proc = subprocess.run([str(path), record["id"], event], input=payload, cwd=worktree,
-                              env=env, timeout=timeout, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
-    except subprocess.TimeoutExpired:
-        return [f"warning: hook {hook} timed out after {timeout:g}s and was killed; "
-                f"{record['id']} is stored"]
+        proc = subprocess.Popen([str(path), record["id"], event], stdin=subprocess.PIPE,
+                                cwd=worktree, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
     except OSError as exc:
         return [f"warning: hook {hook} could not run: {exc.strerror or exc}; {record['id']} is stored"]
+    try:
+        _, stderr = proc.communicate(payload, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the hook and whatever it started
+        proc.wait()
+        return [f"warning: hook {hook} timed out after {timeout:g}s and was killed; "
+                f"{record['id']} is stored"]
     if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
         return [f"warning: hook {hook} exited {proc.returncode}{': ' + tail[0] if tail[0] else ''}; "
                 f"{record['id']} is stored"]
     return []

@@ -65,14 +65,27 @@ def test_failing_hook_is_a_warning_and_the_message_stays(store: Path, bd) -> Non
 def test_hook_timeout_kills_it_and_bd_exits_zero(store: Path, bd) -> None:
     cfg = store / ".beads" / "config.yaml"
     cfg.write_text(cfg.read_text().replace("timeout: 10", "timeout: 0.5"))
-    install(store, "#!/bin/sh\nsleep 30\n")
+    install(store, "#!/bin/sh\nsleep 30 &\necho $! > child.pid\nwait\n")
     started = time.monotonic()
     result = bd(store, "mail", "send", "w1", "-s", "s", "-m", "b", "--identity", "a", "--json")
     assert result.code == 0 and time.monotonic() - started < 10
     assert "timed out after 0.5s" in result.err
+    child = int((store / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)  # what the hook started was killed with it
     mid = result.json()["id"]
     listed = bd(store, "mail", "inbox", "--json", "--identity", "w1").json()
     assert [m["id"] for m in listed] == [mid]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 def test_non_executable_hook_is_skipped_with_a_warning(store: Path, bd) -> None:

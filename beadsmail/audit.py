@@ -21,6 +21,7 @@ FAMILIES = {
     "agent": ("agent",), "channel": ("channel", "membership"), "contact": ("contact",),
     "task": ("task", "task_event", "comment"), "dlq": ("dead_letter",),
 }
+LOG_DIR = ".beads/log"  # segment paths in the index are relative to it, in the store tree
 RECEIPT_ACTIONS = {"delivered": "message.deliver", "read": "message.read", "acked": "message.ack"}
 
 
@@ -89,7 +90,7 @@ def log(ws, agent: str | None = None, since: str | None = None, action: str | No
     for data, path, line in registry.audit_records(conn, agent, start, kinds):
         entry = describe(json.loads(data))
         if _matches(entry["action"], action):
-            entry["where"] = f"{path}:{line}" if path else None
+            entry["where"] = f"{LOG_DIR}/{path}:{line}" if path else None
             out.append(entry)
             if len(out) >= limit:
                 break

@@ -177,8 +177,7 @@ def create(ws, actor: str, title: str, description: str = "", priority: str = DE
             "warnings": warnings}
 
 
-def _change(ws, actor: str, token: str, op: str, version: int | None, fields: dict,
-            capability: str | None = None) -> dict:
+def _change(ws, actor: str, token: str, op: str, version: int | None, fields: dict) -> dict:
     """Write one task_event after checking permission and version under the lock."""
     _version(version)
     ws.refresh()
@@ -186,7 +185,7 @@ def _change(ws, actor: str, token: str, op: str, version: int | None, fields: di
     items: list = []
 
     def check(index) -> None:
-        _role(ws, index, actor, capability or f"task.{op}")
+        _role(ws, index, actor, f"task.{op}")
         task = _live(index, task_id)
         if version is not None and version != task["version"]:
             raise Conflict(

@@ -258,6 +258,8 @@ def test_review_posts_and_channels_created_once(store: Path, bd) -> None:
         (["#review-log"], "notification", task["id"]),
         (["#review-log"], "notification", second["id"])]
     assert messages[2]["metadata"]["to_status"] == "done"
+    queue = ok(bd, store, "channel", "read", "review-queue")  # seen by the channel commands
+    assert [m["id"] for m in queue["messages"]] == [messages[0]["id"], messages[1]["id"]]
     assert ok(bd, store, "task", "review-count")["review"] == 0
     # the move and its post are one commit
     log = git(store, "log", "--format=%s", "beadsmail").splitlines()

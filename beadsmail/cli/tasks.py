@@ -158,16 +158,33 @@ def fast(args: list[str]) -> bool:
     return True
 
 
+def _cli():
+    """typer and the shared option types, imported only when the typer app is built."""
+    import typer
+
+    from beadsmail.cli import common
+
+    task_id = Annotated[str, typer.Argument(
+        metavar="TASK", help="Task id (or a unique prefix of one).")]
+    version = Annotated[int | None, typer.Option(
+        "--version", help="The version you read; refused if the task has moved since.")]
+    return typer, common, task_id, version
+
+
 def register(app) -> None:
     import typer
 
-    from beadsmail.cli.common import Identity, Json, identity, workspace
-
-    TaskId = Annotated[str, typer.Argument(help="Task id (or a unique prefix of one).")]
-    Version = Annotated[int | None, typer.Option(
-        "--version", help="The version you read; refused if the task has moved since.")]
     task_app = typer.Typer(help="Tasks on a kanban board: backlog, todo, in_progress, review, "
                            "done.", no_args_is_help=True)
+    for commands in (_create_and_move, _changes, _reads):
+        commands(task_app)
+    app.add_typer(task_app, name="task")
+
+
+def _create_and_move(task_app) -> None:
+    """create, status, assign."""
+    typer, common, TaskId, Version = _cli()
+    identity, workspace = common.identity, common.workspace
 
     @task_app.command("create")
     def create(
@@ -179,29 +196,12 @@ def register(app) -> None:
         status: Annotated[str, typer.Option(help="Initial status.")] = tasks.DEFAULT_STATUS,
         group: Annotated[str | None, typer.Option(
             help="Group (default: your registered group).")] = None,
-        identity_: Identity = None, json_: Json = False,
+        identity_: common.Identity = None, json_: common.Json = False,
     ) -> None:
         """Create a task (version 1, status backlog unless --status).  Example: bd task create --title "Fix login" --priority high"""
         ws = workspace()
         _emit(tasks.create(ws, identity(ws, identity_), title, description, priority, assign,
                            parent, status, group), json_, _render_change)
-
-    @task_app.command("list")
-    def list_(
-        status: Annotated[list[str] | None, typer.Option(help="Only this status (repeatable).")] = None,
-        assigned: Annotated[str | None, typer.Option(help="Only tasks assigned to this agent.")] = None,
-        group: Annotated[str | None, typer.Option(help="Only tasks of this group.")] = None,
-        all_: Annotated[bool, typer.Option("--all", help="Include done tasks.")] = False,
-        limit: Annotated[int | None, typer.Option(help="At most this many tasks.")] = None,
-        json_: Json = False,
-    ) -> None:
-        """List live tasks by sort order, newest first (done ones with --all).  Example: bd task list --status review --json"""
-        emit(tasks.listing(workspace(), status, assigned, group, all_, limit), json_, render_list)
-
-    @task_app.command("show")
-    def show(task: TaskId, json_: Json = False) -> None:
-        """Show a task: fields, subtasks, comments, history of moves, conflicts.  Example: bd task show bd-1a2b"""
-        emit(tasks.show(workspace(), task), json_, _render_show)
 
     @task_app.command("status")
     def status(
@@ -210,7 +210,7 @@ def register(app) -> None:
             metavar="STATUS", help="backlog, todo, in_progress, review or done.")],
         version: Annotated[int, typer.Option(
             "--version", help="The version you read (required); refused if it moved since.")],
-        identity_: Identity = None, json_: Json = False,
+        identity_: common.Identity = None, json_: common.Json = False,
     ) -> None:
         """Move a task to another status (optimistic locking by --version).  Example: bd task status bd-1a2b review --version 3"""
         ws = workspace()
@@ -222,7 +222,7 @@ def register(app) -> None:
         task: TaskId,
         agent: Annotated[str | None, typer.Argument(help="Agent to assign.")] = None,
         unassign: Annotated[bool, typer.Option("--unassign", help="Assign to nobody.")] = False,
-        version: Version = None, identity_: Identity = None, json_: Json = False,
+        version: Version = None, identity_: common.Identity = None, json_: common.Json = False,
     ) -> None:
         """Assign a task to an agent (or --unassign).  Example: bd task assign bd-1a2b worker-2"""
         if (agent is None) == (not unassign):
@@ -230,6 +230,12 @@ def register(app) -> None:
         ws = workspace()
         _emit(tasks.assign(ws, identity(ws, identity_), task, agent, version), json_,
               _render_change)
+
+
+def _changes(task_app) -> None:
+    """edit, order, delete, comment."""
+    typer, common, TaskId, Version = _cli()
+    identity, workspace = common.identity, common.workspace
 
     @task_app.command("edit")
     def edit(
@@ -241,7 +247,7 @@ def register(app) -> None:
         no_parent: Annotated[bool, typer.Option("--no-parent", help="Remove the parent.")] = False,
         group: Annotated[str | None, typer.Option(help="New group.")] = None,
         no_group: Annotated[bool, typer.Option("--no-group", help="Remove the group.")] = False,
-        version: Version = None, identity_: Identity = None, json_: Json = False,
+        version: Version = None, identity_: common.Identity = None, json_: common.Json = False,
     ) -> None:
         """Edit a task's title, description, priority, parent or group.  Example: bd task edit bd-1a2b --priority high"""
         changes = {k: v for k, v in (("title", title), ("description", description),
@@ -257,7 +263,7 @@ def register(app) -> None:
     def order(
         task: TaskId,
         sort_order: Annotated[int, typer.Argument(metavar="N", help="Sort order (lower first).")],
-        version: Version = None, identity_: Identity = None, json_: Json = False,
+        version: Version = None, identity_: common.Identity = None, json_: common.Json = False,
     ) -> None:
         """Set a task's sort order; lists show lower numbers first.  Example: bd task order bd-1a2b 10"""
         ws = workspace()
@@ -265,8 +271,8 @@ def register(app) -> None:
               _render_change)
 
     @task_app.command("delete")
-    def delete(task: TaskId, version: Version = None, identity_: Identity = None,
-               json_: Json = False) -> None:
+    def delete(task: TaskId, version: Version = None, identity_: common.Identity = None,
+               json_: common.Json = False) -> None:
         """Delete a task (a tombstone; history and comments stay stored).  Example: bd task delete bd-1a2b"""
         ws = workspace()
         _emit(tasks.delete(ws, identity(ws, identity_), task, version), json_, _render_change)
@@ -275,27 +281,52 @@ def register(app) -> None:
     def comment(
         task: TaskId,
         content: Annotated[str, typer.Option("--content", help="The comment text.")],
-        identity_: Identity = None, json_: Json = False,
+        identity_: common.Identity = None, json_: common.Json = False,
     ) -> None:
         """Comment on a task (anyone may).  Example: bd task comment bd-1a2b --content "LGTM" """
         ws = workspace()
         _emit(tasks.comment(ws, identity(ws, identity_), task, content), json_,
               lambda d: f"commented {d['comment']['id']} on {d['comment']['task']}")
 
+
+def _reads(task_app) -> None:
+    """list, show, comments, conflicts, review-count, board."""
+    typer, common, TaskId, _ = _cli()
+    workspace = common.workspace
+
+    @task_app.command("list")
+    def list_(
+        status: Annotated[list[str] | None, typer.Option(help="Only this status (repeatable).")] = None,
+        assigned: Annotated[str | None, typer.Option(help="Only tasks assigned to this agent.")] = None,
+        group: Annotated[str | None, typer.Option(help="Only tasks of this group.")] = None,
+        all_: Annotated[bool, typer.Option("--all", help="Include done tasks.")] = False,
+        limit: Annotated[int | None, typer.Option(help="At most this many tasks.")] = None,
+        json_: common.Json = False,
+    ) -> None:
+        """List live tasks by sort order, newest first (done ones with --all).  Example: bd task list --status review --json"""
+        emit(tasks.listing(workspace(), status, assigned, group, all_, limit), json_, render_list)
+
+    @task_app.command("show")
+    def show(task: TaskId, json_: common.Json = False) -> None:
+        """Show a task: fields, subtasks, comments, history of moves, conflicts.  Example: bd task show bd-1a2b"""
+        emit(tasks.show(workspace(), task), json_, _render_show)
+
     @task_app.command("comments")
-    def comments(task: TaskId, json_: Json = False) -> None:
+    def comments(task: TaskId, json_: common.Json = False) -> None:
         """A task's comments, oldest first.  Example: bd task comments bd-1a2b --json"""
         emit(tasks.comments(workspace(), task), json_, _render_comments)
 
     @task_app.command("conflicts")
-    def conflicts(task: Annotated[str | None, typer.Argument(help="Only this task.")] = None,
-                  json_: Json = False) -> None:
+    def conflicts(
+        task: Annotated[str | None, typer.Argument(metavar="TASK", help="Only this task.")] = None,
+        json_: common.Json = False,
+    ) -> None:
         """Changes that lost a version race between clones (never applied, never lost).  Example: bd task conflicts"""
         emit(tasks.conflicts(workspace(), task), json_, _render_conflicts)
 
     @task_app.command("review-count")
     def review_count(group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
-                     json_: Json = False) -> None:
+                     json_: common.Json = False) -> None:
         """How many tasks are in review.  Example: bd task review-count --group backend --json"""
         emit(tasks.review_count(workspace(), group), json_, lambda d: str(d["review"]))
 
@@ -304,9 +335,7 @@ def register(app) -> None:
         group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
         assigned: Annotated[str | None, typer.Option(help="Only this agent's tasks.")] = None,
         limit: Annotated[int, typer.Option(help="Tasks shown per column.")] = 20,
-        json_: Json = False,
+        json_: common.Json = False,
     ) -> None:
         """The five columns side by side, with counts.  Example: bd task board --group backend"""
         emit(tasks.board(workspace(), group, assigned, limit), json_, render_board)
-
-    app.add_typer(task_app, name="task")

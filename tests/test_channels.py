@@ -111,6 +111,8 @@ def test_only_managers_create_and_delete(team: Path, bd) -> None:
     assert "mine" not in by_name(ok(bd(team, "channel", "list", "--json")))
     error(bd(team, "channel", "post", "mine", "-m", "hi", "--json", env=BOSS), "not_found")
     error(bd(team, "channel", "delete", "mine", "--json", env=BOSS), "not_found")
+    ok(bd(team, "channel", "create", "mine", env=BOSS))
+    assert "deleted #mine" in ok(bd(team, "channel", "delete", "#mine", env=BOSS))
 
 
 def test_unknown_channel_suggests_near_names(team: Path, bd) -> None:

@@ -106,10 +106,16 @@ def fast(args: list[str]) -> bool:
 
 
 def _register_agent_app(app, typer, Json, Identity) -> None:
-    AgentId = Annotated[str, typer.Argument(help="Agent id.", show_default=False)]
-    workspace, identity = env.workspace, env.identity
     agent_app = typer.Typer(help="The agent registry: roles, groups, status, liveness.",
                             no_args_is_help=True)
+    _roster_commands(agent_app, typer, Json, Identity)
+    _liveness_commands(agent_app, typer, Json, Identity)
+    app.add_typer(agent_app, name="agent")
+
+
+def _roster_commands(agent_app, typer, Json, Identity) -> None:
+    AgentId = Annotated[str, typer.Argument(help="Agent id.", show_default=False)]
+    workspace, identity = env.workspace, env.identity
 
     @agent_app.command("register")
     def register_(
@@ -151,6 +157,10 @@ def _register_agent_app(app, typer, Json, Identity) -> None:
         """One agent's profile, liveness, channels and contacts.  Example: bd agent show w1"""
         emit(agents.show(workspace(), agent_id), json_, render_agent)
 
+def _liveness_commands(agent_app, typer, Json, Identity) -> None:
+    AgentId = Annotated[str, typer.Argument(help="Agent id.", show_default=False)]
+    workspace, identity = env.workspace, env.identity
+
     @agent_app.command("status")
     def status_(
         agent_id: AgentId,
@@ -182,8 +192,6 @@ def _register_agent_app(app, typer, Json, Identity) -> None:
              lambda d: ("would retire: " if d["dry_run"] else "retired: ")
              + (", ".join(d["retired"]) or "nobody"))
 
-    app.add_typer(agent_app, name="agent")
-
 
 def _register_contacts_app(app, typer, Json, Identity) -> None:
     Sender = Annotated[str, typer.Argument(help="The agent that may send.", show_default=False)]
@@ -193,7 +201,7 @@ def _register_contacts_app(app, typer, Json, Identity) -> None:
     contacts_app = typer.Typer(help="The contacts ACL (acl.contacts in .beads/config.yaml).",
                                no_args_is_help=True)
     def render(d: dict) -> str:
-        arrow = " ".join(f"{p['from']} -> {p['to']}" for p in d["pairs"])
+        arrow = ", ".join(f"{p['from']} -> {p['to']}" for p in d["pairs"])
         return f"{'allowed' if d['op'] == 'allow' else 'revoked'}: {arrow}"
 
     @contacts_app.command("list")

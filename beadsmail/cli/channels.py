@@ -43,7 +43,12 @@ def _membership_text(d: dict) -> str:
 def register(app: typer.Typer) -> None:
     channel_app = typer.Typer(help="Channels: #rooms that agents join, post to and read.",
                               no_args_is_help=True)
+    _admin_commands(channel_app)
+    _message_commands(channel_app)
+    app.add_typer(channel_app, name="channel")
 
+
+def _admin_commands(channel_app: typer.Typer) -> None:
     @channel_app.command("create")
     def create_(name: Name,
                 description: Annotated[str | None, typer.Option(help="What it is for.")] = None,
@@ -60,6 +65,22 @@ def register(app: typer.Typer) -> None:
         emit(channels.delete(ws, identity(ws, identity_), name), json_,
              lambda d: f"deleted #{d['channel']}")
 
+    @channel_app.command("join")
+    def join_(name: Name, agent: Agent = None, identity_: Identity = None,
+              json_: Json = False) -> None:
+        """Join a channel: its posts reach your inbox.  Example: bd channel join backend"""
+        ws = workspace()
+        emit(channels.join(ws, identity(ws, identity_), name, agent), json_, _membership_text)
+
+    @channel_app.command("leave")
+    def leave_(name: Name, agent: Agent = None, identity_: Identity = None,
+               json_: Json = False) -> None:
+        """Leave a channel.  Example: bd channel leave backend"""
+        ws = workspace()
+        emit(channels.leave(ws, identity(ws, identity_), name, agent), json_, _membership_text)
+
+
+def _message_commands(channel_app: typer.Typer) -> None:
     @channel_app.command("list")
     def list_(json_: Json = False) -> None:
         """List channels with members and message counts.  Example: bd channel list --json"""
@@ -89,19 +110,3 @@ def register(app: typer.Typer) -> None:
               json_: Json = False) -> None:
         """Show a channel's latest messages, oldest first.  Example: bd channel read backend --limit 5"""
         emit(channels.read(workspace(), name, limit), json_, render_read)
-
-    @channel_app.command("join")
-    def join_(name: Name, agent: Agent = None, identity_: Identity = None,
-              json_: Json = False) -> None:
-        """Join a channel: its posts reach your inbox.  Example: bd channel join backend"""
-        ws = workspace()
-        emit(channels.join(ws, identity(ws, identity_), name, agent), json_, _membership_text)
-
-    @channel_app.command("leave")
-    def leave_(name: Name, agent: Agent = None, identity_: Identity = None,
-               json_: Json = False) -> None:
-        """Leave a channel.  Example: bd channel leave backend"""
-        ws = workspace()
-        emit(channels.leave(ws, identity(ws, identity_), name, agent), json_, _membership_text)
-
-    app.add_typer(channel_app, name="channel")

@@ -19,7 +19,6 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,13 @@ from beadsmail.store import Location, branch_ref, locate, replica_id, store_head
 TAIL_BYTES = 64
 
 
-@dataclass
 class Written:
     """What a write stored: the records, the commit, and warnings for stderr."""
 
-    records: list[dict]
-    commit: str
-    warnings: list[str] = field(default_factory=list)
+    __slots__ = ("records", "commit", "warnings")
+
+    def __init__(self, records: list[dict], commit: str, warnings: list[str] | None = None) -> None:
+        self.records, self.commit, self.warnings = records, commit, warnings if warnings else []
 
 
 def _tail(content: bytes, size: int) -> str:
@@ -205,6 +204,10 @@ class Workspace:
             self.writer.maybe_pack(int(self.config["store"]["pack_after"]))
         except OSError as exc:
             warnings.append(f"warning: could not start background packing: {exc}")
+        if self.config["sync"].get("auto"):  # detached: the write never waits for the network
+            from beadsmail.sync import start_background
+
+            warnings += start_background(self)
         return Written(records, commit.decode(), warnings)
 
     def _fold_own(self, commit: bytes, path: str, records: list[dict], lines: list[bytes]) -> None:

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=args, prog_name="bd", standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # `bd ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except SystemExit:
         raise
     except BaseException as exc:  # the one error translator

@@ -12,7 +12,6 @@ transport live in ``store.writer`` and ``store.remote`` (the only dulwich users)
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from beadsmail.errors import NotARepository
@@ -20,13 +19,23 @@ from beadsmail.errors import NotARepository
 STATE_DIR = "beadsmail"
 
 
-@dataclass(frozen=True)
 class Location:
     """Paths of one checkout: its worktree root, its git dir and the common git dir."""
 
-    worktree: Path | None
-    gitdir: Path
-    common: Path
+    __slots__ = ("worktree", "gitdir", "common")
+
+    def __init__(self, worktree: Path | None, gitdir: Path, common: Path) -> None:
+        self.worktree, self.gitdir, self.common = worktree, gitdir, common
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Location) and (self.worktree, self.gitdir, self.common) == (
+            other.worktree, other.gitdir, other.common)
+
+    def __hash__(self) -> int:
+        return hash((self.worktree, self.gitdir, self.common))
+
+    def __repr__(self) -> str:
+        return f"Location({self.worktree!r}, {self.gitdir!r}, {self.common!r})"
 
     @property
     def state_dir(self) -> Path:

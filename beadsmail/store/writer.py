@@ -166,6 +166,10 @@ class Writer:
             try:
                 self.objects.add_object(obj)  # type: ignore[arg-type]
                 return
+            except FileNotFoundError:
+                # a background repack's prune-packed removed the empty fan-out
+                # directory between dulwich's mkdir and its write: just write again
+                time.sleep(0.001)
             except FileLocked:
                 if obj.id in self.objects:  # type: ignore[attr-defined]
                     return

@@ -10,19 +10,7 @@ merging again, a bounded number of times. Every step is idempotent (objects
 first, refs moved by compare-and-swap, the index folded in a transaction), so
 a sync killed at any point is completed by the next one and loses nothing.
 
-Arrivals: after the merge, the bytes other replicas appended since the last
-sync are read for ``message`` records addressed to an identity that works in
-this repository: one configured (``identity``) in any worktree's
-``.beads/config.yaml`` or ``config.json``, one passed by the caller (the CLI
-passes the identity ``bd`` acts as), or one that wrote records from this
-replica (agents registered from here included). Each such message fires
-``on_message <id> arrive`` once per clone, in the worktree configured for the
-recipient (else the worktree syncing). The ledger of fired ids lives beside the
-index and survives ``bd index rebuild`` (``index.arrivals``); ids are marked
-before the hook runs, so a hook never fires twice. Mail that a plain
-``git fetch`` brought is readable at once, but its hooks fire at the next
-``bd sync`` (reads never run hooks). A clone's first sync treats the mail it
-already had as history, not as arrivals.
+Arrivals (messages for identities working here) fire hooks: see ``arrivals``.
 
 ``start_background()`` is the ``sync.auto`` path: a detached process that
 coalesces bursts of writes into one sync at a time and logs to
@@ -38,10 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from beadsmail import config as config_mod
-from beadsmail import hooks, records
+from beadsmail import arrivals, records
 from beadsmail.errors import BeadsError, RemoteError
-from beadsmail.index import arrivals
 from beadsmail.store import read_ref
 from beadsmail.workspace import Workspace
 
@@ -57,14 +43,14 @@ def sync(ws: Workspace, remote: str | None = None, pull: bool = True, push: bool
     """Sync the store with ``remote`` (default ``sync.remote``, else origin); return a report."""
     token = remote or ws.config["sync"].get("remote") or "origin"
     report = _report(token, pull, push)
-    ledger = arrivals.Ledger(ws.loc.state_dir / "arrivals.sqlite3")
+    ledger = arrivals.open_ledger(ws)
     try:
         if not ledger.started():
-            _baseline(ws, ledger)
+            arrivals.baseline(ws, ledger)
         if not _unchanged(ws, token, report):
             _sync(ws, token, pull, push, ssh_command, report)
         if pull:
-            _arrive(ws, ledger, set(identities), report)
+            arrivals.arrive(ws, ledger, set(identities), report)
     finally:
         ledger.close()
     return report
@@ -139,9 +125,7 @@ def _rounds(ws: Workspace, transport, rem, pull: bool, push: bool, report: dict)
         if report["action"] == "up to date":
             report["action"] = "pushed" if theirs else "created the remote branch"
         if rem.name is not None:
-            from beadsmail.store.remote import set_tracking
-
-            set_tracking(ws.loc.common, tracking_ref(ws, rem.name), ours)
+            _track(ws, rem.name, ours)
         return
     raise RemoteError(f"{rem.label} kept moving during {MAX_ATTEMPTS} attempts to push; "
                       "run 'bd sync' again")
@@ -158,17 +142,24 @@ def _fetch(ws: Workspace, transport, rem, record: bool) -> str | None:
             f"the branch {ws.ref} of {rem.label} is not a beadsmail store (no .beads/store.json); "
             "nothing was changed: choose another branch with store.branch in .beads/config.yaml")
     if record and rem.name is not None:
-        from beadsmail.store.remote import set_tracking
-
-        set_tracking(ws.loc.common, tracking_ref(ws, rem.name), theirs)
+        _track(ws, rem.name, theirs)
     return theirs
+
+
+def _track(ws: Workspace, name: str, sha: str) -> None:
+    from beadsmail.store.remote import set_tracking
+
+    with ws.lock():
+        set_tracking(ws.loc.common, tracking_ref(ws, name), sha)
 
 
 def _merge(ws: Workspace, theirs: str | None, rem, report: dict) -> str | None:
     """Bring ``theirs`` into the local store ref under the lock; return the new local head."""
     from beadsmail.store.merge import merge_commits, relation
+    from beadsmail.store.remote import break_stale_lock
 
     with ws.lock():
+        break_stale_lock(ws.loc.common, ws.ref)
         writer = ws.writer
         for _ in range(20):
             old = writer.head()
@@ -220,107 +211,6 @@ def _task_conflicts(ws: Workspace) -> list:
     if query is None:
         return []
     return list(query(ws.index.conn))
-
-
-# -- arrivals -----------------------------------------------------------------
-
-
-def _baseline(ws: Workspace, ledger) -> None:
-    """First sync of this clone: whatever it already has is history, not arrivals."""
-    writer = ws.writer
-    segments: dict[str, str] = {}
-    for _, sha in sorted(ws.heads().items()):
-        for path, blob in writer.segments(sha.encode()).items():
-            known = segments.get(path)
-            if known is None or len(writer.blob(blob)) > len(writer.blob(known.encode())):
-                segments[path] = blob.decode()
-    ledger.record(read_ref(ws.loc.common, ws.ref), segments, (), records.now_iso())
-
-
-def _arrive(ws: Workspace, ledger, identities: set[str], report: dict) -> None:
-    head = read_ref(ws.loc.common, ws.ref)
-    if head is None or ledger.meta("head") == head:
-        return
-    ws.refresh()
-    conn = ws.index.conn
-    local = identities | _configured_identities(ws) | ledger.local_actors(conn, ws.replica)
-    seen, candidates = _new_messages(ws, ledger.examined(), head)
-    due = []
-    for message in candidates:
-        whom = arrivals.reached(conn, message, local)
-        if whom and not arrivals.is_deleted(conn, message["id"]):
-            due.append((message, whom))
-    fresh = set(ledger.record(head, seen, [m["id"] for m, _ in due], records.now_iso()))
-    places = _identity_worktrees(ws)
-    default = ws.loc.worktree or ws.loc.main_worktree
-    timeout = float(ws.config["hooks"]["timeout"])
-    for message, whom in due:
-        if message["id"] not in fresh:
-            continue
-        report["new_messages"].append({"id": message["id"], "from": message["from"],
-                                       "to": sorted(whom), "subject": message["subject"]})
-        for worktree in sorted({p for w in whom for p in places.get(w, [default])}, key=str):
-            report["warnings"] += hooks.run(worktree, "on_message", message, "arrive", timeout)
-
-
-def _new_messages(ws: Workspace, examined: dict[str, str], head: str):
-    """Messages in other replicas' segments appended since they were last examined."""
-    writer = ws.writer
-    mine = ws.replica + "/"
-    seen: dict[str, str] = {}
-    found: list[dict] = []
-    for path, blob in writer.segments(head.encode()).items():
-        sha = blob.decode()
-        if path.startswith(mine) or examined.get(path) == sha:
-            continue
-        content, start = writer.blob(blob), 0
-        if path in examined:
-            try:
-                previous = writer.blob(examined[path].encode())
-            except KeyError:
-                previous = b""
-            start = len(previous) if content.startswith(previous) else 0
-        for raw in content[start:].split(b"\n"):
-            if b'"kind":"message"' in raw:
-                try:
-                    found.append(records.parse_line(raw))
-                except BeadsError:
-                    continue
-        seen[path] = sha
-    found = [m for m in found if m.get("kind") == "message"]
-    found.sort(key=lambda m: (m["clock"], m["id"]))
-    return seen, found
-
-
-def _worktrees(ws: Workspace) -> list[Path]:
-    """Every checkout of this repository: the main worktree and the linked ones."""
-    found = [ws.loc.main_worktree] if ws.loc.main_worktree else []
-    linked = ws.loc.common / "worktrees"
-    if linked.is_dir():
-        for entry in sorted(linked.iterdir()):
-            try:
-                gitdir = Path((entry / "gitdir").read_text("utf-8").strip())
-            except OSError:
-                continue
-            if gitdir.parent.is_dir():
-                found.append(gitdir.parent)
-    return found
-
-
-def _identity_worktrees(ws: Workspace) -> dict[str, list[Path]]:
-    places: dict[str, list[Path]] = {}
-    for worktree in _worktrees(ws):
-        try:
-            name = config_mod.load(worktree, ws.loc.state_dir).get("identity")
-        except BeadsError:
-            continue
-        if name:
-            places.setdefault(str(name), []).append(worktree)
-    return places
-
-
-def _configured_identities(ws: Workspace) -> set[str]:
-    return set(_identity_worktrees(ws))
 
 
 # -- the fast path's view of git config (no dulwich) ---------------------------

@@ -73,7 +73,9 @@ def state(path: Path) -> dict:
 
 def segment_ids(path: Path) -> list[str]:
     """Every record id stored on the local store branch, with repetitions."""
-    ids = []
+    ids: list[str] = []
+    if not git(path, "rev-parse", "-q", "--verify", "beadsmail", check=False):
+        return ids
     for name in git(path, "ls-tree", "-r", "--name-only", "beadsmail").split():
         if name.endswith(".jsonl"):
             for line in git(path, "show", f"beadsmail:{name}").splitlines():
@@ -472,7 +474,8 @@ def test_sync_killed_mid_way_loses_nothing(net, bd_proc) -> None:
         time.sleep(delay)
         proc.kill()
         proc.wait()
-    assert bd_proc(clones[1], "sync", "--json").code == 0
+    final = bd_proc(clones[1], "sync", "--json")
+    assert final.code == 0, final.out + final.err
     do_sync(clones[0])
     assert sorted(state(clones[0])["records"]) == sorted(ids)
     assert state(clones[0]) == state(clones[1])
@@ -503,3 +506,78 @@ def test_auto_sync_pushes_in_the_background_and_never_blocks_a_write(net) -> Non
     offline = send(clones[0], "alice", "bob", "offline")
     assert not [w for w in offline["warnings"] if "sync" in w]
     assert time.monotonic() - started < 2
+
+
+# -- http(s): git http-backend behind a loopback WSGI server -------------------------
+
+
+def _dechunk(stream) -> bytes:
+    body = b""
+    while True:
+        size = int(stream.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            stream.readline()
+            return body
+        body += stream.read(size)
+        stream.readline()
+
+
+def _http_backend(root: Path):
+    def app(environ, start_response):
+        if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            body = _dechunk(environ["wsgi.input"])
+        else:
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        env = {"PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": str(root),
+               "GIT_HTTP_EXPORT_ALL": "1", "REMOTE_USER": "tester", "CONTENT_LENGTH": str(len(body))}
+        for key in ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
+                    "HTTP_CONTENT_ENCODING", "GIT_PROTOCOL", "HTTP_GIT_PROTOCOL"):
+            if environ.get(key):
+                env[key] = environ[key]
+        out = subprocess.run(["git", "http-backend"], input=body, env=env,
+                             capture_output=True, check=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status, headers = "200 OK", []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = value.strip()
+            elif name:
+                headers.append((name, value.strip()))
+        start_response(status, headers)
+        return [payload]
+
+    return app
+
+
+@pytest.fixture
+def http_remote(tmp_path: Path):
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:
+            return None
+
+    server = make_server("127.0.0.1", 0, _http_backend(tmp_path), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_transport(tmp_path: Path, http_remote: str) -> None:
+    remote, clones, wts = make_clones(tmp_path, n=2)
+    url = f"{http_remote}/remote.git"
+    a = send(clones[0], "alice", "bob", "over http")["id"]
+    assert do_sync(clones[0], url)["pushed"] is True
+    b = send(clones[1], "bob", "alice", "back over http")["id"]
+    result = do_sync(clones[1], url)
+    assert result["received"] == 1 and result["sent"] == 1
+    do_sync(clones[0], url)
+    assert sorted(state(clones[0])["records"]) == sorted([a, b])
+    assert state(clones[0]) == state(clones[1])
+    fsck(remote)

@@ -106,6 +106,8 @@ def reached(index_conn: sqlite3.Connection, message: dict, identities: set[str])
     """The local identities a message is addressed to (directly, ``*``, ``#channel``, ``@group``)."""
     found: set[str] = set()
     for target in message.get("to", ()):
+        if not isinstance(target, str):
+            continue
         if target == "*":
             found |= identities
         elif target.startswith("#"):

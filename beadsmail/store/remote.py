@@ -18,12 +18,16 @@ foreground gc past a few thousand loose objects.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dulwich.client import get_transport_and_path
+from dulwich.client import SubprocessGitClient, get_transport_and_path
 from dulwich.config import ConfigFile, StackedConfig
 from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
@@ -32,6 +36,8 @@ from dulwich.refs import DiskRefsContainer
 from dulwich.repo import Repo
 
 from beadsmail.errors import InvalidInput, RemoteError, StoreError
+
+STALE_LOCK_AGE = 1.0
 
 
 class Diverged(Exception):
@@ -111,6 +117,12 @@ def local_common(url: str) -> Path | None:
 
 
 def _client(common: Path, url: str, operation: str, ssh_command: str | None):
+    local = url.removeprefix("file://")
+    if "://" not in local and not _scp_like(local) and shutil.which("git"):
+        # dulwich's client over ``git upload-pack``/``receive-pack``: packs keep their deltas
+        # (the in-process local client inflates and recompresses every object) and the
+        # remote's hooks run, as they would for any other transport
+        return SubprocessGitClient(thin_packs=True, quiet=True), local
     stack = StackedConfig(StackedConfig.default_backends())
     own = _config(common)
     if own is not None:
@@ -160,8 +172,9 @@ class Transport:
 
         walker = self.repo.get_graph_walker(heads=[h.encode() for h in local_heads])
         try:
-            result = client.fetch(path, _Target(self.repo, walker), determine_wants=wants,
-                                  ref_prefix=[self.ref])
+            with _fetch_lock(self.common):
+                result = client.fetch(path, _Target(self.repo, walker), determine_wants=wants,
+                                      ref_prefix=[self.ref])
         except Exception as exc:  # noqa: BLE001 - transport errors come in many kinds
             raise RemoteError(f"cannot fetch from {remote.label}: {_reason(exc)}; check that "
                               "the remote exists and is reachable") from None
@@ -221,8 +234,41 @@ class _Target:
         return getattr(self._repo, name)
 
 
+@contextmanager
+def _fetch_lock(common: Path) -> Iterator[None]:
+    """One fetch at a time; pack lock files left by a fetch that was killed are removed.
+
+    Only dulwich names pack files ``*.lock`` while writing them (git uses ``tmp_*``),
+    and every beadsmail fetch holds this lock, so with it held they are stale: left
+    behind, they would make the next fetch of the same pack fail.
+    """
+    state = common / "beadsmail"
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / "fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in (common / "objects" / "pack").glob("pack-*.lock"):
+            stale.unlink(missing_ok=True)
+        yield
+
+
+def break_stale_lock(common: Path, ref: str, max_age: float = STALE_LOCK_AGE) -> None:
+    """Remove ``<ref>.lock`` once older than ``max_age`` (a killed process leaves it behind).
+
+    Callers hold the store lock, so no beadsmail process is moving the ref; a git
+    command holds such a lock for milliseconds.
+    """
+    lock = common / (ref + ".lock")
+    try:
+        if time.time() - lock.stat().st_mtime > max_age:
+            lock.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def set_tracking(common: Path, tracking: str, sha: str) -> None:
-    """Point ``refs/remotes/<name>/<branch>`` at what the remote holds (as ``git fetch`` would)."""
+    """Point ``refs/remotes/<name>/<branch>`` at what the remote holds (as ``git fetch`` would).
+
+    Call under the store lock."""
     refs = DiskRefsContainer(str(common))
     name = tracking.encode()
     for attempt in range(100):
@@ -230,12 +276,7 @@ def set_tracking(common: Path, tracking: str, sha: str) -> None:
             if refs.set_if_equals(name, None, sha.encode()):
                 return
         except FileLocked:
-            lock = common / (tracking + ".lock")
-            try:
-                if time.time() - lock.stat().st_mtime > 10:
-                    lock.unlink()
-            except FileNotFoundError:
-                pass
+            break_stale_lock(common, tracking)
         time.sleep(0.005 * min(attempt + 1, 10))
     raise StoreError(f"could not update {tracking}: its lock file stays held; "
                      "is a git command running?")

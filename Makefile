@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m beadsmail.demo
+	$(PY) demo/session.py
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -22,7 +22,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m 'slow'
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check beadsmail tests bench
+	$(VENV)/bin/ruff check beadsmail tests bench demo
 
 bench: $(STAMP)
 	$(PY) -m bench

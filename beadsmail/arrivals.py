@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 
 from beadsmail import config as config_mod
-from beadsmail import hooks, records
+from beadsmail import records
 from beadsmail.errors import BeadsError
 from beadsmail.index import arrivals as ledger_mod
 from beadsmail.store import read_ref
@@ -75,6 +75,8 @@ def arrive(ws: Workspace, ledger, identities: set[str], report: dict) -> None:
                                        "to": sorted(whom), "subject": message.get("subject")})
         for worktree in sorted({p for w in whom for p in places.get(w, [default]) if p}, key=str):
             if hooked.setdefault(worktree, (worktree / ".beads" / "hooks" / "on_message").exists()):
+                from beadsmail import hooks  # subprocess: imported only when a hook runs
+
                 report["warnings"] += hooks.run(worktree, "on_message", message, "arrive", timeout)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -248,6 +247,8 @@ def _local_common(url: str) -> Path | None:
 
 def start_background(ws: Workspace) -> list[str]:
     """Start a detached ``bd sync`` (``sync.auto``); return warnings, never raise."""
+    import subprocess
+
     target = ws.loc.worktree or ws.loc.gitdir
     try:
         subprocess.Popen([sys.executable, "-m", "beadsmail.sync", str(target)],

@@ -26,7 +26,7 @@ NEEDS = {
 # Hot read commands a module runs without typer (~30 ms to import): its
 # ``fast(args) -> bool`` handles the arguments it fully understands and returns
 # False for anything else, which typer then parses as usual.
-FAST = {"task": "tasks", "mail": "fast", "agent": "agents"}
+FAST = {"task": "tasks", "mail": "fast", "agent": "agents", "sync": "sync"}
 
 
 def build_app(modules: tuple[str, ...] = MODULES) -> typer.Typer:

@@ -1,16 +1,21 @@
-"""CLI command: ``bd sync [REMOTE] [--pull-only | --push-only]``."""
+"""CLI command: ``bd sync [REMOTE] [--pull-only | --push-only]``.
 
-from __future__ import annotations
+``fast()`` runs it without typer when the arguments are plain (``cli.main``'s
+``FAST``): agents sync often and a no-op sync should cost little more than
+starting Python. Anything else (``--help``, both ``--pull-only`` and
+``--push-only``, an unknown option) is left to typer, which reports usage errors.
+(No ``from __future__ import annotations``: typer must see the option types.)
+"""
 
 import os
 from typing import Annotated
 
-import typer
-
 from beadsmail import sync as sync_mod
-from beadsmail.cli.common import Identity, Json, identity, workspace
+from beadsmail.cli import env
 from beadsmail.cli.output import emit
 from beadsmail.errors import BeadsError
+
+FLAGS = {"--pull-only", "--push-only", "--json"}
 
 
 def _render(d: dict) -> str:
@@ -36,7 +41,50 @@ def _remote_arg(token: str | None) -> str | None:
     return token
 
 
-def register(app: typer.Typer) -> None:
+def run(remote: str | None, pull_only: bool, push_only: bool, identity_flag: str | None,
+        json_: bool) -> None:
+    ws = env.workspace()
+    try:
+        me: tuple[str, ...] = (env.identity(ws, identity_flag),)
+    except BeadsError:
+        if identity_flag is not None:
+            raise
+        me = ()
+    ssh = os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH")
+    result = sync_mod.sync(ws, _remote_arg(remote), pull=not push_only, push=not pull_only,
+                           identities=me, ssh_command=ssh)
+    emit(result, json_, _render, warnings=result["warnings"])
+
+
+def fast(args: list[str]) -> bool:
+    """``bd sync <args>`` without typer; False to let typer parse them."""
+    opts: dict = {}
+    rest: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg in FLAGS:
+            opts[arg] = True
+        elif arg == "--identity" or arg.startswith("--identity="):
+            value = arg.partition("=")[2] if "=" in arg else next(it, None)
+            if value is None or "--identity" in opts:
+                return False
+            opts["--identity"] = value
+        elif arg.startswith("-") or rest:
+            return False
+        else:
+            rest.append(arg)
+    if opts.get("--pull-only") and opts.get("--push-only"):
+        return False
+    run(rest[0] if rest else None, bool(opts.get("--pull-only")), bool(opts.get("--push-only")),
+        opts.get("--identity"), bool(opts.get("--json")))
+    return True
+
+
+def register(app) -> None:
+    import typer
+
+    from beadsmail.cli.common import Identity, Json
+
     @app.command()
     def sync(
         remote: Annotated[str | None, typer.Argument(
@@ -50,14 +98,4 @@ def register(app: typer.Typer) -> None:
         """Exchange the store with a git remote: fetch, merge, fold, push.  Example: bd sync origin --json"""
         if pull_only and push_only:
             raise typer.BadParameter("--pull-only and --push-only exclude each other; give at most one")
-        ws = workspace()
-        try:
-            me: tuple[str, ...] = (identity(ws, identity_),)
-        except BeadsError:
-            if identity_:
-                raise
-            me = ()
-        ssh = os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH")
-        result = sync_mod.sync(ws, _remote_arg(remote), pull=not push_only, push=not pull_only,
-                               identities=me, ssh_command=ssh)
-        emit(result, json_, _render, warnings=result["warnings"])
+        run(remote, pull_only, push_only, identity_, json_)

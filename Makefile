@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench torture schemas clean
+.PHONY: demo test test-slow lint bench torture schemas docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ torture: $(STAMP)
 
 schemas: $(STAMP)
 	$(PY) -m beadsmail.schemas.generate
+
+docs: $(STAMP)
+	$(PY) -m beadsmail.cli.reference > docs/cli.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

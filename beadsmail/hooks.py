@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 from pathlib import Path
 
 HOOKS = ("on_message", "on_create", "on_update", "on_close")
@@ -27,6 +25,9 @@ def run(worktree: Path | None, hook: str, record: dict, event: str, timeout: flo
         return []
     if not os.access(path, os.X_OK):
         return [f"warning: hook {path} is not executable (chmod +x it); skipped"]
+    import signal
+    import subprocess  # (only when a hook exists: most writes have none)
+
     env = {**os.environ, "BEADS_HOOK": hook, "BEADS_EVENT": event, "BEADS_RECORD_ID": record["id"]}
     payload = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
     try:

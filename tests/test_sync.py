@@ -581,3 +581,17 @@ def test_http_transport(tmp_path: Path, http_remote: str) -> None:
     assert sorted(state(clones[0])["records"]) == sorted([a, b])
     assert state(clones[0]) == state(clones[1])
     fsck(remote)
+
+
+def test_a_no_op_sync_loads_neither_typer_nor_dulwich(net) -> None:
+    remote, clones, wts = net
+    send(clones[0], "alice", "bob", "a")
+    do_sync(clones[0])
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "beadsmail", "sync", "--json"],
+                          cwd=clones[0], capture_output=True, text=True,
+                          env={**os.environ, **GIT_ENV})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["action"] == "up to date"
+    loaded = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "beadsmail.sync" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("dulwich", "typer")}

@@ -232,7 +232,7 @@ def test_delete_needs_capability(store: Path, bd) -> None:
 
 def mail_state(ws: Workspace) -> dict:
     fp = ws.index.fingerprint()
-    return {k: fp[k] for k in ("messages", "message_to", "receipts", "deleted", "records")}
+    return {k: fp[k] for k in ("messages", "message_to", "receipts", "deleted", "purged", "records")}
 
 
 def test_cleanup_dry_run_then_force(store: Path, bd) -> None:
@@ -392,3 +392,32 @@ def test_unknown_and_ambiguous_ids(store: Path, bd) -> None:
     assert usage.code == 2 and "--subject" in usage.err
     assert bd(store, "mail", "inbox", "--limit", "many").code == 2
     assert head(store) == before
+
+
+def test_purge_reaches_other_clones_through_sync(tmp_path: Path, bd) -> None:
+    from conftest import make_repo
+
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git(make_repo(tmp_path / "seed"), "push", "-q", str(remote), "main")
+    a, b = tmp_path / "a", tmp_path / "b"
+    for clone in (a, b):
+        git(tmp_path, "clone", "-q", str(remote), str(clone))
+    assert bd(a, "init").code == 0
+    sent = send(bd, a, "manager", "w1", "-s", "Short-lived", "-m", "x")
+    kept = send(bd, a, "manager", "w1", "-s", "Still open", "-m", "x")
+    assert bd(a, "mail", "ack", sent["id"], "--identity", "w1").code == 0
+    assert bd(a, "sync").code == 0 and bd(b, "sync").code == 0
+    assert {m["id"] for m in inbox(bd, b, "w1")} == {kept["id"]}
+    assert bd(b, "show", sent["id"]).code == 0
+    assert bd(a, "cleanup", "--ephemeral", "--force", "--json").json()["count"] == 1
+    assert bd(a, "sync").code == 0 and bd(b, "sync").code == 0
+    assert bd(b, "show", sent["id"]).code == 1
+    assert [m["id"] for m in inbox(bd, b, "w1")] == [kept["id"]]
+    ws = Workspace.open(b)
+    ws.refresh()
+    incremental = mail_state(ws)
+    assert sent["id"] not in incremental["records"]
+    ws.index.reset()
+    ws.refresh()
+    assert mail_state(ws) == incremental

@@ -3,7 +3,9 @@
 Order-independent by construction: a message row is inserted once unless its id
 was deleted; a receipt only moves forward (delivered < read < acked) and keeps
 the earliest read/ack times; a tombstone or purge deletes its targets and is
-remembered, so a message arriving after its deletion is never shown.
+remembered, so a message arriving after its deletion is never shown. A purge
+(ephemeral cleanup) also drops the messages and their receipts from the raw
+``records`` cache, since compaction removes their lines from the store.
 Addressing (``#channel``, ``@group``, ``*``) is stored as written and resolved
 at query time, so a late registration or join never depends on arrival order.
 """
@@ -30,8 +32,9 @@ CREATE TABLE IF NOT EXISTS receipts (
     read_at TEXT, acked_at TEXT,
     PRIMARY KEY (message_id, recipient)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deleted (id TEXT PRIMARY KEY, by_record TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS purged (id TEXT PRIMARY KEY) WITHOUT ROWID;
 """
-TABLES = ("messages", "message_to", "receipts", "deleted")
+TABLES = ("messages", "message_to", "receipts", "deleted", "purged")
 STATES = {"delivered": 1, "read": 2, "acked": 3}
 STATE_NAMES = {0: "unread", 1: "delivered", 2: "read", 3: "acked"}
 
@@ -40,8 +43,10 @@ def fold(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
     _messages(conn, by_kind.get("message", ()))
     _receipts(conn, by_kind.get("receipt", ()))
     deletions = [(t, r["id"]) for r in by_kind.get("tombstone", ()) for t in [r["target"]]]
+    purged = [t for r in by_kind.get("purge", ()) for t in r["targets"]]
     deletions += [(t, r["id"]) for r in by_kind.get("purge", ()) for t in r["targets"]]
     _delete(conn, deletions)
+    _forget_purged(conn, purged, by_kind.get("message", ()), by_kind.get("receipt", ()))
 
 
 def _messages(conn: sqlite3.Connection, records) -> None:
@@ -76,6 +81,24 @@ def _receipts(conn: sqlite3.Connection, records) -> None:
         "read_at = coalesce(min(read_at, excluded.read_at), read_at, excluded.read_at), "
         "acked_at = coalesce(min(acked_at, excluded.acked_at), acked_at, excluded.acked_at)",
         rows)
+
+
+def _forget_purged(conn: sqlite3.Connection, purged: list[str], messages, receipts) -> None:
+    """Purged messages and their receipts leave ``records`` too, whenever they arrive.
+
+    Cleanup compacts their lines away from the purging replica's segments, so a
+    rebuild would not see them there; dropping them on every path keeps an
+    incremental index equal to a rebuilt one, whichever lines still exist.
+    """
+    if purged:
+        conn.executemany("INSERT OR IGNORE INTO purged VALUES (?)", [(t,) for t in purged])
+        conn.executemany("DELETE FROM records WHERE id = ?", [(t,) for t in purged])
+        conn.execute("DELETE FROM records WHERE kind = 'receipt' AND "
+                     "json_extract(data, '$.message') IN (SELECT id FROM purged)")
+    conn.executemany("DELETE FROM records WHERE id = ?1 AND EXISTS "
+                     "(SELECT 1 FROM purged WHERE id = ?1)", [(r["id"],) for r in messages])
+    conn.executemany("DELETE FROM records WHERE id = ?1 AND EXISTS "
+                     "(SELECT 1 FROM purged WHERE id = ?2)", [(r["id"], r["message"]) for r in receipts])
 
 
 def _delete(conn: sqlite3.Connection, deletions: list[tuple[str, str]]) -> None:

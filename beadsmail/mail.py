@@ -220,7 +220,8 @@ def _store(ws: Workspace, sender: str, fields: dict, event: str) -> dict:
         warnings.extend(addressing.check_send(index, ws.config, sender, fields["to"]))
 
     written = ws.write(sender, [("message", fields)],
-                       f"mail: {sender} -> {', '.join(fields['to'])}", check=check)
+                       f"mail: {sender} -> {', '.join(fields['to'])}: "
+                       + " ".join(fields["subject"].split())[:100], check=check)
     record = written.records[0]
     warnings += written.warnings
     warnings += hooks.run(ws.loc.worktree, "on_message", record, event,

@@ -56,15 +56,16 @@ def arrive(ws: Workspace, ledger, identities: set[str], report: dict) -> None:
         return
     ws.refresh()
     conn = ws.index.conn
-    local = identities | _configured_identities(ws) | ledger.local_actors(conn, ws.replica)
+    places = _identity_worktrees(ws)
+    reach = ledger_mod.reach_map(conn, identities | set(places) |
+                                 ledger.local_actors(conn, ws.replica))
     seen, candidates = _new_messages(ws, ledger.examined(), head)
     due = []
     for message in candidates:
-        whom = ledger_mod.reached(conn, message, local)
+        whom = ledger_mod.reached(message, reach)
         if whom and not ledger_mod.is_deleted(conn, message["id"]):
             due.append((message, whom))
     fresh = set(ledger.record(head, seen, [m["id"] for m, _ in due], records.now_iso()))
-    places = _identity_worktrees(ws)
     default = ws.loc.worktree or ws.loc.main_worktree
     timeout = float(ws.config["hooks"]["timeout"])
     hooked: dict[Path, bool] = {}
@@ -136,7 +137,3 @@ def _identity_worktrees(ws: Workspace) -> dict[str, list[Path]]:
         if name:
             places.setdefault(str(name), []).append(worktree)
     return places
-
-
-def _configured_identities(ws: Workspace) -> set[str]:
-    return set(_identity_worktrees(ws))

@@ -596,3 +596,24 @@ def test_a_no_op_sync_loads_neither_typer_nor_dulwich(net) -> None:
     loaded = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert "beadsmail.sync" in loaded
     assert not {m for m in loaded if m.split(".")[0] in ("dulwich", "typer")}
+
+
+def test_arrivals_by_broadcast_group_and_channel(net) -> None:
+    from beadsmail import agents, channels
+
+    remote, clones, wts = net
+    log = hook(wts[1], "bob")
+    ws = Workspace.open(clones[0])
+    agents.register(ws, "alice", "alice", role="manager")
+    agents.register(ws, "alice", "bob", role="worker", group="devs")
+    channels.create(ws, "alice", "ops")
+    channels.join(ws, "alice", "ops", agent="bob")
+    ws.close()
+    do_sync(clones[0])
+    do_sync(clones[1])
+    ids = [send(clones[0], "alice", to, f"to {to}")["id"] for to in ("*", "@devs", "#ops")]
+    send(clones[0], "alice", "@ops-team", "to nobody here")
+    do_sync(clones[0])
+    result = do_sync(clones[1])
+    assert sorted(m["id"] for m in result["new_messages"]) == sorted(ids)
+    assert sorted(logged(log)) == sorted(f"{i} arrive arrive" for i in ids)

@@ -14,7 +14,8 @@ never touches. It holds:
 - ``local_actors``: identities that wrote records from this replica (found
   incrementally by clock, since a replica's own records only get higher clocks).
 
-The recipient queries at the end run on the index connection (registry tables).
+The recipient queries at the end run on the index connection and address mail
+exactly as inboxes do (``index.mail.reach``).
 """
 
 from __future__ import annotations
@@ -102,26 +103,19 @@ class Ledger:
         return {n for (n,) in self.conn.execute("SELECT name FROM local_actors")}
 
 
-def reached(index_conn: sqlite3.Connection, message: dict, identities: set[str]) -> set[str]:
-    """The local identities a message is addressed to (directly, ``*``, ``#channel``, ``@group``)."""
-    found: set[str] = set()
-    for target in message.get("to", ()):
-        if not isinstance(target, str):
-            continue
-        if target == "*":
-            found |= identities
-        elif target.startswith("#"):
-            found |= {a for (a,) in index_conn.execute(
-                "SELECT agent FROM memberships WHERE channel IN (?, ?) AND joined = 1",
-                (target, target[1:]))} & identities
-        elif target.startswith("@"):
-            found |= {a for (a,) in index_conn.execute(
-                "SELECT id FROM agents WHERE grp = ? AND registered = 1",
-                (target[1:],))} & identities
-        elif target in identities:
-            found.add(target)
-    found.discard(message.get("from"))
-    return found
+def reach_map(index_conn: sqlite3.Connection, identities: set[str]) -> dict[str, set[str]]:
+    """Per local identity, the targets that reach it (itself, ``*``, ``@group``, ``#channel``)."""
+    from beadsmail.index import mail
+
+    return {me: {me, *mail.reach(index_conn, me)} for me in identities}
+
+
+def reached(message: dict, reach: dict[str, set[str]]) -> set[str]:
+    """The local identities a message is addressed to, as their inboxes would show it."""
+    targets = {t for t in message.get("to", ()) if isinstance(t, str)}
+    sender = message.get("from")
+    return {me for me, mine in reach.items()
+            if me in targets or (me != sender and targets & mine)}
 
 
 def is_deleted(index_conn: sqlite3.Connection, message_id: str) -> bool:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from beadsmail import config as config_mod
-from beadsmail.errors import BeadsError, NotARepository
+from beadsmail.errors import NotARepository
 from beadsmail.index import Index
 from beadsmail.store import locate, replica_id
 from beadsmail.workspace import Workspace
@@ -79,17 +79,23 @@ def rebuild(ws: Workspace) -> dict:
             "bad_lines": ws.index.bad_lines()}
 
 
-def _fresh_fingerprint(ws: Workspace) -> tuple[dict, list[dict]]:
-    import tempfile
+class _Fresh:
+    """The store folded from nothing into a throw-away index: what the index should be."""
 
-    with tempfile.TemporaryDirectory(prefix="beadsmail-doctor-") as tmp:
-        fresh = Workspace(ws.loc, ws.config)
-        fresh._index = Index(Path(tmp) / "index.sqlite3")
-        try:
-            fresh.refresh()
-            return fresh.index.fingerprint(), fresh.index.bad_lines()
-        finally:
-            fresh.close()
+    def __init__(self, ws: Workspace) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="beadsmail-doctor-") as tmp:
+            fresh = Workspace(ws.loc, ws.config)
+            fresh._index = Index(Path(tmp) / "index.sqlite3")
+            try:
+                fresh.refresh()
+                self.fingerprint = fresh.index.fingerprint()
+                self.bad = fresh.index.bad_lines()
+                self.texts = {rid: (path, line, text) for rid, path, line, text
+                              in fresh.index.texts()}
+            finally:
+                fresh.close()
 
 
 def _schema_problems(ws: Workspace) -> list[dict]:
@@ -108,41 +114,114 @@ def _schema_problems(ws: Workspace) -> list[dict]:
     return problems
 
 
-def doctor(ws: Workspace, fix: bool = False) -> dict:
-    """Check the ref, objects, every record and the index; with ``fix``, rebuild the index."""
-    checks: list[dict] = []
+DOCTOR_ACTOR = "beadsmail"
 
-    def check(name: str, ok: bool, detail: str = "") -> None:
-        checks.append({"check": name, "ok": ok, "detail": detail})
 
-    heads = ws.heads()
-    check("store ref", ws.ref in heads or not heads,
-          heads.get(ws.ref, "no store yet (the first write creates it)"))
-    lock = ws.loc.common / (ws.ref + ".lock")
-    if lock.exists():
-        if fix:
-            lock.unlink(missing_ok=True)
-        check("ref lock", fix, f"{lock} left behind" + (" (removed)" if fix else "; run 'bd doctor --fix'"))
-    try:
-        for sha in heads.values():
-            ws.writer.segments(sha.encode())
-        check("objects", True, f"{len(heads)} head(s) readable")
-        fresh, bad = _fresh_fingerprint(ws)
-    except (KeyError, BeadsError, ValueError) as exc:
-        check("objects", False, f"store object missing or unreadable: {exc}")
-        return {"ok": False, "checks": checks, "bad_lines": [], "fixed": False}
-    check("records", not bad, f"{len(bad)} bad line(s)" if bad else f"{len(fresh['records'])} records valid")
-    problems = _schema_problems(ws) if fresh["records"] else []
-    check("schemas", not problems, f"{len(problems)} record(s) fail jsonschema" if problems else "jsonschema agrees")
+class _Report:
+    def __init__(self) -> None:
+        self.checks: list[dict] = []
+        self.repairs: list[dict] = []
+        self.data: dict = {"bad_lines": [], "missing_objects": [], "edits": [], "locks": []}
+
+    def check(self, name: str, ok: bool, detail: str = "") -> None:
+        self.checks.append({"check": name, "ok": ok, "detail": detail})
+
+    def result(self, fixed: bool) -> dict:
+        return {"ok": all(c["ok"] for c in self.checks), "checks": self.checks, **self.data,
+                "repairs": self.repairs, "fixed": fixed}
+
+
+def _check_locks(ws: Workspace, report: _Report, fix: bool) -> None:
+    from beadsmail import repair
+
+    locks = repair.stale_locks(ws)
+    if fix and locks:
+        report.repairs += [{"path": p, "action": "removed stale lock"}
+                           for p in repair.remove_locks(ws)]
+        locks = repair.stale_locks(ws)
+    report.data["locks"] = locks
+    report.check("locks", not locks, "; ".join(f"{lk['path']} left behind {lk['age_seconds']}s ago"
+                                                for lk in locks)
+                 + "; run 'bd doctor --fix'" if locks else "no stale lock files")
+
+
+def _check_objects(ws: Workspace, report: _Report, heads: dict[str, str]) -> bool:
+    """Report missing objects by id; False when a head cannot be read at all."""
+    from beadsmail import repair
+
+    missing = repair.missing_objects(ws, heads)
+    report.data["missing_objects"] = missing
+    report.check("objects", not missing, "; ".join(
+        f"object {m['object']} ({'segment ' + m['path'] if m['path'] else m['what']}) is missing"
+        for m in missing) + " (copy it from a clone that has it, e.g. 'git fetch' from there "
+        "into a new repository and 'git cat-file' it across)" if missing
+        else f"{len(heads)} head(s) readable")
+    return not any(m["path"] is None for m in missing)
+
+
+def _check_records(ws: Workspace, report: _Report, fresh: _Fresh) -> list[dict]:
+    """Bad lines, records edited or removed by hand, jsonschema cross-check; the edits."""
+    from beadsmail import repair
+
+    bad = fresh.bad
+    report.check("records", not bad, f"{len(bad)} bad line(s)" if bad
+                 else f"{len(fresh.fingerprint['records'])} records valid")
     ws.refresh()
-    same = ws.index.fingerprint() == fresh
+    changed = repair.edits(ws, fresh.texts)
+    report.data["edits"] = [{k: e[k] for k in ("id", "path", "line", "change")} for e in changed]
+    report.check("edits", not changed, "; ".join(
+        f"{e['path']}:{e['line']}: record {e['id']} was {e['change']} by hand after it was stored"
+        for e in changed) if changed else "no stored record changed or removed")
+    problems = _schema_problems(ws) if fresh.fingerprint["records"] else []
+    report.check("schemas", not problems, f"{len(problems)} record(s) fail jsonschema"
+                 if problems else "jsonschema agrees")
+    report.data["bad_lines"] = bad + problems
+    return changed
+
+
+def _repair_lines(ws: Workspace, report: _Report, fresh: _Fresh, changed: list[dict]) -> bool:
+    """Quarantine/restore what this replica owns; True if anything was written."""
+    from beadsmail import repair
+
+    with ws.lock():
+        done = repair.fix_lines(ws, fresh.bad, changed, DOCTOR_ACTOR)
+        done += repair.restore_removed(ws, changed, DOCTOR_ACTOR)
+    report.repairs += done
+    others = {b["path"].split("/", 1)[0] for b in fresh.bad + changed if b.get("path")
+              and b["path"].split("/", 1)[0] != ws.replica}
+    if others:
+        report.repairs.append({"action": "left for their owner", "replicas": sorted(others),
+                               "detail": "run 'bd doctor --fix' in the clone of each replica, "
+                                         "then 'bd sync'"})
+    return bool(done)
+
+
+def doctor(ws: Workspace, fix: bool = False) -> dict:
+    """Check locks, objects, every record and the index; ``fix`` repairs without deleting data."""
+    report = _Report()
+    heads = ws.heads()
+    report.check("store ref", ws.ref in heads or not heads,
+                 heads.get(ws.ref, "no store yet (the first write creates it)"))
+    _check_locks(ws, report, fix)
+    if not _check_objects(ws, report, heads):
+        return report.result(False)
+    fresh = _Fresh(ws)
+    changed = _check_records(ws, report, fresh)
+    if fix and (fresh.bad or changed) and _repair_lines(ws, report, fresh, changed):
+        if not any(r["action"] == "left for their owner" for r in report.repairs):
+            ws.index.reset()  # the stored copies are back in the store: fold them from there
+        return {**doctor(ws, False), "repairs": report.repairs, "fixed": True}
+    rebuilt_silently = ws.index.rebuilt
+    same = ws.index.fingerprint() == fresh.fingerprint
     fixed = False
-    if not same and fix:
+    if not same and fix and not changed:  # a rebuild would forget the copies the edits replaced
         rebuild(ws)
-        fixed = same = ws.index.fingerprint() == fresh
-    check("index", same, "equal to a fresh fold" if same else "differs from a fresh fold; run 'bd doctor --fix'")
-    ok = all(c["ok"] for c in checks)
-    return {"ok": ok, "checks": checks, "bad_lines": bad + problems, "fixed": fixed}
+        fixed = same = ws.index.fingerprint() == fresh.fingerprint
+        report.repairs.append({"path": str(ws.index_path), "action": "rebuilt the index"})
+    report.check("index", same, ("was missing or unreadable and has been rebuilt; " if
+                                 rebuilt_silently else "") + ("equal to a fresh fold" if same
+                 else "differs from a fresh fold; run 'bd doctor --fix'"))
+    return report.result(fixed or bool(report.repairs))
 
 
 def show_record(ws: Workspace, token: str) -> dict:

@@ -137,7 +137,12 @@ class Workspace:
         known = index.segment(path)
         if known and known[0] == blob:
             return []
-        content = self.writer.blob(blob.encode())
+        try:
+            content = self.writer.blob(blob.encode())
+        except KeyError:  # reported (file and object id); every other segment stays readable
+            index.add_bad_line(path, 0, f"object {blob} of this segment is missing from the "
+                               "repository; run 'bd doctor'", b"")
+            return []
         start, line_no = 0, 0
         if known and len(content) >= known[1] and _tail(content, known[1]) == known[3]:
             start, line_no = known[1], known[2]

@@ -101,8 +101,10 @@ def test_bad_line_is_reported_and_rest_stays_usable(repo: Path, bd) -> None:
     text = bd(repo, "doctor")
     assert f"{path}:2:" in text.out
     fixed = bd(repo, "doctor", "--fix", "--json")
-    assert fixed.json()["bad_lines"], "doctor --fix never deletes the bad line"
-    assert "<<<<<<< HEAD" in git(repo, "show", f"beadsmail:.beads/log/{path}")
+    assert fixed.json()["ok"] and not fixed.json()["bad_lines"]
+    # doctor --fix never deletes the bad line: it moves it aside, inside the store
+    assert "<<<<<<< HEAD" not in git(repo, "show", f"beadsmail:.beads/log/{path}")
+    assert git(repo, "show", f"beadsmail:.beads/quarantine/{path}") == "<<<<<<< HEAD\n"
     assert bd(repo, "index", "rebuild", "--json").json()["records"] == {"message": 2}
     fsck(repo)
 

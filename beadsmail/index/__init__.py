@@ -190,6 +190,10 @@ class Index:
         for (data,) in self.conn.execute("SELECT data FROM records ORDER BY clock, id"):
             yield json.loads(data)
 
+    def texts(self) -> Iterator[tuple[str, str | None, int | None, str]]:
+        """Every record as stored: (id, segment path, line, canonical text) (``bd doctor``)."""
+        yield from self.conn.execute("SELECT id, path, line, data FROM records ORDER BY id")
+
     def records_since(self, clock: int, kinds: tuple[str, ...] | None = None) -> list[dict]:
         sql = "SELECT data FROM records WHERE clock > ?"
         args: list = [clock]
@@ -197,6 +201,17 @@ class Index:
             sql += f" AND kind IN ({','.join('?' * len(kinds))})"
             args += kinds
         return [json.loads(d) for (d,) in self.conn.execute(sql + " ORDER BY clock, id", args)]
+
+    def arrival(self) -> int:
+        """Where the index's arrival order ends: records are numbered (rowid) as they are
+        folded, by whichever process folds them (``bd serve`` follows this order)."""
+        return self.conn.execute("SELECT coalesce(max(rowid), 0) FROM records").fetchone()[0]
+
+    def arrived_after(self, position: int, limit: int = 5000) -> list[tuple[int, dict]]:
+        """Records folded after arrival ``position``, in arrival order, with their positions."""
+        rows = self.conn.execute("SELECT rowid, data FROM records WHERE rowid > ? ORDER BY rowid "
+                                 "LIMIT ?", (position, limit))
+        return [(n, json.loads(d)) for n, d in rows]
 
     def resolve(self, token: str, prefix: str, kinds: tuple[str, ...] | None = None,
                 what: str = "record") -> str:

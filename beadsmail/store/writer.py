@@ -35,6 +35,7 @@ MARKER_PATH = b"store.json"
 MARKER = b'{"format":"beadsmail","v":1}\n'
 TREE_MODE = 0o040000
 BLOB_MODE = 0o100644
+STALE_LOCK_AGE = 1.0  # seconds; see Writer._break_stale_ref_lock
 
 
 class Writer:
@@ -153,8 +154,14 @@ class Writer:
         today = sorted(n for n in mine if n.startswith(day.encode()))
         if today:
             last = today[-1]
-            content = self.blob(mine[last][1])
-            if len(content) + size <= limit or not content:
+            try:
+                content = self.blob(mine[last][1])
+            except KeyError:  # its object is missing: never write over it, start the next one
+                content = None
+            # a last line without its newline (a hand edit, a torn copy) is left alone too,
+            # so that it can never swallow the first line appended after it
+            if content is not None and (not content or content.endswith(b"\n")) and (
+                    len(content) + size <= limit or not content):
                 return last, content
             n = int(last.decode().rsplit("-", 1)[1].split(".")[0]) + 1
         else:
@@ -162,7 +169,7 @@ class Writer:
         return f"{day}-{n:03d}.jsonl".encode(), b""
 
     def _add(self, obj: object) -> None:
-        for attempt in range(20):
+        for attempt in range(60):
             try:
                 self.objects.add_object(obj)  # type: ignore[arg-type]
                 return
@@ -173,8 +180,13 @@ class Writer:
             except FileLocked:
                 if obj.id in self.objects:  # type: ignore[attr-defined]
                     return
-                time.sleep(0.005 * (attempt + 1))
+                if attempt >= 10:  # callers hold the store lock: a lasting one is a dead writer's
+                    _break_stale(self._object_path(obj.id) + ".lock")  # type: ignore[attr-defined]
+                time.sleep(0.005 * min(attempt + 1, 10))
         raise StoreError("could not write a git object (its file stayed locked)")
+
+    def _object_path(self, sha: bytes) -> str:
+        return str(self.common / "objects" / sha[:2].decode() / sha[2:].decode())
 
     def _move_ref(self, old: bytes | None, new: bytes) -> bool:
         for attempt in range(100):
@@ -187,14 +199,14 @@ class Writer:
                 time.sleep(0.005 * min(attempt + 1, 10))
         raise StoreError(f"the ref lock {self.ref.decode()}.lock stays held; is a git command running?")
 
-    def _break_stale_ref_lock(self, max_age: float = 10.0) -> None:
-        """A crashed writer leaves ``<ref>.lock`` behind; remove it once clearly stale."""
-        lock = self.common / (self.ref.decode() + ".lock")
-        try:
-            if time.time() - lock.stat().st_mtime > max_age:
-                lock.unlink()
-        except FileNotFoundError:
-            pass
+    def _break_stale_ref_lock(self) -> None:
+        """A crashed writer leaves ``<ref>.lock`` behind; remove it once clearly stale.
+
+        Callers hold the store lock, so no beadsmail process is moving the ref, and
+        a git command holds such a lock for milliseconds: one older than
+        ``STALE_LOCK_AGE`` belongs to a process that died.
+        """
+        _break_stale(str(self.common / (self.ref.decode() + ".lock")))
 
     def set_ref(self, old: bytes | None, new: bytes) -> bool:
         """Compare-and-swap the store ref (used by sync)."""
@@ -243,6 +255,42 @@ class Writer:
             time.sleep(0.01)
         raise StoreError("the store ref kept moving under us; try again")
 
+    def quarantine(self, replica: str, name: str, kept: bytes, moved: bytes, message: str,
+                   author: str) -> bytes:
+        """Move lines out of one of this replica's segments into
+        ``.beads/quarantine/<replica>/<name>`` (appended there), in one commit."""
+        for _ in range(50):
+            old = self.head()
+            if old is None:
+                raise StoreError("the store is empty: nothing to repair")
+            root = self.tree(self.commit(old).tree)
+            beads = _copy(self._sub(root, b".beads") or Tree())
+            for top, data, append in ((b"log", kept, False), (b"quarantine", moved, True)):
+                top_tree = _copy(self._sub(beads, top) or Tree())
+                mine = _copy(self._sub(top_tree, replica.encode()) or Tree())
+                if append and name.encode() in mine:
+                    data = self.blob(mine[name.encode()][1]) + data
+                blob = Blob.from_string(data)
+                self._add(blob)
+                mine.add(name.encode(), BLOB_MODE, blob.id)
+                self._add(mine)
+                top_tree.add(replica.encode(), TREE_MODE, mine.id)
+                self._add(top_tree)
+                beads.add(top, TREE_MODE, top_tree.id)
+            self._add(beads)
+            root = _copy(root)
+            root.add(b".beads", TREE_MODE, beads.id)
+            self._add(root)
+            commit = _make_commit(root.id, [old], message, author)
+            self._add(commit)
+            if self._move_ref(old, commit.id):
+                return commit.id
+            time.sleep(0.01)
+        raise StoreError("the store ref kept moving under us; try again")
+
+    def has_object(self, sha: bytes) -> bool:
+        return sha in self.objects
+
     def create_store(self, message: str) -> bool:
         """Give an empty repository the store branch (only the format marker); False if it exists."""
         if self.head() is not None:
@@ -276,6 +324,14 @@ class Writer:
             start_new_session=True, close_fds=True,
         )
         return True
+
+
+def _break_stale(lock: str, max_age: float | None = None) -> None:
+    try:
+        if time.time() - os.stat(lock).st_mtime > (STALE_LOCK_AGE if max_age is None else max_age):
+            os.unlink(lock)
+    except FileNotFoundError:
+        pass
 
 
 def _copy(tree: Tree) -> Tree:

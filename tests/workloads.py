@@ -1,0 +1,165 @@
+"""Workloads for the reliability tests: a crash loop and a concurrent mix of agents.
+
+``crash_loop`` runs real ``bd`` writers one after another and SIGKILLs each at a
+random moment (sometimes its background packer too), remembering every write
+that reported success; ``verify_store`` then proves each one is still there.
+``concurrent_mix`` runs several agents at once across checkouts for a bounded
+time and returns exactly what each says it stored. The short test in the
+default suite and the long ``torture`` runs use the same code with other sizes.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faults
+
+
+@dataclass
+class Ledger:
+    """What processes reported as stored (so must survive anything)."""
+
+    sent: set[str] = field(default_factory=set)
+    acked: dict[str, str] = field(default_factory=dict)  # message id -> who acked it
+    events: set[str] = field(default_factory=set)
+    tasks: dict[str, int] = field(default_factory=dict)  # task id -> version last seen
+    moves: list[tuple[str, int, str]] = field(default_factory=list)  # (task, from version, event)
+
+    def ids(self) -> set[str]:
+        return self.sent | self.events | set(self.tasks)
+
+
+def _ok(run: faults.Run) -> dict | list | None:
+    """A run's JSON if it finished; a run not killed must have succeeded."""
+    if run.killed:
+        return run.json()
+    assert run.code == 0, (f"bd {' '.join(run.args)} exited {run.code} after earlier kills: "
+                           f"{run.err} {run.out}")
+    return run.json()
+
+
+def create_tasks(repo: Path, ledger: Ledger, n: int) -> None:
+    for i in range(n):
+        run = faults.run_killed(repo, ("task", "create", "--title", f"task {i}", "--json",
+                                       "--identity", "lead"), None)
+        task = _ok(run)["task"]
+        ledger.tasks[task["id"]] = task["version"]
+
+
+def current_version(repo: Path, task_id: str) -> tuple[int, str]:
+    from beadsmail.index import tasks as idx
+    from beadsmail.workspace import Workspace
+
+    ws = Workspace.open(repo)
+    try:
+        ws.refresh()
+        task = idx.get(ws.index.conn, task_id)
+        return task["version"], task["status"]
+    finally:
+        ws.close()
+
+
+def one_op(repo: Path, rnd: random.Random, ledger: Ledger, ops: tuple[str, ...],
+           delay: float | None, remote: str | None = None) -> faults.Run:
+    """Run one random operation (killed after ``delay``) and record what it reported."""
+    op = rnd.choice(ops)
+    if op == "ack" and not ledger.sent - ledger.acked.keys():
+        op = "send"
+    if op == "send":
+        run = faults.run_killed(repo, ("mail", "send", "bob", "-s", f"s{rnd.randrange(10**6)}",
+                                       "-m", "body " * rnd.randrange(1, 50), "--identity", "alice",
+                                       "--json"), delay)
+        done = _ok(run)
+        if done:
+            ledger.sent.add(done["id"])
+    elif op == "ack":
+        target = rnd.choice(sorted(ledger.sent - ledger.acked.keys()))
+        run = faults.run_killed(repo, ("mail", "ack", target, "--identity", "bob", "--json"), delay)
+        done = _ok(run)
+        if done:
+            ledger.acked.update({m: "bob" for m in done["acknowledged"]})
+    elif op == "move":
+        task = rnd.choice(sorted(ledger.tasks))
+        version, status = current_version(repo, task)
+        to = rnd.choice([s for s in ("backlog", "todo", "in_progress", "done") if s != status])
+        run = faults.run_killed(repo, ("task", "status", task, to, "--version", str(version),
+                                       "--identity", "lead", "--json"), delay)
+        done = _ok(run)
+        if done:
+            ledger.events.add(done["event"])
+            ledger.moves.append((task, version, done["event"]))
+    else:  # sync
+        run = faults.run_killed(repo, ("sync", remote or "origin", "--json"), delay)
+        _ok(run)
+    return run
+
+
+def crash_loop(repo: Path, rnd: random.Random, runs: int, tally: faults.Tally,
+               ops: tuple[str, ...] = ("send", "send", "ack", "move"),
+               min_delay: float = 0.03, max_delay: float = 0.25, kill_packers_every: int = 3,
+               remote: str | None = None, ledger: Ledger | None = None) -> Ledger:
+    """``runs`` operations, most killed at a random moment; packers killed now and then."""
+    ledger = ledger or Ledger()
+    common = repo / ".git"
+    for i in range(runs):
+        delay = rnd.uniform(min_delay, max_delay) if rnd.random() < 0.85 else None
+        run = one_op(repo, rnd, ledger, ops, delay, remote)
+        tally.runs += 1
+        tally.kills += run.killed
+        if kill_packers_every and i % kill_packers_every == 0:
+            if not faults.packers(common):  # as a write past store.pack_after starts it
+                faults.start_packer(common)
+            time.sleep(rnd.uniform(0.0, 0.08))
+            tally.packer_kills += faults.kill_packers(common)
+    faults.wait_packers(common)
+    return ledger
+
+
+def check_ledger(repo: Path, ledger: Ledger) -> int:
+    """Every reported write is in the index with the state it reported; records checked."""
+    from beadsmail.index import mail as mail_index
+    from beadsmail.index import tasks as idx
+    from beadsmail.workspace import Workspace
+
+    ws = Workspace.open(repo)
+    try:
+        ws.refresh()
+        conn = ws.index.conn
+        for message_id, who in ledger.acked.items():
+            assert mail_index.state(conn, message_id, who) >= 3, f"ack of {message_id} lost"
+        for task, version, event in ledger.moves:
+            history = {h["event"]: h for h in idx.history(conn, task)}
+            assert event in history and history[event]["version"] == version + 1, \
+                f"move {event} of {task} from version {version} lost"
+        return len(ledger.ids()) + len(ledger.acked)
+    finally:
+        ws.close()
+
+
+def winners_are_unique(repo: Path) -> int:
+    """No two applied events of a task share a version; return how many were checked."""
+    from beadsmail.workspace import Workspace
+
+    ws = Workspace.open(repo)
+    try:
+        ws.refresh()
+        rows = ws.index.conn.execute("SELECT task, version, count(*) FROM task_history "
+                                     "GROUP BY task, version HAVING count(*) > 1").fetchall()
+        assert not rows, f"two movers won the same version: {rows}"
+        return ws.index.conn.execute("SELECT count(*) FROM task_history").fetchone()[0]
+    finally:
+        ws.close()
+
+
+def bare_remote(repo: Path, name: str = "origin") -> Path:
+    """A local bare repository as ``origin`` of ``repo``."""
+    from conftest import git
+
+    bare = repo.parent / f"{repo.name}-remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    git(repo, "remote", "add", name, str(bare))
+    return bare

@@ -110,11 +110,12 @@ class Server:
 
     async def startup(self) -> None:
         await self.feed.call(lambda ws: ws.refresh())
+        position = await self.feed.call(lambda ws: ws.index.arrival())
         messages = await self.feed.call(lambda ws: ws.index.records_since(0, ("message",)))
         self.stream.load(messages)
         for project in self.projects:
             await self.feed.call(self._ensure_channel, project)
-        await self.feed.start()
+        await self.feed.start(position)
         self._heartbeats = asyncio.create_task(self._beat())
 
     def _ensure_channel(self, ws, project: str) -> None:

@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import json
 
-from beadsmail import mail
-from beadsmail.errors import InvalidInput, PermissionDenied
+from beadsmail import addressing, hooks, mail, permissions, records
+from beadsmail.errors import BeadsError, InvalidInput, PermissionDenied
 
 MESSAGE_FIELDS = {"type", "content", "body", "subject", "to", "metadata", "context", "priority",
                   "reply_to", "action_requested", "ephemeral", "ref", "from"}
 CONTROL = {"ack": {"type", "ids", "id", "ref"}, "read": {"type", "id", "ref"},
            "ping": {"type", "ref"}}
 SUBJECT_CHARS = 80
+
+
+def error_frame(exc: BaseException, ref=None) -> dict:
+    """The answer to a frame that failed: the CLI's JSON error object, with ``ref``."""
+    if isinstance(exc, BeadsError):
+        err = {"type": exc.code, "message": exc.message, **exc.details}
+    else:
+        err = {"type": "error", "message": f"internal error: {exc.__class__.__name__}"}
+    return {"type": "error", "ref": ref, "error": err}
 
 
 def parse(text: str, max_bytes: int) -> dict:
@@ -91,31 +100,90 @@ def _ids(frame: dict) -> list[str]:
     return ids
 
 
-def handle_sync(ws, agent: str, project: str, frame: dict) -> dict:
-    """Carry out one frame (on the store thread); return the answer frame."""
+def control(ws, agent: str, frame: dict) -> dict:
+    """Carry out one control frame (on the store thread); return the answer frame."""
+    kind, ref = frame["type"], frame.get("ref")
+    _known(frame, CONTROL[kind])
+    if kind == "ping":
+        return {"type": "pong", "ref": ref}
+    if kind == "ack":
+        return {"type": "acked", "ref": ref, **mail.ack(ws, agent, _ids(frame))}
+    if not isinstance(frame.get("id"), str):
+        raise InvalidInput("a 'read' frame needs 'id': the message id")
+    return {"type": "read", "ref": ref, "message": mail.read(ws, agent, frame["id"])}
+
+
+def kind_of(frame: dict) -> str:
+    """"message" or "control"; InvalidInput for any other type."""
     kind = frame.get("type")
-    ref = frame.get("ref")
     if kind in mail.TYPES:
-        to, subject, content, options = message_args(agent, project, frame)
-        result = mail.send(ws, agent, to, subject, content, **options)
-        warnings = result.pop("warnings", [])
-        return {"type": "sent", "ref": ref, "id": result["id"], "message": result,
-                "warnings": warnings}
+        return "message"
     if kind in CONTROL:
-        _known(frame, CONTROL[kind])
-        if kind == "ping":
-            return {"type": "pong", "ref": ref}
-        if kind == "ack":
-            return {"type": "acked", "ref": ref, **mail.ack(ws, agent, _ids(frame))}
-        if not isinstance(frame.get("id"), str):
-            raise InvalidInput("a 'read' frame needs 'id': the message id")
-        return {"type": "read", "ref": ref, "message": mail.read(ws, agent, frame["id"])}
+        return "control"
     allowed = ", ".join([*mail.TYPES, *CONTROL])
     raise InvalidInput(f"unknown frame type {kind!r}: use one of {allowed}")
 
 
-async def handle(feed, agent: str, project: str, frame: dict) -> dict:
-    if frame.get("type") == "ping":  # no store work
-        _known(frame, CONTROL["ping"])
-        return {"type": "pong", "ref": frame.get("ref")}
-    return await feed.call(handle_sync, agent, project, frame)
+def _compose(ws, agent: str, project: str, frame: dict) -> dict:
+    to, subject, content, options = message_args(agent, project, frame)
+    reply_to = options.pop("reply_to")
+    fields = mail.compose(ws, agent, to, subject, content, **options)
+    parent = mail.resolve_message(ws, reply_to) if reply_to else None
+    fields["id"] = records.new_id(ws.prefix)
+    fields["thread_id"] = parent["thread_id"] if parent else fields["id"]
+    fields["reply_to"] = parent["id"] if parent else None
+    return fields
+
+
+def send_many(ws, agent: str, project: str, frames: list[dict]) -> list[dict]:
+    """Commit the message frames of one connection as one commit (store thread).
+
+    Each frame is checked exactly as ``mail.send`` checks a message (fields,
+    parent, the ``mail.send`` capability and ``addressing.check_send`` under the
+    lock); a frame that fails gets its own error answer and the rest are stored.
+    Hooks run after the commit, once per message (event ``send`` or ``reply``).
+    """
+    answers: list[dict | None] = [None] * len(frames)
+    fields_of: dict[int, dict] = {}
+    ws.refresh()
+    for i, frame in enumerate(frames):
+        try:
+            fields_of[i] = _compose(ws, agent, project, frame)
+        except BeadsError as exc:
+            answers[i] = error_frame(exc, frame.get("ref"))
+    warnings: dict[int, list[str]] = {}
+    items: list = []   # filled by the check, read by Workspace.write after it
+    order: list[int] = []
+
+    def check(index) -> None:
+        default_role = ws.config["agents"]["default_role"]
+        order.clear()
+        for i, fields in fields_of.items():
+            try:
+                permissions.require(index, agent, "mail.send", default_role)
+                warnings[i] = addressing.check_send(index, ws.config, agent, fields["to"])
+            except BeadsError as exc:
+                answers[i] = error_frame(exc, frames[i].get("ref"))
+                continue
+            order.append(i)
+        if not order:
+            raise _NothingToWrite()
+        items[:] = [("message", fields_of[i]) for i in order]
+
+    try:
+        written = ws.write(agent, items, f"mail: {agent} sends {len(fields_of)} message"
+                           f"{'s' if len(fields_of) != 1 else ''} over the bus", check=check)
+    except _NothingToWrite:
+        return [a for a in answers if a is not None]
+    timeout = float(ws.config["hooks"]["timeout"])
+    for i, record in zip(order, written.records, strict=True):
+        event = "reply" if record["reply_to"] else "send"
+        hook_warnings = hooks.run(ws.loc.worktree, "on_message", record, event, timeout)
+        answers[i] = {"type": "sent", "ref": frames[i].get("ref"), "id": record["id"],
+                      "message": mail.view(record),
+                      "warnings": warnings.get(i, []) + written.warnings + hook_warnings}
+    return [a for a in answers if a is not None]
+
+
+class _NothingToWrite(Exception):
+    """Every frame of a batch was refused by the checks: write nothing."""

@@ -28,6 +28,8 @@ transport (1009). Observers (the web page) get every new record, unfiltered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from beadsmail import channels
 from beadsmail.errors import BeadsError, InvalidInput, NotFound, PermissionDenied
 from beadsmail.index import mail as mail_index
 from beadsmail.server import bus
+from beadsmail.server.bus import error_frame
 from beadsmail.server.feed import Feed
 from beadsmail.server.stream import Stream
 
@@ -49,6 +52,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_POLICY = 1008
 REGISTRY_KINDS = {"agent", "membership", "channel"}
+BATCH = 64  # message frames of one connection committed together at most
 
 
 @dataclass
@@ -85,14 +89,6 @@ class Agent:
         if not targets:
             return False
         return self.agent in targets or (sender != self.agent and not self.reach.isdisjoint(targets))
-
-
-def error_frame(exc: BaseException, ref=None) -> dict:
-    if isinstance(exc, BeadsError):
-        err = {"type": exc.code, "message": exc.message, **exc.details}
-    else:
-        err = {"type": "error", "message": f"internal error: {exc.__class__.__name__}"}
-    return {"type": "error", "ref": ref, "error": err}
 
 
 class Hub:
@@ -136,36 +132,39 @@ class Hub:
             log.warning("%s could not join #%s: %s", agent, project, exc.message)
         return set(mail_index.reach(ws.index.conn, agent)) | {"#" + project}
 
-    def _opening(self, ws, agent: str, targets: set[str]) -> tuple[list[dict], int]:
-        """An agent's open inbox and the stream position it was taken at (store thread)."""
+    def _opening(self, ws, agent: str) -> tuple[list[dict], int]:
+        """A new agent's open inbox (before it joins the project channel), and the stream
+        position it was taken at (store thread)."""
         ws.refresh()
-        rows = mail_index.inbox(ws.index.conn, agent, sorted(targets - {agent}))
+        conn = ws.index.conn
+        rows = mail_index.inbox(conn, agent, mail_index.reach(conn, agent))
         return [record for record, _state, _at in rows], len(self.stream.ids)
 
-    async def start_position(self, conn: Agent, since: str | None) -> tuple[int, list[dict]]:
+    async def start_position(self, agent: str, since: str | None) -> tuple[int, list[dict]]:
+        """Where an agent's follower starts, and the messages to push before that."""
         if since:
             pos = self.stream.after(since)
             if pos is None:
                 raise InvalidInput(f"since={since!r} is not a message this server has delivered; "
                                    "reconnect without 'since' to get what is queued for you")
             return pos, []
-        cursor = self.stream.cursors.get(conn.agent)
-        if cursor is not None and self.stream.after(cursor) is not None:
-            return self.stream.after(cursor), []  # type: ignore[return-value]
-        opened, pos = await self.feed.call(self._opening, conn.agent, conn.reach)
+        cursor = self.stream.after(self.stream.cursors.get(agent, ""))
+        if cursor is not None:
+            return cursor, []
+        opened, pos = await self.feed.call(self._opening, agent)
         opened.sort(key=lambda r: self.stream.pos.get(r["id"], len(self.stream.ids)))
         return pos, opened
 
     async def serve_agent(self, websocket: WebSocket, project: str, agent: str,
                           since: str | None) -> None:
         conn = Agent(websocket, agent, project, tokens=float(self.limits.burst))
-        conn.reach = await self.feed.call(self._reach, agent, project)
         try:
-            start, opened = await self.start_position(conn, since)
+            start, opened = await self.start_position(agent, since)
         except BeadsError as exc:
             await websocket.send_json(error_frame(exc))
             await websocket.close(CLOSE_BAD_REQUEST, "unknown since id")
             return
+        conn.reach = await self.feed.call(self._reach, agent, project)
         await websocket.send_json({"type": "welcome", "agent": agent, "project": project,
                                    "channel": "#" + project})
         self.agents.add(conn)
@@ -182,9 +181,10 @@ class Hub:
             self.stream.save_cursors()
 
     async def _follow(self, conn: Agent, pos: int, opened: list[dict]) -> None:
+        """Push the opening messages, then every stream entry from ``pos`` that is for me."""
         sent = set()
         for record in opened:
-            await conn.ws.send_json({"type": "message", "queued": True, "message": record})
+            await conn.ws.send_text(self._text(record, True))
             if record["id"] in self.stream.pos:
                 self.stream.delivered(conn.agent, record["id"])
             sent.add(record["id"])
@@ -205,10 +205,17 @@ class Hub:
             for record in await self._records(wanted):
                 is_queued = not ready and self.stream.pos[record["id"]] < live_from
                 queued += is_queued
-                await conn.ws.send_json({"type": "message", "queued": is_queued,
-                                         "message": record})
+                await conn.ws.send_text(self._text(record, is_queued))
                 self.stream.delivered(conn.agent, record["id"])
             pos = end
+
+    def _text(self, record: dict, queued: bool) -> str:
+        """The message frame, serialised once per message however many receive it."""
+        body = self.stream.texts.get(record["id"])
+        if body is None:
+            body = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+            self.stream.texts[record["id"]] = body
+        return f'{{"type":"message","queued":{"true" if queued else "false"},"message":{body}}}'
 
     async def _records(self, ids: list[str]) -> list[dict]:
         cache = self.stream.cache
@@ -222,39 +229,81 @@ class Hub:
         return [cache[i] for i in ids if i in cache]
 
     async def _receive(self, conn: Agent) -> None:
-        while True:
-            try:
-                event = await conn.ws.receive()
-            except WebSocketDisconnect:
-                return
-            if event["type"] == "websocket.disconnect":
-                return
-            text = event.get("text")
-            if text is None:
-                await conn.ws.send_json(error_frame(InvalidInput(
-                    "binary frames are not understood; send JSON text frames")))
-                continue
-            if not conn.allow(self.limits):
-                if conn.refused > self.limits.max_refused:
+        """Read frames; refuse bad ones at once; hand good ones to the processor in order."""
+        queue: asyncio.Queue = asyncio.Queue(self.limits.burst)
+        processor = asyncio.create_task(self._process(conn, queue))
+        try:
+            while True:
+                try:
+                    event = await conn.ws.receive()
+                except (WebSocketDisconnect, RuntimeError):
+                    return
+                if event["type"] == "websocket.disconnect":
+                    return
+                action, frame = self._admit(conn, event)
+                if action == "close":
                     await conn.ws.close(CLOSE_POLICY, "flooding: too many frames")
                     return
-                await conn.ws.send_json(_rate_limited(self.limits))
-                continue
-            reply = await self._frame(conn, text)
-            if reply is not None:
-                await conn.ws.send_json(reply)
+                if action == "answer":
+                    await conn.ws.send_json(frame)
+                else:
+                    await queue.put(frame)
+        finally:
+            await queue.put(None)  # frames already received are still carried out
+            await processor
 
-    async def _frame(self, conn: Agent, text: str) -> dict | None:
+    def _admit(self, conn: Agent, event: dict) -> tuple[str, dict | None]:
+        """("process", frame), ("answer", frame to send at once) or ("close", None)."""
+        if not conn.allow(self.limits):
+            if conn.refused > self.limits.max_refused:
+                return "close", None
+            return "answer", _rate_limited(self.limits)
+        text = event.get("text")
+        if text is None:
+            return "answer", error_frame(InvalidInput("binary frames are not understood; send "
+                                                      "JSON text frames"))
         ref = None
         try:
             frame = bus.parse(text, self.limits.max_frame)
             ref = frame.get("ref")
-            return await bus.handle(self.feed, conn.agent, conn.project, frame)
+            frame["_kind"] = bus.kind_of(frame)
+            if frame["_kind"] == "control" and frame["type"] == "ping":
+                del frame["_kind"]
+                return "answer", bus.control(None, conn.agent, frame)
+            return "process", frame
         except BeadsError as exc:
-            return error_frame(exc, ref)
+            return "answer", error_frame(exc, ref)
+
+    async def _process(self, conn: Agent, queue: asyncio.Queue) -> None:
+        """Carry out frames: runs of message frames as one commit, control frames one by one."""
+        done = False
+        while not done:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < BATCH:
+                batch.append(queue.get_nowait())
+            if None in batch:
+                done = True
+                batch = batch[:batch.index(None)]
+            while batch:
+                kind = batch[0].pop("_kind")
+                run = [batch.pop(0)]
+                while kind == "message" and batch and batch[0].get("_kind") == "message":
+                    batch[0].pop("_kind")
+                    run.append(batch.pop(0))
+                for answer in await self._carry_out(conn, kind, run):
+                    with contextlib.suppress(Exception):
+                        await conn.ws.send_json(answer)
+
+    async def _carry_out(self, conn: Agent, kind: str, frames: list[dict]) -> list[dict]:
+        try:
+            if kind == "message":
+                return await self.feed.call(bus.send_many, conn.agent, conn.project, frames)
+            return [await self.feed.call(bus.control, conn.agent, frames[0])]
+        except BeadsError as exc:
+            return [error_frame(exc, frames[0].get("ref"))]
         except Exception as exc:  # never let one frame take the server down
-            log.exception("frame from %s failed", conn.agent)
-            return error_frame(exc, ref)
+            log.exception("frames from %s failed", conn.agent)
+            return [error_frame(exc, f.get("ref")) for f in frames]
 
     # -- the page's message log -------------------------------------------------
 

@@ -38,6 +38,7 @@ class Stream:
         self.pos: dict[str, int] = {}
         self.meta: dict[str, tuple[str, tuple[str, ...], str]] = {}  # sender, targets, type
         self.cache: OrderedDict[str, dict] = OrderedDict()
+        self.texts: dict[str, str] = {}  # the JSON of cached records, made when first pushed
         self.cursors: dict[str, str] = {}
         self._dirty = False
         self._changed = asyncio.Event()
@@ -95,7 +96,8 @@ class Stream:
         self.cache[record["id"]] = record
         self.cache.move_to_end(record["id"])
         while len(self.cache) > CACHE:
-            self.cache.popitem(last=False)
+            gone, _ = self.cache.popitem(last=False)
+            self.texts.pop(gone, None)
 
     async def wait_beyond(self, position: int) -> None:
         """Return once the stream holds more than ``position`` ids."""
@@ -106,6 +108,7 @@ class Stream:
         """Deleted messages: keep their place (positions stay valid), drop their content."""
         for mid in ids:
             self.cache.pop(mid, None)
+            self.texts.pop(mid, None)
             if mid in self.meta:
                 self.meta[mid] = ("", (), "")
 

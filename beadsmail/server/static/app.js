@@ -1,0 +1,271 @@
+// The live page of bd serve: message log, task board and agents, kept current over a
+// WebSocket that pushes every new record. Plain JS, no build step.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const state = { project: null, statuses: [], known: new Set(), socket: null, retry: 500,
+                boardTimer: null, agentsTimer: null };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function showError(text) { $("#banner-text").textContent = text; $("#banner").hidden = false; }
+$("#banner-close").addEventListener("click", () => { $("#banner").hidden = true; });
+
+function headers(json) {
+  const h = {};
+  const token = sessionStorage.getItem("bd-token");
+  if (token) h["Authorization"] = "Bearer " + token;
+  const who = $("#identity").value.trim();
+  if (who && !token) h["X-Beads-Identity"] = who;
+  if (json) h["Content-Type"] = "application/json";
+  return h;
+}
+
+async function api(path, body) {
+  const opts = body === undefined ? { headers: headers(false) }
+    : { method: "POST", headers: headers(true), body: JSON.stringify(body) };
+  const res = await fetch(path, opts);
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const err = new Error((data.error && data.error.message) || res.statusText);
+    err.status = res.status; err.detail = data.error || {};
+    throw err;
+  }
+  return data;
+}
+
+function when(iso) {
+  const d = new Date(iso);
+  return isNaN(d) ? iso : d.toLocaleTimeString();
+}
+
+// -- message log -------------------------------------------------------------------
+
+function filters() {
+  return { agent: $("#f-agent").value, channel: $("#f-channel").value, type: $("#f-type").value };
+}
+
+function matches(m) {
+  const f = filters();
+  if (f.type && m.type !== f.type) return false;
+  if (f.channel && !m.to.includes("#" + f.channel)) return false;
+  if (f.agent && m.from !== f.agent && !m.to.includes(f.agent)) return false;
+  return true;
+}
+
+function renderMessage(m, fresh) {
+  const threadBox = el("div", { class: "thread", hidden: "" });
+  const toggle = el("button", { class: "thread-toggle", type: "button",
+    onclick: () => toggleThread(m, threadBox, toggle) }, "thread");
+  return el("li", { class: "msg" + (fresh ? " new" : ""), dataset: { id: m.id } },
+    el("div", { class: "meta" },
+      el("span", { class: "from" }, m.from), "→", el("span", { class: "to" }, m.to.join(", ")),
+      el("span", { class: "badge type" }, m.type),
+      el("span", { class: "badge p" + m.priority, title: "priority" }, "P" + m.priority),
+      el("time", { datetime: m.created_at, title: m.created_at }, when(m.created_at)),
+      m.reply_to ? el("span", {}, "re " + m.reply_to.slice(0, 8)) : null, toggle),
+    el("div", { class: "subject" }, m.subject),
+    m.body !== m.subject ? el("div", { class: "body" }, m.body) : null,
+    threadBox);
+}
+
+async function toggleThread(m, box, button) {
+  if (!box.hidden) { box.hidden = true; button.textContent = "thread"; return; }
+  try {
+    const thread = await api(`/api/messages/${encodeURIComponent(m.id)}/thread`);
+    box.replaceChildren(...thread.map((t) => el("div", { class: "thread-item" },
+      el("span", { class: "from" }, t.from), ` (${when(t.created_at)}): `,
+      el("strong", {}, t.subject), t.body !== t.subject ? " — " + t.body : "")));
+    box.hidden = false;
+    button.textContent = `hide thread (${thread.length})`;
+  } catch (e) { showError("thread: " + e.message); }
+}
+
+async function loadLog() {
+  const f = filters();
+  const q = new URLSearchParams({ limit: "200" });
+  for (const [k, v] of Object.entries(f)) if (v) q.set(k, v);
+  try {
+    const messages = await api("/api/messages?" + q);
+    state.known = new Set(messages.map((m) => m.id));
+    $("#log").replaceChildren(...messages.map((m) => renderMessage(m, false)));
+    $("#log").scrollTop = $("#log").scrollHeight;
+  } catch (e) { showError("messages: " + e.message); }
+}
+
+function addOption(select, value, label) {
+  if ([...select.options].some((o) => o.value === value)) return;
+  select.append(el("option", { value }, label || value));
+}
+
+function arrived(m) {
+  addOption($("#f-agent"), m.from);
+  for (const t of m.to) {
+    if (t.startsWith("#")) addOption($("#f-channel"), t.slice(1), t);
+    else if (!"@*".includes(t[0])) addOption($("#f-agent"), t);
+  }
+  if (state.known.has(m.id) || !matches(m)) return;
+  state.known.add(m.id);
+  const log = $("#log");
+  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  log.append(renderMessage(m, true));
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+// -- task board ----------------------------------------------------------------------
+
+async function move(task, status) {
+  try {
+    await api(`/api/tasks/${encodeURIComponent(task.id)}/move`, { status, version: task.version });
+  } catch (e) {
+    const card = document.querySelector(`.card[data-task="${task.id}"]`);
+    if (card) card.classList.add("conflict");
+    showError((e.status === 409 ? "Version conflict: " : "Move refused: ") + e.message);
+  }
+  await loadBoard(true);
+}
+
+function renderCard(task) {
+  const select = el("select", { "aria-label": "move " + task.title,
+    onchange: (ev) => move({ id: task.id, version: Number(card.dataset.version) }, ev.target.value) },
+    ...state.statuses.map((s) => { const o = el("option", { value: s }, s);
+                                   if (s === task.status) o.selected = true; return o; }));
+  const card = el("div", { class: "card", draggable: "true",
+    dataset: { task: task.id, version: String(task.version), status: task.status },
+    ondragstart: (ev) => ev.dataTransfer.setData("text/plain", task.id) },
+    el("div", { class: "title" }, task.title),
+    el("div", { class: "meta" }, el("span", { class: "badge" }, task.priority),
+      el("span", {}, task.assigned_to || "unassigned"), el("span", {}, "v" + task.version)),
+    select);
+  return card;
+}
+
+function renderColumn(col) {
+  const column = el("div", { class: "column", dataset: { status: col.status },
+    ondragover: (ev) => { ev.preventDefault(); column.classList.add("over"); },
+    ondragleave: () => column.classList.remove("over"),
+    ondrop: (ev) => {
+      ev.preventDefault(); column.classList.remove("over");
+      const card = document.querySelector(`.card[data-task="${ev.dataTransfer.getData("text/plain")}"]`);
+      if (card && card.dataset.status !== col.status)
+        move({ id: card.dataset.task, version: Number(card.dataset.version) }, col.status);
+    } },
+    el("h3", {}, `${col.status.replace("_", " ")} (${col.count})`), ...col.tasks.map(renderCard));
+  return column;
+}
+
+async function loadBoard(keepBanner) {
+  try {
+    const board = await api("/api/board?limit=100");
+    $("#board").replaceChildren(...board.columns.map(renderColumn));
+  } catch (e) { if (!keepBanner) showError("board: " + e.message); }
+}
+
+// -- agents -----------------------------------------------------------------------
+
+async function loadAgents() {
+  try {
+    const [agents, info] = await Promise.all([api("/api/agents?all=true"), api("/api/info")]);
+    const connected = new Set(info.connected);
+    const ids = new Set(agents.map((a) => a.id));
+    const rows = agents.map((a) => el("li", { dataset: { agent: a.id } },
+      el("span", {}, a.id, a.role ? el("small", {}, ` ${a.role}`) : null),
+      el("span", {}, connected.has(a.id) ? el("span", { class: "liveness connected" }, "connected") : null,
+         " ", el("span", { class: "liveness " + a.liveness }, a.liveness))));
+    for (const id of connected) if (!ids.has(id)) rows.push(el("li", { dataset: { agent: id } },
+      el("span", {}, id), el("span", { class: "liveness connected" }, "connected")));
+    $("#agents").replaceChildren(...rows);
+    for (const id of [...ids, ...connected]) addOption($("#f-agent"), id);
+  } catch (e) { showError("agents: " + e.message); }
+}
+
+async function loadChannels() {
+  try {
+    for (const c of await api("/api/channels")) addOption($("#f-channel"), c.name, "#" + c.name);
+  } catch (e) { showError("channels: " + e.message); }
+}
+
+// -- live updates -----------------------------------------------------------------
+
+function later(key, fn, ms) { clearTimeout(state[key]); state[key] = setTimeout(fn, ms); }
+
+function connect() {
+  const token = sessionStorage.getItem("bd-token");
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const url = `${scheme}//${location.host}/ws/watch/${encodeURIComponent(state.project)}` +
+    (token ? "?token=" + encodeURIComponent(token) : "");
+  const socket = new WebSocket(url);
+  state.socket = socket;
+  socket.onopen = () => { state.retry = 500; $("#live").textContent = "live";
+                          $("#live").className = "live on"; loadLog(); loadBoard(); };
+  socket.onmessage = (ev) => {
+    const frame = JSON.parse(ev.data);
+    if (frame.type !== "record") return;
+    const r = frame.record;
+    if (r.kind === "message") arrived(r);
+    if (["task", "task_event", "comment"].includes(r.kind)) later("boardTimer", () => loadBoard(true), 100);
+    if (["agent", "membership", "channel"].includes(r.kind)) {
+      later("agentsTimer", loadAgents, 200);
+      if (r.kind === "channel") loadChannels();
+    }
+  };
+  socket.onclose = () => {
+    $("#live").textContent = "offline"; $("#live").className = "live off";
+    setTimeout(connect, state.retry); state.retry = Math.min(state.retry * 2, 10000);
+  };
+}
+
+// -- start ------------------------------------------------------------------------
+
+async function start() {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) { sessionStorage.setItem("bd-token", fromHash); history.replaceState(null, "", "/"); }
+  let info;
+  try { info = await api("/api/info"); } catch (e) {
+    if (e.status === 401 || e.status === 403) {
+      $("#token-box").hidden = false;
+      showError("This server needs an agent token: paste it above (bd agent token create NAME).");
+      return;
+    }
+    showError("cannot reach the server: " + e.message); return;
+  }
+  state.project = info.projects[0];
+  state.statuses = info.statuses;
+  $("#project").textContent = info.projects.join(", ");
+  if (!$("#identity").value) $("#identity").value = localStorage.getItem("bd-identity") || info.identity;
+  if (info.tokens_required) $("#identity").disabled = true;
+  for (const t of info.types) { addOption($("#f-type"), t); addOption($("#c-type"), t); }
+  $("#c-type").value = "status";
+  $("#c-to").value = "#" + state.project;
+  for (const f of ["#f-agent", "#f-channel", "#f-type"]) $(f).addEventListener("change", loadLog);
+  await Promise.all([loadChannels(), loadAgents()]);
+  setInterval(loadAgents, 15000);
+  connect();
+}
+
+$("#identity").addEventListener("change", () => localStorage.setItem("bd-identity", $("#identity").value.trim()));
+$("#token").addEventListener("change", () => { sessionStorage.setItem("bd-token", $("#token").value.trim()); location.reload(); });
+$("#compose").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const to = $("#c-to").value.split(/[\s,]+/).filter(Boolean);
+  const body = { to, type: $("#c-type").value, body: $("#c-body").value };
+  if ($("#c-subject").value.trim()) body.subject = $("#c-subject").value.trim();
+  try { await api("/api/messages", body); $("#c-body").value = ""; $("#c-subject").value = ""; }
+  catch (e) { showError("send: " + e.message); }
+});
+$("#new-task").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try { await api("/api/tasks", { title: $("#t-title").value }); $("#t-title").value = ""; }
+  catch (e) { showError("new task: " + e.message); }
+});
+start();

@@ -159,8 +159,7 @@ class Workspace:
         if rest:
             index.add_bad_line(path, line_no + 1, "truncated line (no newline at the end)", rest)
         consumed = len(content) - len(rest)
-        if not known or consumed >= known[1]:
-            index.set_segment(path, blob, consumed, line_no, _tail(content, consumed))
+        index.set_segment(path, blob, consumed, line_no, _tail(content, consumed))
         return index.ingest(items)
 
     # -- writing -------------------------------------------------------------

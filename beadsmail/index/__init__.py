@@ -28,7 +28,7 @@ from pathlib import Path
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
 from beadsmail.index import mail, registry, tasks
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DOMAINS = (mail, tasks, registry)
 
 CORE_DDL = """

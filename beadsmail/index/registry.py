@@ -9,8 +9,8 @@ Every row is order-independent by construction:
   ``last_seen`` is the maximum over all of an agent's records.
 - Channels, memberships and contacts are last-writer-wins by ``(clock, id)``;
   a channel's creator is its earliest create record.
-- ``addressed`` is the set of every non-broadcast recipient ever written to, so
-  dead letters are found per recipient without scanning all messages.
+- Dead letters are derived from ``message_to`` (the mail fold's recipients) at
+  query time, so purged messages leave no trace behind.
 - ``dead_resolved`` holds (message, recipient) pairs cleared from the dead-letter
   queue, keeping the earliest resolution.
 
@@ -40,7 +40,6 @@ CREATE INDEX IF NOT EXISTS memberships_agent ON memberships(agent, channel);
 CREATE TABLE IF NOT EXISTS contacts (
     a TEXT NOT NULL, b TEXT NOT NULL, allowed INTEGER NOT NULL, clock INTEGER NOT NULL,
     rid TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS addressed (target TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_resolved (
     message_id TEXT NOT NULL, recipient TEXT NOT NULL, by TEXT NOT NULL, at TEXT NOT NULL,
     note TEXT, clock INTEGER NOT NULL, rid TEXT NOT NULL,
@@ -48,7 +47,8 @@ CREATE TABLE IF NOT EXISTS dead_resolved (
 CREATE TABLE IF NOT EXISTS heartbeats (
     agent TEXT PRIMARY KEY, seen_at TEXT NOT NULL, committed_at TEXT) WITHOUT ROWID;
 """
-TABLES = ("agents", "channels", "memberships", "contacts", "addressed", "dead_resolved")
+TABLES = ("agents", "channels", "memberships", "contacts", "dead_resolved")
+ADDRESSED = "(SELECT DISTINCT target FROM message_to WHERE target <> '*')"
 LATER = "(excluded.clock > {t}.clock OR (excluded.clock = {t}.clock AND excluded.rid > {t}.rid))"
 AGENT_COLUMNS = ("id", "name", "role", "group", "tier", "model", "status", "registered",
                  "registered_at", "updated_at", "updated_by", "last_seen")
@@ -69,8 +69,6 @@ def fold(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
             "allowed=excluded.allowed, clock=excluded.clock, rid=excluded.rid "
             "WHERE " + LATER.format(t="contacts"),
             (r["a"], r["b"], int(r["op"] == "allow"), r["clock"], r["id"]))
-    conn.executemany("INSERT OR IGNORE INTO addressed VALUES (?)",
-                     [(t,) for r in by_kind.get("message", ()) for t in r["to"] if t != "*"])
     for r in by_kind.get("dead_letter", ()):
         conn.execute(
             "INSERT INTO dead_resolved VALUES (?,?,?,?,?,?,?) ON CONFLICT (message_id, recipient) "
@@ -269,17 +267,17 @@ def dead_targets(conn: sqlite3.Connection, live_channels: list[str]) -> list[tup
     """Recipients written to that cannot receive now: ``(target, reason)``."""
     out = []
     for target, registered in conn.execute(
-            "SELECT t.target, a.registered FROM addressed t LEFT JOIN agents a "
+            f"SELECT t.target, a.registered FROM {ADDRESSED} t LEFT JOIN agents a "
             "ON a.id = t.target WHERE substr(t.target, 1, 1) NOT IN ('#', '@') AND "
             "(a.id IS NULL OR a.registered = 0 OR a.status = 'stopped') ORDER BY t.target"):
         reason = "unknown" if registered is None else "unregistered" if not registered else "stopped"
         out.append((target, reason))
     out += [(r[0], "empty group") for r in conn.execute(
-        "SELECT target FROM addressed WHERE substr(target, 1, 1) = '@' AND NOT EXISTS "
+        f"SELECT target FROM {ADDRESSED} WHERE substr(target, 1, 1) = '@' AND NOT EXISTS "
         "(SELECT 1 FROM agents WHERE registered = 1 AND '@' || grp = target) ORDER BY target")]
     live = {"#" + c for c in live_channels}
     out += [(r[0], "no channel") for r in conn.execute(
-        "SELECT target FROM addressed WHERE substr(target, 1, 1) = '#' ORDER BY target")
+        f"SELECT target FROM {ADDRESSED} WHERE substr(target, 1, 1) = '#' ORDER BY target")
         if r[0] not in live]
     return out
 

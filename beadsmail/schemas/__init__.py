@@ -11,7 +11,7 @@ records with the ``jsonschema`` library itself.
 from __future__ import annotations
 
 import json
-from importlib import resources
+import os
 
 KINDS = (
     "message", "receipt", "agent", "channel", "membership", "contact",
@@ -21,5 +21,6 @@ KINDS = (
 
 def load(kind: str) -> dict:
     """The JSON Schema of one record kind."""
-    text = resources.files(__package__).joinpath(f"{kind}.schema.json").read_text("utf-8")
-    return json.loads(text)
+    # package data next to this file (importlib.resources costs ~9 ms to import)
+    with open(os.path.join(os.path.dirname(__file__), f"{kind}.schema.json"), encoding="utf-8") as fh:
+        return json.load(fh)

@@ -84,23 +84,15 @@ def render_heartbeat(d: dict) -> str:
 
 def fast(args: list[str]) -> bool:
     """``bd agent heartbeat [--identity ID] [--json]`` without typer; False for anything else."""
-    if args[:1] != ["heartbeat"]:
+    from beadsmail.cli import argv
+
+    parsed = argv.parse(args[1:], flags=("--json",), options=HEARTBEAT_VALUED) \
+        if args[:1] == ["heartbeat"] else None
+    if parsed is None:
         return False
-    opts: dict = {"--json": False, "--identity": None}
-    rest = iter(args[1:])
-    for arg in rest:
-        name, eq, value = arg.partition("=")
-        if arg == "--json":
-            opts["--json"] = True
-        elif name in HEARTBEAT_VALUED:
-            value = value if eq else next(rest, None)
-            if not value or value.startswith("-"):
-                return False
-            opts[name] = value
-        else:
-            return False
+    opts = parsed[0]
     ws = env.workspace()
-    emit(agents.heartbeat(ws, env.identity(ws, opts["--identity"])), opts["--json"],
+    emit(agents.heartbeat(ws, env.identity(ws, opts.get("--identity"))), opts["--json"],
          render_heartbeat)
     return True
 

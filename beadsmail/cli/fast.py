@@ -33,33 +33,12 @@ REQUIRED = {"send": ("--subject", "--body")}
 
 def parse(command: str, args: list[str]) -> tuple[dict, list[str]] | None:
     """(options, positionals) of ``bd mail <command>``, or None to leave it to typer."""
+    from beadsmail.cli import argv
+
     flags, valued, positional = SPECS[command]
-    opts: dict[str, Any] = {}
-    rest: list[str] = []
-    it = iter(args)
-    for arg in it:
-        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        name = ALIASES.get(name, name)
-        if name in flags and not eq:
-            opts[name] = True
-        elif name in valued:
-            value = value if eq else next(it, None)
-            if value is None or name in opts:
-                return None
-            opts[name] = value
-        elif positional and not arg.startswith("-"):
-            rest.append(arg)
-        else:
-            return None
-    for name, kind in NUMBERS.items():
-        if name in opts:
-            try:
-                opts[name] = kind(opts[name])
-            except ValueError:
-                return None
-    if any(name not in opts for name in REQUIRED.get(command, ())) or (positional and not rest):
-        return None
-    return opts, rest
+    return argv.parse(args, flags=flags, options=valued, aliases=ALIASES, numbers=NUMBERS,
+                      positionals=(1, 10**6) if positional else (0, 0),
+                      required=REQUIRED.get(command, ()))
 
 
 def fast(args: list[str]) -> bool:

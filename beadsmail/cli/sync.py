@@ -58,21 +58,12 @@ def run(remote: str | None, pull_only: bool, push_only: bool, identity_flag: str
 
 def fast(args: list[str]) -> bool:
     """``bd sync <args>`` without typer; False to let typer parse them."""
-    opts: dict = {}
-    rest: list[str] = []
-    it = iter(args)
-    for arg in it:
-        if arg in FLAGS:
-            opts[arg] = True
-        elif arg == "--identity" or arg.startswith("--identity="):
-            value = arg.partition("=")[2] if "=" in arg else next(it, None)
-            if value is None or "--identity" in opts:
-                return False
-            opts["--identity"] = value
-        elif arg.startswith("-") or rest:
-            return False
-        else:
-            rest.append(arg)
+    from beadsmail.cli import argv
+
+    parsed = argv.parse(args, flags=FLAGS, options=("--identity",), positionals=(0, 1))
+    if parsed is None:
+        return False
+    opts, rest = parsed
     if opts.get("--pull-only") and opts.get("--push-only"):
         return False
     run(rest[0] if rest else None, bool(opts.get("--pull-only")), bool(opts.get("--push-only")),

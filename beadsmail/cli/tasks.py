@@ -15,7 +15,6 @@ from beadsmail.cli import env
 from beadsmail.cli.output import emit
 
 LIST_FLAGS = ("--json", "--all")
-LIST_OPTIONS = ("--status", "--assigned", "--group", "--limit")
 COLUMNS = (("id", 16), ("status", 11), ("priority", 8), ("version", 7), ("assigned_to", 14))
 
 
@@ -123,29 +122,20 @@ def _emit(result: dict, json_: bool, render) -> None:
 
 def _list_options(args: list[str]) -> dict | None:
     """``bd task list`` options as typer would parse them, or None to let typer do it."""
-    opts: dict = {"--json": False, "--all": False, "--status": [], "--assigned": None,
-                  "--group": None, "--limit": None}
-    rest = iter(args)
-    for arg in rest:
-        name, eq, value = arg.partition("=")
-        if name in LIST_FLAGS and not eq:
-            opts[name] = True
-            continue
-        if name not in LIST_OPTIONS:
-            return None
-        if not eq:
-            value = next(rest, None)
-            if value is None or value.startswith("-"):
-                return None
-        if name == "--status":
-            opts[name].append(value)
-        elif name == "--limit":
-            if not value.isdigit():
-                return None
-            opts[name] = int(value)
-        else:
-            opts[name] = value
-    return opts
+    from beadsmail.cli import argv
+
+    parsed = argv.parse(args, flags=LIST_FLAGS, options=("--assigned", "--group", "--limit"),
+                        repeated=("--status",), numbers={"--limit": _count})
+    if parsed is None:
+        return None
+    opts = parsed[0]
+    return {"--assigned": None, "--group": None, "--limit": None, **opts}
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(text)
+    return int(text)
 
 
 def fast(args: list[str]) -> bool:

@@ -184,6 +184,7 @@ async function loadAgents() {
          " ", el("span", { class: "liveness " + a.liveness }, a.liveness))));
     for (const id of connected) if (!ids.has(id)) rows.push(el("li", { dataset: { agent: id } },
       el("span", {}, id), el("span", { class: "liveness connected" }, "connected")));
+    if (!rows.length) rows.push(el("li", { class: "empty" }, "no agents registered or connected"));
     $("#agents").replaceChildren(...rows);
     for (const id of [...ids, ...connected]) addOption($("#f-agent"), id);
   } catch (e) { showError("agents: " + e.message); }

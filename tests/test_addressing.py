@@ -6,21 +6,12 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import error, ok
 
 BOSS = {"BEADS_IDENTITY": "boss"}
 A1, A2, A3 = ({"BEADS_IDENTITY": f"a{i}"} for i in (1, 2, 3))
 
 
-def ok(result):
-    assert result.code == 0, (result.out, result.err)
-    return result.json() if result.out.strip().startswith(("{", "[")) else result.out
-
-
-def error(result, kind: str) -> dict:
-    assert result.code == 1, (result.out, result.err)
-    err = result.json()["error"]
-    assert err["type"] == kind, err
-    return err
 
 
 def send(bd, repo: Path, env: dict, *to: str, subject: str = "hi"):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git
+from helpers import error, ok, store_commits
 
 from beadsmail import records
 from beadsmail.index import Index
@@ -16,21 +17,7 @@ from beadsmail.workspace import Workspace
 BOSS = {"BEADS_IDENTITY": "boss"}
 
 
-def ok(result):
-    assert result.code == 0, (result.out, result.err)
-    return result.json() if result.out.strip().startswith(("{", "[")) else result.out
 
-
-def error(result, kind: str) -> dict:
-    """The JSON error object of a refused command (exit 1), checked to be of ``kind``."""
-    assert result.code == 1, (result.out, result.err)
-    err = result.json()["error"]
-    assert err["type"] == kind, err
-    return err
-
-
-def store_commits(repo: Path) -> list[str]:
-    return git(repo, "log", "--format=%s", "beadsmail").splitlines()
 
 
 def configure(repo: Path, text: str) -> None:

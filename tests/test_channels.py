@@ -5,27 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import git
+from helpers import error, ok, store_commits
 
 BOSS = {"BEADS_IDENTITY": "boss"}
 W1 = {"BEADS_IDENTITY": "w1"}
 W2 = {"BEADS_IDENTITY": "w2"}
 
 
-def ok(result):
-    assert result.code == 0, (result.out, result.err)
-    return result.json() if result.out.strip().startswith(("{", "[")) else result.out
 
-
-def error(result, kind: str) -> dict:
-    assert result.code == 1, (result.out, result.err)
-    err = result.json()["error"]
-    assert err["type"] == kind, err
-    return err
-
-
-def store_commits(repo: Path) -> list[str]:
-    return git(repo, "log", "--format=%s", "beadsmail").splitlines()
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def check_send(index: Any, config: dict, sender: str, targets: list[str]) -> lis
             warnings += _check_group(conn, target[1:])
         elif target.startswith("#"):
             warnings += _check_channel(conn, target[1:])
-        else:
+        elif live:  # with no roster at all, any identity may receive mail
             warnings += _check_agent(roster.get(target), target, [a["id"] for a in live])
     return warnings
 

@@ -189,3 +189,13 @@ def test_status_overview(team: Path, bd) -> None:
     assert overview["review_queue"] == 1
     text = ok(bd(team, "status", env=BOSS))
     assert "review queue: 1" in text and "dead letters: 1" in text
+
+
+def test_no_dead_letters_before_anyone_registers(repo, bd) -> None:
+    """A fresh repository without a roster: mail to any identity is simply mail."""
+    sent = bd(repo, "mail", "send", "worker-1", "-s", "hi", "-m", "x", "--json",
+              env={"BEADS_IDENTITY": "manager"})
+    assert sent.code == 0 and "dead letter" not in sent.err
+    assert ok(bd(repo, "dlq", "list", "--json", env={"BEADS_IDENTITY": "manager"})) == []
+    inbox = ok(bd(repo, "mail", "inbox", "--json", env={"BEADS_IDENTITY": "worker-1"}))
+    assert [m["subject"] for m in inbox] == ["hi"]

@@ -264,7 +264,12 @@ def pending_counts(conn: sqlite3.Connection, agent_id: str, reach: list[str]) ->
 
 
 def dead_targets(conn: sqlite3.Connection, live_channels: list[str]) -> list[tuple[str, str]]:
-    """Recipients written to that cannot receive now: ``(target, reason)``."""
+    """Recipients written to that cannot receive now: ``(target, reason)``.
+
+    Without any registered agent there is no roster to miss, so nothing is dead.
+    """
+    if not anyone_registered(conn):
+        return []
     out = []
     for target, registered in conn.execute(
             f"SELECT t.target, a.registered FROM {ADDRESSED} t LEFT JOIN agents a "

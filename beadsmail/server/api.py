@@ -98,8 +98,8 @@ def _create_task(ws, me, p, b):
 
 def _task_list(ws, me, p, b):
     statuses = [p["status"]] if p.get("status") else None
-    return tasks.listing(ws, statuses, p.get("assigned"), p.get("group"),
-                         include_done=p.get("all", False), limit=p.get("limit"))
+    return list(tasks.listing(ws, statuses, p.get("assigned"), p.get("group"),
+                              include_done=p.get("all", False), limit=p.get("limit")))
 
 
 def _post(ws, me, p, b):

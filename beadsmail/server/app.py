@@ -44,6 +44,20 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1 << 20
 
 
+class Json(JSONResponse):
+    """JSON as the CLI prints it (sequences the domain returns lazily become arrays)."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":"),
+                          default=_plain).encode("utf-8")
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple, set, frozenset)) or hasattr(value, "__iter__"):
+        return list(value)
+    return str(value)
+
+
 def error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, BeadsError):
         status = api.STATUS_CODES.get(exc.code, 400)
@@ -177,7 +191,7 @@ class Server:
                     result = await self.hub.log(params)
                 else:
                     result = await self.feed.call(route.fn, me, params, body)
-                return JSONResponse(result)
+                return Json(result)
             except Exception as exc:  # noqa: BLE001 - mapped to a JSON error
                 response = error_response(exc)
                 if isinstance(exc, BeadsError) and exc.details.get("status") == 401:

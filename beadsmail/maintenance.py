@@ -7,15 +7,21 @@ import os
 from pathlib import Path
 
 from beadsmail import config as config_mod
-from beadsmail.errors import NotARepository
+from beadsmail.errors import InvalidInput, NotARepository
 from beadsmail.index import Index
 from beadsmail.store import locate, replica_id
 from beadsmail.workspace import Workspace
 
 
+def locate_target(path: str | os.PathLike[str] | None) -> Path:
+    if "\x00" in os.fspath(path or ""):
+        raise InvalidInput("the path contains a NUL character; give a plain directory path")
+    return Path(path or os.getcwd()).resolve()
+
+
 def init(path: str | os.PathLike[str] | None = None, branch: str | None = None) -> dict:
     """Create the store branch (and the git repository first, in a plain directory)."""
-    target = Path(path or os.getcwd()).resolve()
+    target = locate_target(path)
     created_repo = False
     try:
         locate(target)

@@ -197,13 +197,7 @@ class Workspace:
             old_head = self.writer.head()
             commit, path = self.writer.append(replica, lines, message, actor, day,
                                               int(self.config["store"]["segment_bytes"]))
-            with index.transaction():
-                if old_head is None or index.heads().get(self.ref) == old_head.decode():
-                    self._fold_own(commit, path, records, lines)
-                else:  # someone outside beadsmail moved the ref: fold the long way
-                    self._fold_heads(index.heads(), self.heads())
-                    index.set_heads(self.heads())
-        warnings = []
+            warnings = self._fold_written(old_head, commit, path, records, lines)
         try:
             self.writer.maybe_pack(int(self.config["store"]["pack_after"]))
         except OSError as exc:
@@ -213,6 +207,26 @@ class Workspace:
 
             warnings += start_background(self)
         return Written(records, commit.decode(), warnings)
+
+    def _fold_written(self, old_head: bytes | None, commit: bytes, path: str,
+                      records: list[dict], lines: list[bytes]) -> list[str]:
+        """Fold a write into the index. The records are committed already, so an index
+        that cannot be written (a full disk) is a warning, never an error: the next
+        command folds them from the store."""
+        import sqlite3
+
+        index = self.index
+        try:
+            with index.transaction():
+                if old_head is None or index.heads().get(self.ref) == old_head.decode():
+                    self._fold_own(commit, path, records, lines)
+                else:  # someone outside beadsmail moved the ref: fold the long way
+                    self._fold_heads(index.heads(), self.heads())
+                    index.set_heads(self.heads())
+        except (sqlite3.Error, OSError) as exc:
+            return [f"warning: stored in commit {commit.decode()[:12]}, but the index could not "
+                    f"be updated ({exc}); the next command catches up"]
+        return []
 
     def _fold_own(self, commit: bytes, path: str, records: list[dict], lines: list[bytes]) -> None:
         index = self.index

@@ -272,36 +272,67 @@ def tmpfs(path: Path, size: str = "2m"):
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-def fill(path: Path) -> None:
-    """Fill the filesystem holding ``path`` until a write fails with ENOSPC."""
-    filler = path / "filler"
-    with open(filler, "wb") as f:
-        chunk = b"\0" * 65536
-        try:
-            while True:
-                f.write(chunk)
-                f.flush()
-        except OSError:
-            pass
-    with open(path / "filler-small", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 512)
-                f.flush()
-        except OSError:
-            pass
+def fill(path: Path, leave: int = 0) -> None:
+    """Fill the filesystem holding ``path`` until about ``leave`` bytes are free."""
+    free = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
+    fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for size in (max(0, free - leave), *([4096] * 10000 if leave == 0 else ())):
+            os.write(fd, b"\0" * size)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
-def unprivileged() -> list[str]:
-    """A command prefix that runs a child as ``nobody`` (so file modes bind even for root)."""
+def unfill(path: Path) -> None:
+    (path / "filler").unlink(missing_ok=True)
+
+
+@contextmanager
+def read_only(path: Path):
+    """``path`` read-only even for root: a read-only bind mount (root), else chmod."""
     if os.geteuid() != 0:
-        return []
-    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "true"],
-                           capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip("setpriv cannot drop privileges here; a read-only repository cannot be "
-                    "simulated as root")
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        modes = {p: p.stat().st_mode for p in [path, *path.rglob("*")] if not p.is_symlink()}
+        for p, mode in modes.items():
+            p.chmod(mode & ~0o222)
+        try:
+            yield path
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+        return
+    proc = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot bind-mount here ({proc.stderr.strip()}); as root, file modes "
+                    "alone do not make a repository read-only")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True,
+                            text=True)
+        if ro.returncode != 0:
+            pytest.skip(f"cannot remount read-only here ({ro.stderr.strip()})")
+        yield path
+    finally:
+        for _ in range(5):  # until nothing is mounted there any more
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+            if not mounted(path):
+                break
+
+
+def mounted(path: Path) -> bool:
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1] == str(path) for line in mounts if len(line.split()) > 1)
+
+
+def no_such_user() -> list[str]:
+    """A prefix that runs a child under a uid with no passwd entry (no user name at all)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can run a child under a uid without a passwd entry")
+    prefix = ["setpriv", "--reuid=54321", "--regid=54321", "--clear-groups"]
+    if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        pytest.skip("setpriv cannot change the uid here")
+    return prefix
 
 
 def rng(seed: int | None = None) -> random.Random:

@@ -13,13 +13,19 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import faults
 import pytest
 import workloads
-from conftest import fsck, git
+from conftest import fsck, git, run_bd_proc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from beadsmail.workspace import Workspace
 
 
 @pytest.fixture
@@ -174,11 +180,14 @@ def test_deleted_and_garbage_index_are_rebuilt_and_said_so(store: Path, bd) -> N
         else:
             data = index.read_bytes()
             index.write_bytes(data[: len(data) // 3])
-        report = doctor(bd, store)
-        assert report["ok"], (damage, report)
+        # a real process: in this one, older connections would still see the old file
+        result = run_bd_proc(store, "doctor", "--json")
+        report = result.json()
+        assert result.code == 0 and report["ok"], (damage, report)
         detail = {c["check"]: c["detail"] for c in report["checks"]}["index"]
         assert damage == "truncate" or "rebuilt" in detail, (damage, detail)
-        assert inbox_ids(bd, store) == ids
+        listing = run_bd_proc(store, "mail", "inbox", "--identity", "bob", "--json")
+        assert {m["id"] for m in listing.json()} == ids
     with sqlite3.connect(index) as conn:  # an index that lies: a message row removed
         conn.execute("DELETE FROM messages")
     assert failed(doctor(bd, store)).keys() == {"index"}
@@ -225,3 +234,250 @@ def test_writers_killed_at_random_moments_lose_nothing(store: Path) -> None:
     assert tally.kills >= 5, tally  # most runs are cut short
     faults.verify_store(store, ledger.ids())
     assert workloads.check_ledger(store, ledger) >= 3
+
+
+# -- hostile input ------------------------------------------------------------------------
+
+CANARY = "pwned"
+NASTY = st.sampled_from([
+    "../../x", "../../../etc/passwd", "/etc/passwd", "..", ".", "-", "--json", "-rf",
+    f"$(touch {CANARY})", f"`touch {CANARY}`", f"; touch {CANARY}", f"| touch {CANARY}",
+    f"&& touch {CANARY}", "' OR 1=1 --", '"; DROP TABLE messages; --', "%s%n%x", "\\x00",
+    "\x00", "\x1b[2J\x1b[31mred", "\r\nInjected: header", "\u202e\u0645\u0631\u062d\u0628\u0627",
+    "\ud7ff\ue000\U0010ffff", "bd-", "bd-zzzz", "bd-" + "z" * 13, "#", "@", "*", "#Chan", "a" * 70,
+    "x" * 70000, "{}", "[]", "null", '{"__proto__": {"x": 1}}', '{"a": ' * 50 + "1" + "}" * 50,
+])
+TEXT = st.one_of(NASTY, st.text(max_size=80), st.text(
+    alphabet=st.characters(max_codepoint=0x20, blacklist_categories=()), max_size=20))
+
+
+def _tree(root: Path) -> set[str]:
+    """Every path under ``root`` except git's own object and ref machinery."""
+    skip = ("objects", "refs", "logs", "beadsmail", "worktrees")
+    out = set()
+    for path in root.rglob("*"):
+        parts = path.relative_to(root).parts
+        if ".git" in parts:
+            at = parts.index(".git")
+            if len(parts) > at + 1 and parts[at + 1] in skip:
+                continue
+        rel = path.relative_to(root)
+        out.add(str(rel))
+    return out
+
+
+def _one_clean_line(result, args) -> None:
+    assert result.code in (0, 1, 2), (args, result.code, result.err)
+    assert "Traceback" not in result.err + result.out, (args, result.err)
+    assert "internal error" not in result.err + result.out, (args, result.err)
+    if result.code == 1:
+        if "--json" in args:
+            assert set(json.loads(result.out)) == {"error"}, (args, result.out)
+        else:  # one line; 'mail ack' of several ids says one line per id it could not ack
+            lines = result.err.splitlines()
+            assert lines and all(line.startswith("error: ") for line in lines), (args, lines)
+            assert len(lines) == 1 or args[:2] == ("mail", "ack"), (args, lines)
+
+
+COMMANDS = [
+    lambda a, b, c: ("mail", "send", a, "-s", b, "-m", c, "--identity", "alice", "--json"),
+    lambda a, b, c: ("mail", "send", "bob", "-s", a, "-m", b, "--identity", c, "--json"),
+    lambda a, b, c: ("mail", "send", "bob", "-s", "s", "-m", "m", "--metadata", a, "--context",
+                     b, "--identity", "alice", "--json"),
+    lambda a, b, c: ("mail", "read", a, "--identity", "bob", "--json"),
+    lambda a, b, c: ("mail", "ack", a, b, "--identity", "bob"),
+    lambda a, b, c: ("show", a, "--json"),
+    lambda a, b, c: ("task", "create", "--title", a, "--description", b, "--identity", "alice"),
+    lambda a, b, c: ("task", "status", a, b, "--version", "1", "--identity", "alice", "--json"),
+    lambda a, b, c: ("channel", "create", a, "--identity", "alice", "--json"),
+    lambda a, b, c: ("agent", "register", a, "--role", "worker", "--identity", a, "--json"),
+    lambda a, b, c: ("mail", "inbox", "--identity", a, "--from", b, "--json"),
+    lambda a, b, c: ("init", a),
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory) -> Path:
+    from conftest import make_repo, run_bd
+
+    root = tmp_path_factory.mktemp("hostile")
+    repo = make_repo(root / "deep" / "er" / "repo")
+    assert run_bd(repo, "init").code == 0
+    hooks = repo / ".beads" / "hooks"
+    hooks.mkdir(parents=True)
+    return repo
+
+
+@settings(max_examples=int(os.environ.get("BEADS_HOSTILE_EXAMPLES", 120)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(which=st.integers(0, len(COMMANDS) - 1), a=TEXT, b=TEXT, c=TEXT)
+def test_hostile_cli_input_never_tracebacks_or_writes_outside_the_store(
+        hostile_store: Path, bd, which: int, a: str, b: str, c: str) -> None:
+    repo = hostile_store
+    root = repo.parent.parent.parent
+    before = _tree(root)
+    args = COMMANDS[which](a, b, c)
+    result = bd(repo, *args)
+    _one_clean_line(result, args)
+    if args[0] == "init" and result.code == 0:
+        return  # init may create a repository where it was asked to; checked below
+    assert _tree(root) == before, (args, _tree(root) ^ before)
+    assert not list(root.rglob(CANARY)) and not (repo / CANARY).exists()
+    if result.code == 0 and args[:2] == ("mail", "send"):
+        stored = bd(repo, "show", result.json()["id"], "--json").json()
+        assert (stored["subject"], stored["body"]) == (result.json()["subject"],
+                                                      result.json()["body"])
+
+
+def test_init_with_traversal_creates_only_where_asked(tmp_path: Path, bd) -> None:
+    start = tmp_path / "a" / "b"
+    start.mkdir(parents=True)
+    result = bd(start, "init", "../../x/../y", "--json")
+    assert result.code == 0, result.err
+    assert Path(result.json()["repository"]) == (tmp_path / "y").resolve()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "y"]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(sender=TEXT, to=st.lists(TEXT, max_size=3), subject=TEXT, body=TEXT,
+       metadata=st.dictionaries(TEXT, st.recursive(st.none() | st.booleans() | st.integers()
+                                                   | st.floats(allow_nan=True) | TEXT,
+                                                   lambda inner: st.lists(inner, max_size=3)
+                                                   | st.dictionaries(TEXT, inner, max_size=3),
+                                                   max_leaves=10), max_size=3),
+       token=TEXT)
+def test_hostile_python_api_input_is_refused_with_a_domain_error(
+        hostile_store: Path, sender, to, subject, body, metadata, token) -> None:
+    from beadsmail import mail, tasks
+    from beadsmail.errors import BeadsError
+
+    ws = Workspace.open(hostile_store)
+    try:
+        for call in (lambda: mail.send(ws, sender, to, subject, body, metadata=metadata),
+                     lambda: tasks.create(ws, sender, subject, body),
+                     lambda: ws.index.resolve(token, ws.prefix),
+                     lambda: mail.read(ws, "bob", token)):
+            try:
+                stored = call()
+            except BeadsError as exc:
+                assert exc.message and "\n" not in exc.message.strip()
+                continue
+            if isinstance(stored, dict) and stored.get("subject") is not None:
+                again = ws.index.record(stored["id"])
+                assert again["subject"] == stored["subject"] and again["body"] == stored["body"]
+    finally:
+        ws.close()
+    assert not list(hostile_store.parent.rglob(CANARY))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(subject=NASTY.filter(lambda s: s.strip() and len(s) < 500 and s.isprintable()),
+       body=TEXT.filter(lambda s: s.strip() and len(s) < 60000))
+def test_hooks_get_shell_metacharacters_as_plain_argv_and_stdin(hostile_store: Path, bd,
+                                                                subject: str, body: str) -> None:
+    repo = hostile_store
+    record = repo.parent / "hook-record.json"
+    hook = repo / ".beads" / "hooks" / "on_message"
+    hook.write_text("#!" + sys.executable + "\nimport json, sys\n"
+                    f"open({str(record)!r}, 'w').write(json.dumps("
+                    "{'argv': sys.argv[1:], 'stdin': sys.stdin.read()}))\n")
+    hook.chmod(0o755)
+    try:
+        result = bd(repo, "mail", "send", "bob", "-s", subject, "-m", body, "--identity",
+                    "alice", "--json")
+        _one_clean_line(result, ("--json",))
+        if result.code != 0:
+            return
+        sent = result.json()
+        seen = json.loads(record.read_text())
+        assert seen["argv"] == [sent["id"], "send"], "exactly two arguments, never split"
+        payload = json.loads(seen["stdin"])
+        assert (payload["subject"], payload["body"]) == (sent["subject"], sent["body"])
+        assert not list(repo.parent.rglob(CANARY))
+    finally:
+        hook.unlink()
+        record.unlink(missing_ok=True)
+
+
+# -- disk and environment faults -----------------------------------------------------------
+
+def _head(repo: Path) -> str:
+    return git(repo, "rev-parse", "beadsmail").strip()
+
+
+def test_full_disk_is_a_clear_error_and_nothing_is_half_written(tmp_path: Path, bd) -> None:
+    from conftest import make_repo
+
+    with faults.tmpfs(tmp_path / "disk", "4m") as disk:
+        repo = make_repo(disk / "repo")
+        assert bd(repo, "init").code == 0
+        kept = {send(bd, repo, f"before {i}")["id"] for i in range(3)}
+        for leave in (0, 8192, 40000, 100000):
+            faults.fill(disk, leave)
+            try:
+                before = _head(repo)
+                result = run_bd_proc(repo, "mail", "send", "bob", "-s", "big", "-m", "x" * 60000,
+                                     "--identity", "alice", "--json")
+                _one_clean_line(result, ("--json",))
+                assert "Exception ignored" not in result.err, result.err
+                if result.code == 0:  # it fitted: then it is stored, index or not
+                    kept.add(result.json()["id"])
+                else:
+                    error = result.json()["error"]["message"]
+                    assert "free some space" in error, error
+                    assert _head(repo) == before, "the ref moved though the write failed"
+                listing = bd(repo, "mail", "inbox", "--identity", "bob", "--json")
+                _one_clean_line(listing, ("--json",))
+            finally:
+                faults.unfill(disk)
+        kept.add(send(bd, repo, "after")["id"])
+        assert inbox_ids(bd, repo) == kept
+        faults.verify_store(repo, kept)
+
+
+def test_read_only_repository_is_a_clear_error_and_writes_nothing(store: Path, bd) -> None:
+    sent = send(bd, store)
+    before = _head(store)
+    with faults.read_only(store / ".git"):
+        for args in (("mail", "send", "bob", "-s", "s", "-m", "m", "--identity", "alice"),
+                     ("mail", "inbox", "--identity", "bob"), ("task", "create", "--title", "t",
+                                                              "--identity", "alice")):
+            result = bd(store, *args, "--json")
+            _one_clean_line(result, ("--json",))
+            if result.code == 1:
+                assert ".git directory" in result.json()["error"]["message"], result.out
+            else:
+                assert args[1] == "inbox"  # reading may work from an up-to-date index
+    assert _head(store) == before
+    assert inbox_ids(bd, store) == {sent["id"]}
+    faults.verify_store(store, {sent["id"]})
+
+
+def test_missing_home_and_user(store: Path) -> None:
+    bare_env = {"PATH": os.environ["PATH"]}
+    run = subprocess.run([*faults.BD, "mail", "send", "bob", "-s", "s", "-m", "m",
+                          "--identity", "alice", "--json"], cwd=store, env=bare_env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and json.loads(run.stdout)["from"] == "alice", run.stderr
+    prefix = faults.no_such_user()
+    import tempfile
+
+    from conftest import make_repo
+
+    shared = Path(tempfile.mkdtemp(prefix="beadsmail-nouser-"))  # reachable by any uid
+    try:
+        repo = make_repo(shared / "repo")
+        subprocess.run(["chmod", "-R", "a+rwX", str(shared)], check=True)
+        for args in (("whoami", "--json"), ("mail", "send", "bob", "-s", "s", "-m", "m",
+                                            "--json"), ("mail", "inbox", "--json")):
+            nobody = subprocess.run([*prefix, *faults.BD, *args], cwd=repo, env=bare_env,
+                                    capture_output=True, text=True)
+            assert nobody.returncode == 1, nobody.stdout + nobody.stderr
+            error = json.loads(nobody.stdout)["error"]["message"]
+            assert error == "no identity: pass --identity NAME or set BEADS_IDENTITY", error
+            assert "Traceback" not in nobody.stderr
+        assert git(repo, "branch", "--list", "beadsmail") == "", "nothing was written"
+    finally:
+        shutil.rmtree(shared)

@@ -88,7 +88,9 @@ def _register_writes(mail_app: typer.Typer) -> None:
         ws = workspace()
         result = mail.ack(ws, identity(ws, identity_), message_ids or [], all_=all_,
                           session=session(session_))
-        errors = [] if json_ else [f"error: {e['id']}: {e['error']}" for e in result["errors"]]
+        errors = [] if json_ else [  # one line each, whatever control characters an id holds
+            f"error: {e['id'] if e['id'].isprintable() else repr(e['id'])}: {e['error']}"
+            for e in result["errors"]]
         emit(result, json_, mailtext.acked, errors)
         if result["errors"]:
             raise typer.Exit(1)

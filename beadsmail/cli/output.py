@@ -6,6 +6,7 @@ else to stderr. Exit codes: 0 ok, 1 a domain error, 2 a usage error.
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import sys
@@ -55,6 +56,17 @@ def _plain(data: Any, indent: str = "") -> str:
     return f"{indent}{data}"
 
 
+# What to do about the disk and permission faults a user's machine has.
+OS_ADVICE = {
+    errno.ENOSPC: " free some space and try again (nothing was half-written)",
+    errno.EDQUOT: " free some space and try again (nothing was half-written)",
+    errno.EROFS: " bd writes its records and index under the repository's .git directory, "
+                 "so run it where that is writable",
+    errno.EACCES: " bd writes its records and index under the repository's .git directory, "
+                  "so run it as a user who may write there",
+}
+
+
 def fail(exc: BaseException, as_json: bool) -> int:
     """Print one line (or one JSON error object) for ``exc``; return the exit code."""
     code, kind, message, details = 1, "error", str(exc), {}
@@ -67,9 +79,14 @@ def fail(exc: BaseException, as_json: bool) -> int:
             message += f" (see '{ctx.command_path} --help')"
     elif isinstance(exc, sqlite3.Error):
         message = f"index error: {exc}; try 'bd index rebuild'"
+        if "full" in str(exc):
+            message = f"index error: {exc};{OS_ADVICE[errno.ENOSPC]}"
+        elif "readonly" in str(exc) or "read-only" in str(exc):
+            message = f"index error: {exc};{OS_ADVICE[errno.EROFS]}"
     elif isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         message = f"cannot access{where}: {exc.strerror or exc}"
+        message += f";{OS_ADVICE[exc.errno]}" if exc.errno in OS_ADVICE else ""
     elif isinstance(exc, UnicodeError):
         message = f"input is not valid UTF-8 text: {exc}"
     else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from beadsmail.errors import NotARepository
+from beadsmail.errors import InvalidInput, NotARepository
 
 STATE_DIR = "beadsmail"
 
@@ -65,6 +65,8 @@ def _common_of(gitdir: Path) -> Path:
 
 def locate(start: str | os.PathLike[str] | None = None) -> Location:
     """Find the git repository containing ``start`` (a worktree, a subdirectory, a bare repo)."""
+    if "\x00" in os.fspath(start or ""):
+        raise InvalidInput("the path contains a NUL character; give a plain directory path")
     here = Path(start or os.getcwd()).resolve()
     for d in (here, *here.parents):
         dotgit = d / ".git"

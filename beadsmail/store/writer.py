@@ -42,6 +42,7 @@ class Writer:
     def __init__(self, common: Path, ref: str, fsync: bool = False) -> None:
         self.common = common
         self.ref = ref.encode()
+        self.fsync = fsync
         self.objects = DiskObjectStore(
             str(common / "objects"), loose_compression_level=1, fsync_object_files=fsync
         )
@@ -171,19 +172,54 @@ class Writer:
     def _add(self, obj: object) -> None:
         for attempt in range(60):
             try:
-                self.objects.add_object(obj)  # type: ignore[arg-type]
+                self._write_loose(obj)
                 return
             except FileNotFoundError:
                 # a background repack's prune-packed removed the empty fan-out
-                # directory between dulwich's mkdir and its write: just write again
+                # directory between the mkdir and the write: just write again
                 time.sleep(0.001)
-            except FileLocked:
+            except FileExistsError:  # another writer's lock file, or a dead writer's
                 if obj.id in self.objects:  # type: ignore[attr-defined]
                     return
                 if attempt >= 10:  # callers hold the store lock: a lasting one is a dead writer's
                     _break_stale(self._object_path(obj.id) + ".lock")  # type: ignore[attr-defined]
                 time.sleep(0.005 * min(attempt + 1, 10))
         raise StoreError("could not write a git object (its file stayed locked)")
+
+    def _write_loose(self, obj) -> None:
+        """Write one loose object as git does: ``<sha>.lock``, then a rename.
+
+        Done here rather than by dulwich's ``add_object`` for the failure path: when
+        the disk is full, dulwich's lock file can neither be flushed nor removed, so
+        it stays behind and a warning with a traceback is printed when it is
+        garbage-collected. Here the lock file is always removed and the
+        ``OSError`` reaches the caller once.
+        """
+        path = self._object_path(obj.id)
+        try:
+            os.utime(path, None)  # already there (fresh mtime, as dulwich does)
+            return
+        except FileNotFoundError:
+            pass
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = memoryview(obj.as_legacy_object(compression_level=1))
+        lock = path + ".lock"
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            try:
+                while data:
+                    data = data[os.write(fd, data):]
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(lock, path)
+        except BaseException:
+            try:
+                os.unlink(lock)
+            except OSError:
+                pass
+            raise
 
     def _object_path(self, sha: bytes) -> str:
         return str(self.common / "objects" / sha[:2].decode() / sha[2:].decode())

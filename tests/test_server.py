@@ -204,6 +204,24 @@ def test_killed_client_resumes_without_loss_or_duplicates(server) -> None:
     run(scenario())
 
 
+def test_a_registered_agent_on_the_bus_is_alive(server, store, bd) -> None:
+    assert bd(store, "agent", "register", "--id", "alice", "--role", "manager",
+              "--identity", "alice").code == 0
+    before = bd(store, "agent", "show", "alice", "--json").json()["last_seen"]
+    time.sleep(0.01)
+
+    async def scenario():
+        alice = await Client.connect(server, "alice")
+        await alice.until("ready")
+        connected = httpx.get(server.url + "/api/info").json()["connected"]
+        await alice.close()
+        return connected
+
+    assert run(scenario()) == ["alice"]
+    after = bd(store, "agent", "show", "alice", "--json").json()
+    assert after["last_seen"] > before and after["liveness"] == "alive"
+
+
 def test_resume_from_an_unknown_id_is_refused(server) -> None:
     async def scenario():
         client = await Client.connect(server, "bob", since="bd-zzzzzzzzzzzzz", ready=False)

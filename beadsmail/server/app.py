@@ -149,11 +149,17 @@ class Server:
         self.stream.close()
 
     async def _beat(self) -> None:
+        """Heartbeats for connected agents; the delivery cursors saved every second."""
         interval = max(1.0, float(self.feed.ws.config["agents"]["heartbeat_interval"]) / 2)
+        last = 0.0
         while True:
-            for agent in sorted({c.agent for c in self.hub.agents}):
-                await self.feed.call(_heartbeat, agent)
-            await asyncio.sleep(interval)
+            now = asyncio.get_running_loop().time()
+            if now - last >= interval:
+                last = now
+                for agent in sorted({c.agent for c in self.hub.agents}):
+                    await self.feed.call(_heartbeat, agent)
+            self.stream.save_cursors()
+            await asyncio.sleep(1.0)
 
     # -- HTTP ------------------------------------------------------------------
 

@@ -175,14 +175,18 @@ def send_many(ws, agent: str, project: str, frames: list[dict]) -> list[dict]:
                            f"{'s' if len(fields_of) != 1 else ''} over the bus", check=check)
     except _NothingToWrite:
         return [a for a in answers if a is not None]
-    timeout = float(ws.config["hooks"]["timeout"])
     for i, record in zip(order, written.records, strict=True):
-        event = "reply" if record["reply_to"] else "send"
-        hook_warnings = hooks.run(ws.loc.worktree, "on_message", record, event, timeout)
-        answers[i] = {"type": "sent", "ref": frames[i].get("ref"), "id": record["id"],
-                      "message": mail.view(record),
-                      "warnings": warnings.get(i, []) + written.warnings + hook_warnings}
+        answers[i] = _sent(ws, frames[i], record, warnings.get(i, []) + written.warnings)
     return [a for a in answers if a is not None]
+
+
+def _sent(ws, frame: dict, record: dict, warnings: list[str]) -> dict:
+    """Run the ``on_message`` hook for a stored message; the ``sent`` answer to its frame."""
+    event = "reply" if record["reply_to"] else "send"
+    warnings = warnings + hooks.run(ws.loc.worktree, "on_message", record, event,
+                                    float(ws.config["hooks"]["timeout"]))
+    return {"type": "sent", "ref": frame.get("ref"), "id": record["id"],
+            "message": mail.view(record), "warnings": warnings}
 
 
 class _NothingToWrite(Exception):

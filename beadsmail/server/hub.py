@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from beadsmail import channels
+from beadsmail import agents, channels
 from beadsmail.errors import BeadsError, InvalidInput, NotFound, PermissionDenied
 from beadsmail.index import mail as mail_index
 from beadsmail.server import bus
@@ -130,6 +130,8 @@ class Hub:
             channels.join(ws, agent, project)
         except BeadsError as exc:
             log.warning("%s could not join #%s: %s", agent, project, exc.message)
+        with contextlib.suppress(BeadsError):  # a registered agent on the bus is alive
+            agents.heartbeat(ws, agent)
         return set(mail_index.reach(ws.index.conn, agent)) | {"#" + project}
 
     def _opening(self, ws, agent: str) -> tuple[list[dict], int]:

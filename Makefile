@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench torture schemas docs clean
+.PHONY: demo test test-slow test-browser lint bench torture schemas docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m 'slow'
+
+test-browser: $(STAMP)
+	$(PY) -m pytest -m 'browser'
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check beadsmail tests bench demo

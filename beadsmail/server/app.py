@@ -228,7 +228,7 @@ class Server:
             agent = query.get("agent_id") or ""
             records.check_identity(agent, "agent_id")
             me = self.who(websocket.headers, query.get("token"))
-            if self.guard.require_tokens and me != agent:
+            if (self.guard.require_tokens or query.get("token")) and me != agent:
                 raise PermissionDenied(f"the token acts as {me}; it cannot connect as {agent}")
         except BeadsError as exc:
             await websocket.send_json(error_frame(exc))

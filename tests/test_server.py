@@ -35,6 +35,19 @@ def server(store: Path):
     ws.close()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    """One server for the tests that only read or are refused (they change nothing)."""
+    from conftest import make_repo, run_bd
+
+    repo = make_repo(tmp_path_factory.mktemp("shared") / "repo")
+    assert run_bd(repo, "init").code == 0
+    ws = Workspace.open(repo)
+    with Background(ws, identity="human", projects=[PROJECT]) as bg:
+        yield bg
+    ws.close()
+
+
 class Client:
     """A WebSocket agent with helpers to wait for frames of a type."""
 
@@ -222,9 +235,9 @@ def test_a_registered_agent_on_the_bus_is_alive(server, store, bd) -> None:
     assert after["last_seen"] > before and after["liveness"] == "alive"
 
 
-def test_resume_from_an_unknown_id_is_refused(server) -> None:
+def test_resume_from_an_unknown_id_is_refused(shared_server) -> None:
     async def scenario():
-        client = await Client.connect(server, "bob", since="bd-zzzzzzzzzzzzz", ready=False)
+        client = await Client.connect(shared_server, "bob", since="bd-zzzzzzzzzzzzz", ready=False)
         frame = await client.next()
         assert frame["type"] == "error" and "since" in frame["error"]["message"]
         with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -324,9 +337,9 @@ def test_ack_and_read_frames(server, store, bd) -> None:
     assert bd(store, "mail", "inbox", "--identity", "bob", "--json").json() == []
 
 
-def test_unknown_project_is_closed_with_4404(server) -> None:
+def test_unknown_project_is_closed_with_4404(shared_server) -> None:
     async def scenario():
-        client = await Client.connect(server, "bob", project="nope", ready=False)
+        client = await Client.connect(shared_server, "bob", project="nope", ready=False)
         frame = await client.next()
         assert frame["error"]["type"] == "not_found" and PROJECT in frame["error"]["message"]
         with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -338,8 +351,8 @@ def test_unknown_project_is_closed_with_4404(server) -> None:
 
 # -- security -----------------------------------------------------------------------
 
-def test_foreign_origin_and_host_are_refused(server) -> None:
-    url = f"{server.ws_url}/ws/agent/messages/{PROJECT}?agent_id=bob"
+def test_foreign_origin_and_host_are_refused(shared_server) -> None:
+    url = f"{shared_server.ws_url}/ws/agent/messages/{PROJECT}?agent_id=bob"
 
     async def handshake(origin):
         async with websockets.connect(url, origin=origin) as sock:
@@ -348,11 +361,11 @@ def test_foreign_origin_and_host_are_refused(server) -> None:
     with pytest.raises(websockets.InvalidStatus) as refused:
         run(handshake("http://evil.example"))
     assert refused.value.response.status_code == 403
-    assert run(handshake(server.url)) == "welcome"  # the page's own origin
-    r = httpx.post(server.url + "/api/messages", json={"to": "bob", "body": "x"},
+    assert run(handshake(shared_server.url)) == "welcome"  # the page's own origin
+    r = httpx.post(shared_server.url + "/api/messages", json={"to": "bob", "body": "x"},
                    headers={"Origin": "http://evil.example"})
     assert r.status_code == 403 and "origin" in r.json()["error"]["message"]
-    r = httpx.get(server.url + "/api/info", headers={"Host": "attacker.example"})
+    r = httpx.get(shared_server.url + "/api/info", headers={"Host": "attacker.example"})
     assert r.status_code == 403 and "loopback" in r.json()["error"]["message"]
 
 
@@ -481,22 +494,22 @@ def test_task_moves_with_version_and_conflicts(server) -> None:
     ("post", "/api/tasks", {"title": "  "}, 400, "title"),
     ("get", "/api/channels/No Such", None, 400, "channel name"),
 ])
-def test_http_bad_input_is_4xx_with_one_json_error(server, method, path, payload, status,
+def test_http_bad_input_is_4xx_with_one_json_error(shared_server, method, path, payload, status,
                                                   words) -> None:
     kwargs = {} if payload is None else {"json": payload}
-    r = getattr(httpx, method)(server.url + path, **kwargs)
+    r = getattr(httpx, method)(shared_server.url + path, **kwargs)
     assert r.status_code == status, r.text
     assert words in r.json()["error"]["message"].lower() + r.json()["error"]["message"]
 
 
-def test_malformed_json_body_is_400(server) -> None:
-    r = httpx.post(server.url + "/api/messages", content=b"{nope",
+def test_malformed_json_body_is_400(shared_server) -> None:
+    r = httpx.post(shared_server.url + "/api/messages", content=b"{nope",
                    headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "not JSON" in r.json()["error"]["message"]
 
 
-def test_openapi_document_describes_the_api(server) -> None:
-    doc = httpx.get(server.url + "/openapi.json").json()
+def test_openapi_document_describes_the_api(shared_server) -> None:
+    doc = httpx.get(shared_server.url + "/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     for path in ("/api/messages", "/api/inbox", "/api/messages/{id}/ack", "/api/tasks/{id}/move",
                  "/api/channels", "/api/agents", "/api/board"):
@@ -507,10 +520,10 @@ def test_openapi_document_describes_the_api(server) -> None:
     assert "409" in move["responses"]
 
 
-def test_page_is_served(server) -> None:
-    page = httpx.get(server.url + "/")
+def test_page_is_served(shared_server) -> None:
+    page = httpx.get(shared_server.url + "/")
     assert page.status_code == 200 and "/static/app.js" in page.text
-    assert httpx.get(server.url + "/static/app.js").status_code == 200
+    assert httpx.get(shared_server.url + "/static/app.js").status_code == 200
 
 
 def test_the_page_watch_socket_gets_every_record(server) -> None:

@@ -163,3 +163,129 @@ def bare_remote(repo: Path, name: str = "origin") -> Path:
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     git(repo, "remote", "add", name, str(bare))
     return bare
+
+
+@dataclass
+class Outcome:
+    """What the agents of a concurrent run reported, exactly."""
+
+    sent: list[str] = field(default_factory=list)
+    acked: list[tuple[str, str]] = field(default_factory=list)  # (message, who)
+    wins: list[tuple[str, int, str]] = field(default_factory=list)  # (task, from version, event)
+    conflicts: int = 0
+    syncs: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def _bd(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*faults.BD, *args], cwd=cwd, env=faults.env(), capture_output=True,
+                          text=True, timeout=120)
+
+
+def _agent(n: int, cwd: Path, deadline: float, seed: int, tasks: list[str], out: Outcome,
+           lock, sync_remote: str | None) -> None:
+    """One agent: sends, acks its own inbox, moves tasks by the version it read, syncs."""
+    import json
+
+    rnd = random.Random(seed)
+    me, peer = f"agent-{n}", f"agent-{(n + 1) % 8}"
+    while time.monotonic() < deadline:
+        op = rnd.choice(("send", "send", "ack", "move", "move") + (("sync",) if sync_remote else ()))
+        if op == "send":
+            p = _bd(cwd, "mail", "send", peer, "-s", f"from {me}", "-m", "hi", "--identity", me,
+                    "--json")
+            if p.returncode == 0:
+                with lock:
+                    out.sent.append(json.loads(p.stdout)["id"])
+        elif op == "ack":
+            p = _bd(cwd, "mail", "ack", "--all", "--identity", me, "--json")
+            if p.returncode == 0:
+                with lock:
+                    out.acked += [(m, me) for m in json.loads(p.stdout)["acknowledged"]]
+        elif op == "move":
+            task = rnd.choice(tasks)
+            shown = _bd(cwd, "task", "show", task, "--json")
+            if shown.returncode != 0:
+                with lock:
+                    out.failures.append(shown.stderr + shown.stdout)
+                continue
+            current = json.loads(shown.stdout)["task"]
+            to = rnd.choice([s for s in ("backlog", "todo", "in_progress", "done")
+                             if s != current["status"]])
+            p = _bd(cwd, "task", "status", task, to, "--version", str(current["version"]),
+                    "--identity", "lead", "--json")
+            if p.returncode == 0:
+                with lock:
+                    out.wins.append((task, current["version"], json.loads(p.stdout)["event"]))
+                continue
+            if p.returncode == 1 and json.loads(p.stdout)["error"]["type"] == "conflict":
+                with lock:
+                    out.conflicts += 1
+                continue
+        else:
+            p = _bd(cwd, "sync", sync_remote, "--json")
+            if p.returncode == 0:
+                with lock:
+                    out.syncs += 1
+        if p.returncode != 0:
+            with lock:
+                out.failures.append(f"{op} in {cwd.name}: {p.stderr.strip()} {p.stdout.strip()}")
+
+
+def concurrent_mix(checkouts: list[Path], seconds: float, tasks: list[str], seed: int,
+                   agents: int = 8, sync_remote: dict[Path, str] | None = None) -> Outcome:
+    """``agents`` agents spread over ``checkouts``, all at once, for ``seconds``."""
+    import threading
+
+    out, lock = Outcome(), threading.Lock()
+    deadline = time.monotonic() + seconds
+    threads = [threading.Thread(target=_agent, args=(
+        n, checkouts[n % len(checkouts)], deadline, seed + n, tasks, out, lock,
+        (sync_remote or {}).get(checkouts[n % len(checkouts)]))) for n in range(agents)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def check_outcome(repo: Path, out: Outcome) -> int:
+    """Exact counts, no duplicates, one winner per task version; records checked."""
+    from beadsmail.index import mail as mail_index
+    from beadsmail.index import tasks as idx
+    from beadsmail.workspace import Workspace
+
+    assert not out.failures, out.failures[:5]
+    assert len(out.sent) == len(set(out.sent)), "an id was handed out twice"
+    versions = [(task, version) for task, version, _ in out.wins]
+    assert len(versions) == len(set(versions)), "two movers won the same version"
+    ws = Workspace.open(repo)
+    try:
+        ws.refresh()
+        conn = ws.index.conn
+        stored = {r[0] for r in conn.execute(
+            "SELECT id FROM messages WHERE sender LIKE 'agent-%'")}
+        assert stored == set(out.sent), (len(stored), len(out.sent))
+        for message, who in out.acked:
+            assert mail_index.state(conn, message, who) == 3
+        for task, version, event in out.wins:
+            history = {h["version"]: h["event"] for h in idx.history(conn, task)}
+            assert history[version + 1] == event, (task, version, event)
+        applied = sum(len(idx.history(conn, t)) - 1 for t in {w[0] for w in out.wins})
+        assert applied == len(out.wins), "every applied move was reported by exactly one mover"
+        lines = _all_lines(repo)
+        assert len(lines) == len(set(lines)), "a record was written twice"
+        return len(stored) + len(out.acked) + len(out.wins)
+    finally:
+        ws.close()
+
+
+def _all_lines(repo: Path) -> list[str]:
+    """The id of every line of every segment of the store (parsed from git's own view)."""
+    import json
+
+    ids = []
+    for path in faults.segments(repo):
+        for raw in faults.segment_bytes(repo, path).splitlines():
+            ids.append(json.loads(raw)["id"])
+    return ids

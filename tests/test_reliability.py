@@ -504,3 +504,21 @@ def test_eight_agents_across_worktrees_exact_counts_and_one_winner_per_version(
     checked = workloads.check_outcome(worktrees[1], out)
     assert checked >= 5
     faults.verify_store(worktrees[2], set(out.sent))
+
+
+# -- sync ------------------------------------------------------------------------------------
+
+def test_push_blocked_by_a_dead_process_lock_on_the_remote_names_the_file(store: Path,
+                                                                          bd) -> None:
+    remote = workloads.bare_remote(store)
+    assert bd(store, "sync", "origin", "--json").code == 0
+    sent = send(bd, store, "while the remote is locked")
+    lock = remote / "refs" / "heads" / "beadsmail.lock"
+    lock.write_text("")
+    result = bd(store, "sync", "origin", "--json")
+    assert result.code == 1
+    assert f"locked by {lock}" in result.json()["error"]["message"]
+    assert git(store, "rev-parse", "beadsmail") != git(remote, "rev-parse", "beadsmail")
+    lock.unlink()
+    assert bd(store, "sync", "origin", "--json").json()["pushed"] is True
+    assert sent["id"] in git(remote, "show", "beadsmail:.beads/log/" + own_segment(store))

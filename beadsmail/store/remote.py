@@ -213,7 +213,17 @@ class Transport:
                               "store is unchanged, run 'bd sync' again later") from None
         status = (result.ref_status or {}).get(self.ref)
         if status:
-            raise Refused(" ".join(str(status).split()))
+            raise Refused(_locked(remote, self.ref.decode()) or " ".join(str(status).split()))
+
+
+def _locked(remote: Remote, ref: str) -> str | None:
+    """Why a push to a remote on this machine failed, when it is a lock file left behind."""
+    common = local_common(remote.url)
+    lock = common / (ref + ".lock") if common is not None else None
+    if lock is None or not lock.exists():
+        return None
+    return (f"its {ref} is locked by {lock}, left by a git process that was killed; if no "
+            "push to it is running, remove that file")
 
 
 class Refused(Exception):

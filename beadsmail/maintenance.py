@@ -216,6 +216,7 @@ def doctor(ws: Workspace, fix: bool = False) -> dict:
     if fix and (fresh.bad or changed) and _repair_lines(ws, report, fresh, changed):
         if not any(r["action"] == "left for their owner" for r in report.repairs):
             ws.index.reset()  # the stored copies are back in the store: fold them from there
+            ws.index.rebuilt = False  # on purpose, not because it was unreadable
         return {**doctor(ws, False), "repairs": report.repairs, "fixed": True}
     rebuilt_silently = ws.index.rebuilt
     same = ws.index.fingerprint() == fresh.fingerprint

@@ -25,9 +25,17 @@ def _render_where(d: dict) -> str:
     return "\n".join(lines)
 
 
+def _render_repair(r: dict) -> str:
+    if "replicas" in r:
+        return f"not fixed here: lines of replica(s) {', '.join(r['replicas'])}: {r['detail']}"
+    where = r.get("path") or r.get("id")
+    return f"fixed {where}{':' + str(r['line']) if r.get('line') else ''}: {r['action']}"
+
+
 def _render_doctor(d: dict) -> str:
     lines = [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['check']}: {c['detail']}" for c in d["checks"]]
     lines += [f"      {b['path']}:{b['line']}: {b['error']}" for b in d["bad_lines"]]
+    lines += [_render_repair(r) for r in d.get("repairs", [])]
     lines.append("store is healthy" if d["ok"] else "problems found (data is never deleted)")
     return "\n".join(lines)
 
@@ -54,10 +62,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def doctor(
-        fix: Annotated[bool, typer.Option("--fix", help="Rebuild the index, clear stale locks.")] = False,
+        fix: Annotated[bool, typer.Option("--fix", help=(
+            "Repair without deleting data: clear stale locks, move unreadable lines to "
+            ".beads/quarantine/, restore records edited by hand, rebuild the index."))] = False,
         json_: Json = False,
     ) -> None:
-        """Check refs, objects, every record and the index.  Example: bd doctor --fix"""
+        """Check locks, objects, every record and the index.  Example: bd doctor --fix"""
         result = maintenance.doctor(workspace(), fix)
         emit(result, json_, _render_doctor)
         if not result["ok"]:

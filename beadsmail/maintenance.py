@@ -146,9 +146,9 @@ def _check_locks(ws: Workspace, report: _Report, fix: bool) -> None:
                            for p in repair.remove_locks(ws)]
         locks = repair.stale_locks(ws)
     report.data["locks"] = locks
-    report.check("locks", not locks, "; ".join(f"{lk['path']} left behind {lk['age_seconds']}s ago"
-                                                for lk in locks)
-                 + "; run 'bd doctor --fix'" if locks else "no stale lock files")
+    report.check("locks", not any(lk["blocks"] for lk in locks), "; ".join(
+        f"{lk['path']} left behind {lk['age_seconds']}s ago" for lk in locks)
+        + "; run 'bd doctor --fix' to remove" if locks else "no stale lock files")
 
 
 def _check_objects(ws: Workspace, report: _Report, heads: dict[str, str]) -> bool:

@@ -26,7 +26,11 @@ PACKED_REFS_LOCK_AGE = 60.0
 
 
 def stale_locks(ws: Workspace) -> list[dict]:
-    """Lock files left behind by a process that died: store and tracking refs, objects."""
+    """Lock files left behind by a process that died: store and tracking refs, objects.
+
+    ``blocks`` says whether it is in anyone's way: a ref's lock stops git commands
+    (beadsmail writers break it themselves); an object's is only litter (the
+    background packer sweeps it) that ``git fsck`` mentions."""
     from beadsmail.store.writer import STALE_LOCK_AGE
 
     common = ws.loc.common
@@ -46,7 +50,8 @@ def stale_locks(ws: Workspace) -> list[dict]:
         except (FileNotFoundError, NotADirectoryError):
             continue
         if now - mtime > age:
-            found.append({"path": str(path), "age_seconds": round(now - mtime, 1)})
+            found.append({"path": str(path), "age_seconds": round(now - mtime, 1),
+                          "blocks": path.parent.parent != objects})
     return found
 
 

@@ -57,19 +57,34 @@ class Writer:
             return None
 
     def commit(self, sha: bytes) -> Commit:
-        obj = self.objects[sha]
+        obj = self._get(sha)
         if not isinstance(obj, Commit):
             raise StoreError(f"object {sha.decode()} is not a commit")
         return obj
 
     def tree(self, sha: bytes) -> Tree:
-        obj = self.objects[sha]
+        obj = self._get(sha)
         if not isinstance(obj, Tree):
             raise StoreError(f"object {sha.decode()} is not a tree")
         return obj
 
     def blob(self, sha: bytes) -> bytes:
-        return self.objects[sha].as_raw_string()
+        return self._get(sha).as_raw_string()
+
+    def _get(self, sha: bytes):
+        try:
+            return self.objects[sha]
+        except KeyError:
+            # A background 'git repack -d' may have packed the object and pruned its
+            # loose copy between dulwich's look in the packs it knows and its look at
+            # the loose objects: look again with a fresh list of packs, as git does.
+            self._reopen_objects()
+            return self.objects[sha]
+
+    def _reopen_objects(self) -> None:
+        self.objects.close()
+        self.objects = DiskObjectStore(str(self.common / "objects"), loose_compression_level=1,
+                                       fsync_object_files=self.fsync)
 
     def _sub(self, tree: Tree | None, name: bytes) -> Tree | None:
         if tree is None or name not in tree:
@@ -325,6 +340,9 @@ class Writer:
         raise StoreError("the store ref kept moving under us; try again")
 
     def has_object(self, sha: bytes) -> bool:
+        if sha in self.objects:
+            return True
+        self._reopen_objects()  # see _get
         return sha in self.objects
 
     def create_store(self, message: str) -> bool:

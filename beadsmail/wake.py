@@ -27,14 +27,19 @@ NOTICE_LISTED = 3
 
 def _changes(ws: Workspace, seconds: float | None) -> Iterator[bool]:
     """Yield once at once, then each time the store heads move; stop after ``seconds``."""
+    from beadsmail.store import heads_stamp
+
     deadline = None if seconds is None else time.monotonic() + seconds
-    last = None
+    last, stamp = None, None
     while True:
-        heads = ws.heads()
-        if heads != last:
-            last = heads
-            ws.refresh()
-            yield True
+        now = heads_stamp(ws.loc.common, ws.ref)
+        if now != stamp:  # only stat calls while nothing moves
+            stamp = now
+            heads = ws.heads()
+            if heads != last:
+                last = heads
+                ws.refresh()
+                yield True
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return

@@ -132,6 +132,27 @@ def store_heads(common: Path, branch: str) -> dict[str, str]:
     return heads
 
 
+def heads_stamp(common: Path, branch: str) -> tuple:
+    """A cheap fingerprint of everything ``store_heads`` reads (stat calls only).
+
+    Waiters poll this; when it changes they read the heads themselves.
+    """
+    short = branch_ref(branch).removeprefix("refs/heads/")
+    paths = [common / branch_ref(branch), common / "packed-refs", common / "refs" / "remotes"]
+    try:
+        paths += [common / "refs" / "remotes" / r / short for r in os.listdir(paths[2])]
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    stamp = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamp.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            stamp.append(None)
+    return tuple(stamp)
+
+
 def read_ref_file(path: Path) -> str | None:
     try:
         sha = path.read_text("ascii").strip()

@@ -206,7 +206,8 @@ class Tally:
 
     def line(self, name: str) -> str:
         return (f"{name}: runs={self.runs} kills={self.kills} packer_kills={self.packer_kills} "
-                f"records_checked={self.records_checked} failures={self.failures}")
+                f"records_checked={self.records_checked} failures={self.failures}"
+                + "".join(" " + note for note in self.notes))
 
 
 def fresh_fingerprint(repo: Path) -> dict:

@@ -140,17 +140,27 @@ def check_ledger(repo: Path, ledger: Ledger) -> int:
         ws.close()
 
 
-def winners_are_unique(repo: Path) -> int:
-    """No two applied events of a task share a version; return how many were checked."""
+def one_winner_per_version(repo: Path, wins: list[tuple[str, int, str]]) -> int:
+    """Movers on different clones may each win version n locally; once synced, exactly one
+    of them holds version n + 1 in the task's history and every other one is a recorded
+    conflict, never lost and never applied twice. Returns how many moves were checked."""
+    from beadsmail.index import tasks as idx
     from beadsmail.workspace import Workspace
 
+    raced: dict[tuple[str, int], list[str]] = {}
+    for task, version, event in wins:
+        raced.setdefault((task, version), []).append(event)
     ws = Workspace.open(repo)
     try:
         ws.refresh()
-        rows = ws.index.conn.execute("SELECT task, version, count(*) FROM task_history "
-                                     "GROUP BY task, version HAVING count(*) > 1").fetchall()
-        assert not rows, f"two movers won the same version: {rows}"
-        return ws.index.conn.execute("SELECT count(*) FROM task_history").fetchone()[0]
+        conn = ws.index.conn
+        lost = {c["event"] for c in idx.conflicts(conn)}
+        for (task, version), events in raced.items():
+            applied = {h["event"] for h in idx.history(conn, task)}
+            winners = [e for e in events if e in applied]
+            assert len(winners) <= 1, f"{task}: two movers won version {version}: {winners}"
+            assert all(e in lost for e in events if e not in winners), (task, version, events)
+        return len(wins)
     finally:
         ws.close()
 

@@ -202,14 +202,10 @@ class Writer:
         raise StoreError("could not write a git object (its file stayed locked)")
 
     def _write_loose(self, obj) -> None:
-        """Write one loose object as git does: ``<sha>.lock``, then a rename.
-
-        Done here rather than by dulwich's ``add_object`` for the failure path: when
-        the disk is full, dulwich's lock file can neither be flushed nor removed, so
-        it stays behind and a warning with a traceback is printed when it is
-        garbage-collected. Here the lock file is always removed and the
-        ``OSError`` reaches the caller once.
-        """
+        """Write one loose object as git does: ``<sha>.lock``, then a rename. (Not dulwich's
+        ``add_object``: on a full disk its lock file can be neither flushed nor removed and
+        a traceback is printed when it is collected. Here the lock file always goes and the
+        ``OSError`` reaches the caller once.)"""
         path = self._object_path(obj.id)
         try:
             os.utime(path, None)  # already there (fresh mtime, as dulwich does)
@@ -275,55 +271,39 @@ class Writer:
         ``contents`` maps a segment name (``2026-11-23-000.jsonl``) to its new bytes;
         empty bytes remove the segment. Only the owning replica may call this.
         """
-        for _ in range(50):
-            old = self.head()
-            if old is None:
-                raise StoreError("the store is empty: nothing to compact")
-            root = self.tree(self.commit(old).tree)
-            beads = self._sub(root, b".beads") or Tree()
-            log = _copy(self._sub(beads, b"log") or Tree())
-            mine = _copy(self._sub(log, replica.encode()) or Tree())
-            for name, data in contents.items():
-                if data:
-                    blob = Blob.from_string(data)
-                    self._add(blob)
-                    mine.add(name.encode(), BLOB_MODE, blob.id)
-                elif name.encode() in mine:
-                    del mine[name.encode()]
-            self._add(mine)
-            log.add(replica.encode(), TREE_MODE, mine.id)
-            self._add(log)
-            beads = _copy(beads)
-            beads.add(b"log", TREE_MODE, log.id)
-            self._add(beads)
-            root = _copy(root)
-            root.add(b".beads", TREE_MODE, beads.id)
-            self._add(root)
-            commit = _make_commit(root.id, [old], message, author)
-            self._add(commit)
-            if self._move_ref(old, commit.id):
-                return commit.id
-            time.sleep(0.01)
-        raise StoreError("the store ref kept moving under us; try again")
+        return self._rewrite_own(replica, [(b"log", name.encode(), data or None, False)
+                                           for name, data in contents.items()], message, author)
 
     def quarantine(self, replica: str, name: str, kept: bytes, moved: bytes, message: str,
                    author: str) -> bytes:
         """Move lines out of one of this replica's segments into
         ``.beads/quarantine/<replica>/<name>`` (appended there), in one commit."""
+        return self._rewrite_own(replica, [(b"log", name.encode(), kept, False),
+                                           (b"quarantine", name.encode(), moved, True)],
+                                 message, author)
+
+    def _rewrite_own(self, replica: str, changes: list[tuple[bytes, bytes, bytes | None, bool]],
+                     message: str, author: str) -> bytes:
+        """One commit changing files of ``.beads/<top>/<replica>/``: ``(top, name, bytes or
+        None to remove, append)`` each; returns the commit id."""
         for _ in range(50):
             old = self.head()
             if old is None:
-                raise StoreError("the store is empty: nothing to repair")
+                raise StoreError("the store is empty: nothing to rewrite")
             root = self.tree(self.commit(old).tree)
             beads = _copy(self._sub(root, b".beads") or Tree())
-            for top, data, append in ((b"log", kept, False), (b"quarantine", moved, True)):
+            for top, name, data, append in changes:
                 top_tree = _copy(self._sub(beads, top) or Tree())
                 mine = _copy(self._sub(top_tree, replica.encode()) or Tree())
-                if append and name.encode() in mine:
-                    data = self.blob(mine[name.encode()][1]) + data
-                blob = Blob.from_string(data)
-                self._add(blob)
-                mine.add(name.encode(), BLOB_MODE, blob.id)
+                if data is None:
+                    if name in mine:
+                        del mine[name]
+                else:
+                    if append and name in mine:
+                        data = self.blob(mine[name][1]) + data
+                    blob = Blob.from_string(data)
+                    self._add(blob)
+                    mine.add(name, BLOB_MODE, blob.id)
                 self._add(mine)
                 top_tree.add(replica.encode(), TREE_MODE, mine.id)
                 self._add(top_tree)

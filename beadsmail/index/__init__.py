@@ -28,7 +28,7 @@ from pathlib import Path
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
 from beadsmail.index import mail, registry, tasks
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 DOMAINS = (mail, tasks, registry)
 
 CORE_DDL = """
@@ -47,7 +47,24 @@ CREATE TABLE IF NOT EXISTS bad_lines (
     PRIMARY KEY (path, line));
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kind_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS records_counted AFTER INSERT ON records BEGIN
+    INSERT INTO kind_counts VALUES (new.kind, 1) ON CONFLICT (kind) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS records_uncounted AFTER DELETE ON records BEGIN
+    UPDATE kind_counts SET n = n - 1 WHERE kind = old.kind;
+END;
 """
+
+
+def _statements(ddl: str) -> Iterator[str]:
+    """Split a script into statements (``executescript`` would commit our transaction)."""
+    pending = ""
+    for part in ddl.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
 
 
 class Index:
@@ -92,9 +109,8 @@ class Index:
         try:
             if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 for ddl in (CORE_DDL, *(domain.DDL for domain in DOMAINS)):
-                    for statement in ddl.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    for statement in _statements(ddl):
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -167,9 +183,6 @@ class Index:
         by_kind: dict[str, list[dict]] = {}
         for record in new:
             by_kind.setdefault(record["kind"], []).append(record)
-        self.conn.executemany(
-            "INSERT INTO kind_counts VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET n = n + excluded.n",
-            [(kind, len(rows)) for kind, rows in by_kind.items()])
         for domain in DOMAINS:
             domain.fold(self.conn, by_kind)
         return new
@@ -180,7 +193,7 @@ class Index:
         return self.conn.execute("SELECT coalesce(max(clock), 0) FROM records").fetchone()[0]
 
     def counts(self) -> dict[str, int]:
-        """Records of each kind (kept up to date by ``ingest``: no scan of ``records``)."""
+        """Records of each kind (kept by triggers on ``records``: no scan)."""
         return dict(self.conn.execute("SELECT kind, n FROM kind_counts WHERE n > 0 ORDER BY kind"))
 
     def record(self, record_id: str) -> dict | None:

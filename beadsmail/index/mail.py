@@ -54,13 +54,13 @@ def _messages(conn: sqlite3.Connection, records) -> None:
     for r in records:
         rows.append((r["id"], r["clock"], r["created_at"], r["from"], r["subject"], r["body"],
                      r["priority"], r["type"], r["thread_id"], r["reply_to"], int(r["ephemeral"]),
-                     r["action_requested"],
-                     json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)))
+                     r["action_requested"]))
         targets += [(r["id"], t) for t in r["to"]]
     if not rows:
         return
     conn.executemany(
-        "INSERT OR IGNORE INTO messages SELECT ?,?,?,?,?,?,?,?,?,?,?,?,? "
+        "INSERT OR IGNORE INTO messages SELECT ?,?,?,?,?,?,?,?,?,?,?,?, "
+        "(SELECT data FROM records WHERE id = ?1) "  # the canonical text, as read
         "WHERE NOT EXISTS (SELECT 1 FROM deleted WHERE id = ?1)", rows)
     conn.executemany(
         "INSERT OR IGNORE INTO message_to SELECT ?1, ?2 "
@@ -95,6 +95,8 @@ def _forget_purged(conn: sqlite3.Connection, purged: list[str], messages, receip
         conn.executemany("DELETE FROM records WHERE id = ?", [(t,) for t in purged])
         conn.execute("DELETE FROM records WHERE kind = 'receipt' AND "
                      "json_extract(data, '$.message') IN (SELECT id FROM purged)")
+    if conn.execute("SELECT 1 FROM purged LIMIT 1").fetchone() is None:
+        return  # nothing was ever purged: nothing arriving can be a purged record
     conn.executemany("DELETE FROM records WHERE id = ?1 AND EXISTS "
                      "(SELECT 1 FROM purged WHERE id = ?1)", [(r["id"],) for r in messages])
     conn.executemany("DELETE FROM records WHERE id = ?1 AND EXISTS "

@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(PY) demo/session.py
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m 'slow'

@@ -100,7 +100,8 @@ def render_board(d: dict) -> str:
 
     table = Table(expand=True, show_lines=False)
     for col in d["columns"]:
-        table.add_column(f"{col['status']} ({col['count']})", overflow="fold", ratio=1)
+        table.add_column(f"{col['status']} ({col['count']})", overflow="fold", ratio=1,
+                         no_wrap=False, min_width=16)
     cells = []
     for col in d["columns"]:
         lines = [f"{t['id']}\n{t['title']}\n{t['priority']} · {t['assigned_to'] or '-'} · "
@@ -110,7 +111,7 @@ def render_board(d: dict) -> str:
         cells.append("\n\n".join(lines))
     table.add_row(*cells)
     out = io.StringIO()
-    width = shutil.get_terminal_size((120, 40)).columns
+    width = max(shutil.get_terminal_size((120, 40)).columns, 100)  # five readable columns
     Console(file=out, width=width, force_terminal=sys.stdout.isatty()).print(table)
     return out.getvalue().rstrip("\n")
 

@@ -140,7 +140,9 @@ class Server:
                 channels.create(ws, self.identity, project,
                                 "Agents connected to bd serve for this project")
             except BeadsError as exc:
-                log.warning("could not create channel #%s: %s", project, exc.message)
+                log.warning("warning: could not create the project channel #%s (%s); "
+                            "agents that send without 'to' need it: create it with "
+                            "'bd channel create %s' as a manager", project, exc.message, project)
 
     async def shutdown(self) -> None:
         if self._heartbeats is not None:

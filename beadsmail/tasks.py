@@ -170,7 +170,8 @@ def create(ws, actor: str, title: str, description: str = "", priority: str = DE
         task = {"id": fields["id"], "title": fields["title"], "version": 1}
         items[:] = [("task", dict(fields))] + _posts(ws, index, actor, task, None, status)
 
-    written = ws.write(actor, items, f"task: {actor} creates {fields['id']}", check=check)
+    title = " ".join(fields["title"].split())[:100]
+    written = ws.write(actor, items, f"task: {actor} creates {fields['id']}: {title}", check=check)
     record = written.records[0]
     warnings = written.warnings + _hooks(ws, [("on_create", record, "create")])
     return {"task": idx.get(ws.index.conn, record["id"]), "posted": _posted(written.records),
@@ -203,7 +204,8 @@ def _change(ws, actor: str, token: str, op: str, version: int | None, fields: di
                        task["status"], fields["status"]) if op == "status" else []
         items[:] = [("task_event", event)] + posts
 
-    written = ws.write(actor, items, f"task: {actor} {op} {task_id}", check=check)
+    what = f" -> {fields['status']}" if op == "status" else ""
+    written = ws.write(actor, items, f"task: {actor} {op} {task_id}{what}", check=check)
     event = written.records[0]
     runs = [("on_close" if op == "delete" else "on_update", event, op)]
     if op == "status" and fields["status"] == "done":

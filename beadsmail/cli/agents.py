@@ -68,7 +68,7 @@ def render_audit(rows: list[dict]) -> str:
 def render_status(d: dict) -> str:
     lines = [f"{d['identity']}: {d['unread']} unread, {d['open']} open", "",
              render_agents(d["agents"]), ""]
-    lines += [f"#{c['name']:<20} {c['members']} members, {c['messages']} messages"
+    lines += [f"#{c['name']:<20} {_n(c['members'], 'member')}, {_n(c['messages'], 'message')}"
               for c in d["channels"]]
     lines += ["", f"dead letters: {d['dead_letters']}"
               + (f" (to {', '.join(d['dead_letter_recipients'])})" if d["dead_letters"] else ""),
@@ -276,3 +276,7 @@ def register(app) -> None:
         """Overview: agents, liveness, unread, channels, dead letters, review queue.  Example: bd status --json"""
         ws = workspace()
         emit(status.overview(ws, identity(ws, identity_)), json_, render_status)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

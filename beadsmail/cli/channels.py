@@ -19,7 +19,8 @@ def render_list(rows: list[dict]) -> str:
     for c in rows:
         members = ", ".join(c["members"]) or "no members"
         note = " (task board)" if c["builtin"] else ""
-        lines.append(f"#{c['name']}{note}: {c['messages']} messages; {members}")
+        count = f"{c['messages']} message{'' if c['messages'] == 1 else 's'}"
+        lines.append(f"#{c['name']}{note}: {count}; {members}")
     return "\n".join(lines)
 
 

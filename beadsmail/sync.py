@@ -68,6 +68,10 @@ def _unchanged(ws: Workspace, token: str, report: dict) -> bool:
     Decided from ref files alone (no dulwich, no network), so a no-op sync is cheap.
     """
     url = _git_config_url(ws.loc.common, token)
+    if url and not os.path.isabs(url.removeprefix("file://")):
+        # relative to the worktree's top, as git and the full path read it
+        base = ws.loc.worktree or ws.loc.main_worktree
+        url = os.path.normpath(os.path.join(base, url)) if base and "://" not in url else None
     common = _local_common(url) if url else None
     if common is None:
         return False
@@ -228,7 +232,7 @@ def _git_config_url(common: Path, name: str) -> str | None:
             section = line
         elif section == f'[remote "{name}"]' and line.split("=", 1)[0].strip() == "url":
             url = line.split("=", 1)[1].strip()
-    if not url or any(c in url for c in "\"\\;#") or not os.path.isabs(url.removeprefix("file://")):
+    if not url or any(c in url for c in "\"\\;#"):
         return None
     return url
 

@@ -584,12 +584,16 @@ def test_http_transport(tmp_path: Path, http_remote: str) -> None:
     fsck(remote)
 
 
-def test_a_no_op_sync_loads_neither_typer_nor_dulwich(net) -> None:
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute-url", "relative-url"])
+def test_a_no_op_sync_loads_neither_typer_nor_dulwich(net, relative: bool) -> None:
     remote, clones, wts = net
+    if relative:  # `git remote add origin ../remote.git`: relative to the worktree's top
+        git(clones[0], "remote", "set-url", "origin", "../remote.git")
     send(clones[0], "alice", "bob", "a")
     do_sync(clones[0])
+    (clones[0] / "sub").mkdir()
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "beadsmail", "sync", "--json"],
-                          cwd=clones[0], capture_output=True, text=True,
+                          cwd=clones[0] / "sub", capture_output=True, text=True,
                           env={**os.environ, **GIT_ENV})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["action"] == "up to date"

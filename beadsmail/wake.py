@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from beadsmail import mail
 from beadsmail.workspace import Workspace
+
+TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need it here
+if TYPE_CHECKING:
+    from typing import Any
 
 POLL = 0.05
 NOTICE_LISTED = 3

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need it here
+if TYPE_CHECKING:
+    from typing import Any
 
 ALIASES = {"-s": "--subject", "-m": "--body", "-p": "--priority", "-t": "--type", "-n": "--limit"}
 NUMBERS = {"--priority": int, "--limit": int, "--wait": float}

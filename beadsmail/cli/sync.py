@@ -8,7 +8,6 @@ starting Python. Anything else (``--help``, both ``--pull-only`` and
 """
 
 import os
-from typing import Annotated
 
 from beadsmail import sync as sync_mod
 from beadsmail.cli import env
@@ -72,6 +71,8 @@ def fast(args: list[str]) -> bool:
 
 
 def register(app) -> None:
+    from typing import Annotated
+
     import typer
 
     from beadsmail.cli.common import Identity, Json

@@ -28,7 +28,7 @@ from pathlib import Path
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
 from beadsmail.index import mail, registry, tasks
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 DOMAINS = (mail, tasks, registry)
 
 CORE_DDL = """

@@ -227,10 +227,12 @@ def channel_stats(conn: sqlite3.Connection, name: str) -> tuple[int, str | None]
 
 def channel_messages(conn: sqlite3.Connection, name: str, limit: int) -> list[str]:
     """The JSON of a channel's newest ``limit`` messages, oldest first."""
-    rows = conn.execute(
-        "SELECT m.data FROM message_to t JOIN messages m ON m.id = t.message_id "
-        "WHERE t.target = ? ORDER BY m.clock DESC, m.id DESC LIMIT ?", ("#" + name, limit))
-    return [r[0] for r in rows][::-1]
+    rows = conn.execute(  # the text is looked up for the ``limit`` rows kept only
+        "SELECT (SELECT data FROM records WHERE id = x.id) FROM ("
+        "SELECT m.id, m.clock FROM message_to t JOIN messages m ON m.id = t.message_id "
+        "WHERE t.target = ? ORDER BY m.clock DESC, m.id DESC LIMIT ?) x "
+        "ORDER BY x.clock, x.id", ("#" + name, limit))
+    return [r[0] for r in rows]
 
 
 def contacts(conn: sqlite3.Connection, agent_id: str | None = None) -> list[tuple[str, str]]:

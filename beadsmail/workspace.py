@@ -119,7 +119,7 @@ class Workspace:
 
     def _fold_heads(self, folded: dict[str, str], heads: dict[str, str]) -> list[dict]:
         writer = self.writer
-        new: list[dict] = []
+        items: list[tuple[dict, str, str, int]] = []
         base = folded.get(self.ref)
         for ref, sha in sorted(heads.items()):
             old = folded.get(ref, base)
@@ -128,11 +128,12 @@ class Workspace:
             except KeyError as exc:
                 raise StoreError(f"store object missing ({exc}); run 'bd doctor'") from None
             for path, blob in changes:
-                new += self._fold_segment(path, blob.decode())
-        return new
+                items += self._read_segment(path, blob.decode())
+        return self.index.ingest(items, bulk=not folded)
 
-    def _fold_segment(self, path: str, blob: str) -> list[dict]:
-        """Parse a segment's lines not yet folded (all of it if it was rewritten)."""
+    def _read_segment(self, path: str, blob: str) -> list[tuple[dict, str, str, int]]:
+        """Parse a segment's lines not yet folded (all of it if it was rewritten): the
+        records with their text, path and line; bad lines go to the index at once."""
         index = self.index
         known = index.segment(path)
         if known and known[0] == blob:
@@ -160,7 +161,7 @@ class Workspace:
             index.add_bad_line(path, line_no + 1, "truncated line (no newline at the end)", rest)
         consumed = len(content) - len(rest)
         index.set_segment(path, blob, consumed, line_no, _tail(content, consumed))
-        return index.ingest(items)
+        return items
 
     # -- writing -------------------------------------------------------------
 

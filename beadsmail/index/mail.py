@@ -22,18 +22,21 @@ CREATE TABLE IF NOT EXISTS messages (
     id TEXT NOT NULL UNIQUE, clock INTEGER NOT NULL, created_at TEXT NOT NULL,
     sender TEXT NOT NULL, subject TEXT NOT NULL, priority INTEGER NOT NULL,
     type TEXT NOT NULL, thread_id TEXT NOT NULL, ephemeral INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS messages_thread ON messages(thread_id, clock);
-CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender, clock);
 CREATE TABLE IF NOT EXISTS message_to (
     message_id TEXT NOT NULL, target TEXT NOT NULL,
     PRIMARY KEY (message_id, target)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS message_to_target ON message_to(target, message_id);
 CREATE TABLE IF NOT EXISTS receipts (
     message_id TEXT NOT NULL, recipient TEXT NOT NULL, state INTEGER NOT NULL,
     read_at TEXT, acked_at TEXT,
     PRIMARY KEY (message_id, recipient)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deleted (id TEXT PRIMARY KEY, by_record TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS purged (id TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+# Indexes that only queries read: a load into an empty index builds them after the fold.
+QUERY_INDEXES = """
+CREATE INDEX IF NOT EXISTS messages_thread ON messages(thread_id, clock);
+CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender, clock);
+CREATE INDEX IF NOT EXISTS message_to_target ON message_to(target, message_id);
 """
 TABLES = ("messages", "message_to", "receipts", "deleted", "purged")
 STATES = {"delivered": 1, "read": 2, "acked": 3}

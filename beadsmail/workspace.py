@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,6 +120,7 @@ class Workspace:
     def _fold_heads(self, folded: dict[str, str], heads: dict[str, str]) -> list[dict]:
         writer = self.writer
         items: list[tuple[dict, str, str, int]] = []
+        parse = rec.parse_line if folded else rec.fast_parser()  # a rebuild: many lines
         base = folded.get(self.ref)
         for ref, sha in sorted(heads.items()):
             old = folded.get(ref, base)
@@ -128,10 +129,11 @@ class Workspace:
             except KeyError as exc:
                 raise StoreError(f"store object missing ({exc}); run 'bd doctor'") from None
             for path, blob in changes:
-                items += self._read_segment(path, blob.decode())
+                items += self._read_segment(path, blob.decode(), parse)
         return self.index.ingest(items, bulk=not folded)
 
-    def _read_segment(self, path: str, blob: str) -> list[tuple[dict, str, str, int]]:
+    def _read_segment(self, path: str, blob: str,
+                      parse: Callable[[bytes], dict]) -> list[tuple[dict, str, str, int]]:
         """Parse a segment's lines not yet folded (all of it if it was rewritten): the
         records with their text, path and line; bad lines go to the index at once."""
         index = self.index
@@ -154,7 +156,7 @@ class Workspace:
             if not raw.strip():
                 continue
             try:
-                items.append((rec.parse_line(raw), raw.decode(), path, line_no))
+                items.append((parse(raw), raw.decode(), path, line_no))
             except InvalidInput as exc:
                 index.add_bad_line(path, line_no, exc.message, raw)
         if rest:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from beadsmail.errors import InvalidInput
@@ -106,6 +107,34 @@ def parse_line(line: bytes) -> dict:
         raise InvalidInput(f"not JSON: {exc.msg} at column {exc.colno}") from None
     validate(record)
     return record
+
+
+def fast_parser() -> Callable[[bytes], dict]:
+    """``parse_line`` for many lines (a rebuild), about twice as fast, same results.
+
+    orjson parses and the generated ``accept_<kind>`` check passes the common valid
+    record; a line either refuses goes through ``parse_line``, which decides and words
+    the error as always. orjson refuses some lines json reads (NaN, lone surrogates),
+    and turns integers past 64 bits into floats: ``accept`` refuses a float anywhere
+    in a free-form field, and elsewhere the schema's integer types refuse one. It
+    costs a command ~10 ms to import, so a refresh of a few lines keeps to ``parse_line``.
+    """
+    import orjson
+
+    from beadsmail.schemas._validators import ACCEPT
+
+    loads = orjson.loads
+
+    def parse(line: bytes) -> dict:
+        try:
+            record = loads(line)
+            if ACCEPT[record["kind"]](record):
+                return record
+        except (ValueError, KeyError, TypeError):  # not JSON to orjson, or not a valid record
+            pass
+        return parse_line(line)
+
+    return parse
 
 
 def order_key(record: dict) -> tuple[int, str]:

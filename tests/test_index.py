@@ -66,6 +66,25 @@ def test_refresh_parses_only_appended_lines(repo: Path, tmp_path: Path, monkeypa
     assert b.index.fingerprint() == a.index.fingerprint()
 
 
+def test_rebuild_ends_with_the_same_schema_counts_and_arrival_order(repo: Path) -> None:
+    """A rebuild loads into an empty index without its indexes and triggers, then builds them."""
+    ws = Workspace.open(repo)
+    sent = [write_message(ws, subject=f"s{i}") for i in range(4)]
+    ws.write("alice", [("tombstone", {"target": sent[0]["id"]})], "t")
+
+    def state() -> tuple:
+        conn = ws.index.conn
+        return (conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master "
+                             "ORDER BY name").fetchall(), ws.index.counts(),
+                [r["id"] for _, r in ws.index.arrived_after(0)], ws.index.fingerprint())
+
+    incremental = state()
+    ws.index.reset()
+    assert len(ws.refresh()) == 5
+    assert state() == incremental
+    ws.close()
+
+
 def _commit_segment_line(repo: Path, line: bytes) -> str:
     """Append a raw line to this replica's segment with the git CLI (a hand edit)."""
     ws = Workspace.open(repo)

@@ -454,7 +454,7 @@ def _fields() -> dict:
             "metadata": {}, "action_requested": "none"}
 
 
-def _folded(tmp: Path, name: str, recs: list[dict], batch: int) -> dict:
+def _folded(tmp: Path, name: str, recs: list[dict], batch: int, bulk: bool = False) -> dict:
     from beadsmail import records
     from beadsmail.index import Index
     from beadsmail.index import mail as mail_index
@@ -462,11 +462,12 @@ def _folded(tmp: Path, name: str, recs: list[dict], batch: int) -> dict:
     index = Index(tmp / f"{name}.sqlite3")
     for start in range(0, len(recs), batch):
         with index.transaction():
-            index.ingest((r, records.dumps(r).decode(), "x", i + start)
-                         for i, r in enumerate(recs[start:start + batch]))
+            index.ingest(((r, records.dumps(r).decode(), "x", i + start)
+                          for i, r in enumerate(recs[start:start + batch])), bulk=bulk)
     fp = index.fingerprint()
+    counts = index.counts()
     index.close()
-    return {k: fp[k] for k in (*mail_index.TABLES, "records")}
+    return {"counts": counts, **{k: fp[k] for k in (*mail_index.TABLES, "records")}}
 
 
 def test_mail_fold_ignores_arrival_order(tmp_path: Path) -> None:
@@ -485,7 +486,9 @@ def test_mail_fold_ignores_arrival_order(tmp_path: Path) -> None:
         shuffled = list(recs)
         rng.shuffle(shuffled)
         n = next(counter)
-        assert _folded(tmp_path, f"a{n}", recs, len(recs)) == \
-            _folded(tmp_path, f"b{n}", shuffled, batch)
+        reference = _folded(tmp_path, f"a{n}", recs, len(recs))
+        assert _folded(tmp_path, f"b{n}", shuffled, batch) == reference
+        # a load into an empty index (a rebuild), repeated lines included
+        assert _folded(tmp_path, f"c{n}", shuffled + recs[::2], batch, bulk=True) == reference
 
     check()

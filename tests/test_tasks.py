@@ -348,11 +348,11 @@ def _event(task: str, version: int, clock: int, actor: str = "a", **fields) -> d
                     expected_version=version, **fields)
 
 
-def _fold(tmp: Path, name: str, batches: list[list[dict]]) -> Index:
+def _fold(tmp: Path, name: str, batches: list[list[dict]], bulk: bool = False) -> Index:
     index = Index(tmp / f"{name}.sqlite3")
     with index.transaction():
         for batch in batches:
-            index.ingest((r, rec.dumps(r).decode(), None, None) for r in batch)
+            index.ingest(((r, rec.dumps(r).decode(), None, None) for r in batch), bulk=bulk)
     return index
 
 
@@ -401,6 +401,7 @@ def test_fold_does_not_depend_on_arrival_order(tmp_path_factory, data) -> None:
     reference = _fold(tmp, "ref", [ordered]).fingerprint()
     assert _fold(tmp, "inc", [[r] for r in shuffled]).fingerprint() == reference
     assert _fold(tmp, "two", [shuffled[:cut], shuffled[cut:]]).fingerprint() == reference
+    assert _fold(tmp, "bulk", [shuffled[:cut], shuffled[cut:]], bulk=True).fingerprint() == reference
 
 
 def test_incremental_index_equals_rebuild(store: Path, bd) -> None:

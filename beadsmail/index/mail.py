@@ -8,6 +8,8 @@ remembered, so a message arriving after its deletion is never shown. A purge
 ``records`` cache, since compaction removes their lines from the store.
 Addressing (``#channel``, ``@group``, ``*``) is stored as written and resolved
 at query time, so a late registration or join never depends on arrival order.
+``messages`` keeps the columns that queries filter and sort on; a message's
+text is read from ``records`` by id, not stored twice.
 """
 
 from __future__ import annotations
@@ -18,21 +20,23 @@ import sqlite3
 DDL = """
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT NOT NULL UNIQUE, clock INTEGER NOT NULL, created_at TEXT NOT NULL,
-    sender TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL, priority INTEGER NOT NULL,
-    type TEXT NOT NULL, thread_id TEXT NOT NULL, reply_to TEXT, ephemeral INTEGER NOT NULL,
-    action TEXT NOT NULL, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS messages_thread ON messages(thread_id, clock);
-CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender, clock);
+    sender TEXT NOT NULL, subject TEXT NOT NULL, priority INTEGER NOT NULL,
+    type TEXT NOT NULL, thread_id TEXT NOT NULL, ephemeral INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS message_to (
     message_id TEXT NOT NULL, target TEXT NOT NULL,
     PRIMARY KEY (message_id, target)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS message_to_target ON message_to(target, message_id);
 CREATE TABLE IF NOT EXISTS receipts (
     message_id TEXT NOT NULL, recipient TEXT NOT NULL, state INTEGER NOT NULL,
     read_at TEXT, acked_at TEXT,
     PRIMARY KEY (message_id, recipient)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deleted (id TEXT PRIMARY KEY, by_record TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS purged (id TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+# Indexes that only queries read: a load into an empty index builds them after the fold.
+QUERY_INDEXES = """
+CREATE INDEX IF NOT EXISTS messages_thread ON messages(thread_id, clock);
+CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender, clock);
+CREATE INDEX IF NOT EXISTS message_to_target ON message_to(target, message_id);
 """
 TABLES = ("messages", "message_to", "receipts", "deleted", "purged")
 STATES = {"delivered": 1, "read": 2, "acked": 3}
@@ -52,15 +56,13 @@ def fold(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
 def _messages(conn: sqlite3.Connection, records) -> None:
     rows, targets = [], []
     for r in records:
-        rows.append((r["id"], r["clock"], r["created_at"], r["from"], r["subject"], r["body"],
-                     r["priority"], r["type"], r["thread_id"], r["reply_to"], int(r["ephemeral"]),
-                     r["action_requested"]))
+        rows.append((r["id"], r["clock"], r["created_at"], r["from"], r["subject"],
+                     r["priority"], r["type"], r["thread_id"], int(r["ephemeral"])))
         targets += [(r["id"], t) for t in r["to"]]
     if not rows:
         return
     conn.executemany(
-        "INSERT OR IGNORE INTO messages SELECT ?,?,?,?,?,?,?,?,?,?,?,?, "
-        "(SELECT data FROM records WHERE id = ?1) "  # the canonical text, as read
+        "INSERT OR IGNORE INTO messages SELECT ?,?,?,?,?,?,?,?,? "
         "WHERE NOT EXISTS (SELECT 1 FROM deleted WHERE id = ?1)", rows)
     conn.executemany(
         "INSERT OR IGNORE INTO message_to SELECT ?1, ?2 "
@@ -142,8 +144,9 @@ def inbox(conn: sqlite3.Connection, me: str, targets: list[str], *, sender: str 
           priority: int | None = None, type_: str | None = None, unread: bool = False,
           include_acked: bool = False, limit: int | None = None) -> list[tuple[dict, int, str | None]]:
     """Messages addressed to ``me``: (record, my state, my read time), urgent first, newest next."""
-    sql = (_mine_cte(targets) + "SELECT m.data, coalesce(r.state, 0), r.read_at FROM mine "
-           "JOIN messages m ON m.id = mine.id "
+    # (the text is looked up for the rows the WHERE clause keeps only)
+    sql = (_mine_cte(targets) + "SELECT (SELECT data FROM records WHERE id = m.id), "
+           "coalesce(r.state, 0), r.read_at FROM mine JOIN messages m ON m.id = mine.id "
            "LEFT JOIN receipts r ON r.message_id = m.id AND r.recipient = ?1 WHERE 1")
     args: list = [me, *targets]
     if not include_acked:
@@ -172,7 +175,8 @@ def addressed_to(conn: sqlite3.Connection, message_id: str, me: str, targets: li
 
 
 def message(conn: sqlite3.Connection, message_id: str) -> dict | None:
-    row = conn.execute("SELECT data FROM messages WHERE id = ?", (message_id,)).fetchone()
+    row = conn.execute("SELECT d.data FROM messages m JOIN records d ON d.id = m.id "
+                       "WHERE m.id = ?", (message_id,)).fetchone()
     return json.loads(row[0]) if row else None
 
 
@@ -196,8 +200,8 @@ def receipts(conn: sqlite3.Connection, message_id: str) -> list[dict]:
 
 def thread(conn: sqlite3.Connection, thread_id: str) -> list[dict]:
     """Every message of a conversation, in time order."""
-    rows = conn.execute("SELECT data FROM messages WHERE thread_id = ? "
-                        "ORDER BY created_at, clock, id", (thread_id,))
+    rows = conn.execute("SELECT d.data FROM messages m JOIN records d ON d.id = m.id "
+                        "WHERE m.thread_id = ? ORDER BY m.created_at, m.clock, m.id", (thread_id,))
     return [json.loads(d) for (d,) in rows]
 
 

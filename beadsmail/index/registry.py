@@ -29,14 +29,12 @@ CREATE TABLE IF NOT EXISTS agents (
     status TEXT, registered INTEGER NOT NULL, registered_at TEXT, updated_at TEXT NOT NULL,
     updated_by TEXT NOT NULL, last_seen TEXT, rank INTEGER NOT NULL, clock INTEGER NOT NULL,
     rid TEXT NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS agents_group ON agents(grp);
 CREATE TABLE IF NOT EXISTS channels (
     name TEXT PRIMARY KEY, description TEXT, created_by TEXT, created_at TEXT,
     active INTEGER NOT NULL, clock INTEGER NOT NULL, rid TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memberships (
     channel TEXT NOT NULL, agent TEXT NOT NULL, joined INTEGER NOT NULL, at TEXT NOT NULL,
     clock INTEGER NOT NULL, rid TEXT NOT NULL, PRIMARY KEY (channel, agent)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS memberships_agent ON memberships(agent, channel);
 CREATE TABLE IF NOT EXISTS contacts (
     a TEXT NOT NULL, b TEXT NOT NULL, allowed INTEGER NOT NULL, clock INTEGER NOT NULL,
     rid TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
@@ -46,6 +44,11 @@ CREATE TABLE IF NOT EXISTS dead_resolved (
     PRIMARY KEY (message_id, recipient)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS heartbeats (
     agent TEXT PRIMARY KEY, seen_at TEXT NOT NULL, committed_at TEXT) WITHOUT ROWID;
+"""
+# Indexes that only queries read: a load into an empty index builds them after the fold.
+QUERY_INDEXES = """
+CREATE INDEX IF NOT EXISTS agents_group ON agents(grp);
+CREATE INDEX IF NOT EXISTS memberships_agent ON memberships(agent, channel);
 """
 TABLES = ("agents", "channels", "memberships", "contacts", "dead_resolved")
 ADDRESSED = "(SELECT DISTINCT target FROM message_to WHERE target <> '*')"
@@ -227,10 +230,12 @@ def channel_stats(conn: sqlite3.Connection, name: str) -> tuple[int, str | None]
 
 def channel_messages(conn: sqlite3.Connection, name: str, limit: int) -> list[str]:
     """The JSON of a channel's newest ``limit`` messages, oldest first."""
-    rows = conn.execute(
-        "SELECT m.data FROM message_to t JOIN messages m ON m.id = t.message_id "
-        "WHERE t.target = ? ORDER BY m.clock DESC, m.id DESC LIMIT ?", ("#" + name, limit))
-    return [r[0] for r in rows][::-1]
+    rows = conn.execute(  # the text is looked up for the ``limit`` rows kept only
+        "SELECT (SELECT data FROM records WHERE id = x.id) FROM ("
+        "SELECT m.id, m.clock FROM message_to t JOIN messages m ON m.id = t.message_id "
+        "WHERE t.target = ? ORDER BY m.clock DESC, m.id DESC LIMIT ?) x "
+        "ORDER BY x.clock, x.id", ("#" + name, limit))
+    return [r[0] for r in rows]
 
 
 def contacts(conn: sqlite3.Connection, agent_id: str | None = None) -> list[tuple[str, str]]:

@@ -25,10 +25,6 @@ CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, assigned_to TEXT, parent TEXT, grp TEXT,
     sort_order INTEGER NOT NULL, version INTEGER NOT NULL, deleted INTEGER NOT NULL,
     clock INTEGER NOT NULL, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS tasks_listing ON tasks(
-    deleted, sort_order, clock DESC, id DESC, status, assigned_to, grp, data);
-CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, deleted, grp);
-CREATE INDEX IF NOT EXISTS tasks_parent ON tasks(parent);
 CREATE TABLE IF NOT EXISTS task_events (
     id TEXT PRIMARY KEY, task TEXT NOT NULL, clock INTEGER NOT NULL,
     data TEXT NOT NULL) WITHOUT ROWID;
@@ -47,6 +43,13 @@ CREATE TABLE IF NOT EXISTS task_comments (
     id TEXT PRIMARY KEY, task TEXT NOT NULL, actor TEXT NOT NULL, created_at TEXT NOT NULL,
     clock INTEGER NOT NULL, content TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS task_comments_task ON task_comments(task, clock, id);
+"""
+# Indexes that only queries read: a load into an empty index builds them after the fold.
+QUERY_INDEXES = """
+CREATE INDEX IF NOT EXISTS tasks_listing ON tasks(
+    deleted, sort_order, clock DESC, id DESC, status, assigned_to, grp, data);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, deleted, grp);
+CREATE INDEX IF NOT EXISTS tasks_parent ON tasks(parent);
 """
 TABLES = ("tasks", "task_events", "task_history", "task_conflicts", "task_comments")
 STATUSES = ("backlog", "todo", "in_progress", "review", "done")

@@ -15,6 +15,15 @@ def _fail(path, what):
     raise SchemaError(path + " " + what)
 
 
+def _plain(x):
+    """No float at any depth: orjson turns integers past 64 bits into floats, json does
+    not, so a free-form value holding a float is left to json (see records.fast_parser)."""
+    for v in x.values() if type(x) is dict else x:
+        if type(v) is float or type(v) in (dict, list) and not _plain(v):
+            return False
+    return True
+
+
 _message_0 = frozenset(('action_requested', 'actor', 'body', 'clock', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'priority', 'replica', 'reply_to', 'subject', 'thread_id', 'to', 'type', 'v', ))
 
 _message_1 = frozenset(('action_requested', 'actor', 'body', 'clock', 'context', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'priority', 'replica', 'reply_to', 'subject', 'thread_id', 'to', 'type', 'v', ))
@@ -27,17 +36,11 @@ _message_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(
 
 _message_5 = re.compile('^[0-9a-z]{12}\\Z')
 
-_message_6 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_message_6 = re.compile('^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|#[a-z0-9][a-z0-9._-]{0,63}|@[A-Za-z0-9][A-Za-z0-9._-]{0,63}|\\*)\\Z')
 
-_message_7 = re.compile('^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|#[a-z0-9][a-z0-9._-]{0,63}|@[A-Za-z0-9][A-Za-z0-9._-]{0,63}|\\*)\\Z')
+_message_7 = frozenset(('broadcast', 'completion', 'coordination', 'discovery', 'guidance', 'heartbeat', 'notification', 'query', 'request', 'response', 'status', 'urgent', ))
 
-_message_8 = frozenset(('broadcast', 'completion', 'coordination', 'discovery', 'guidance', 'heartbeat', 'notification', 'query', 'request', 'response', 'status', 'urgent', ))
-
-_message_9 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
-
-_message_10 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
-
-_message_11 = frozenset(('acknowledge', 'execute', 'none', 'respond', ))
+_message_8 = frozenset(('acknowledge', 'execute', 'none', 'respond', ))
 
 def validate_message(data):
     if not (type(data) is dict):
@@ -81,7 +84,7 @@ def validate_message(data):
     _v1 = data['from']
     if not (type(_v1) is str):
         _fail('message.from', 'must be of type string')
-    if _message_6.search(_v1) is None:
+    if _message_3.search(_v1) is None:
         _fail('message.from', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['to']
     if not (type(_v1) is list):
@@ -95,7 +98,7 @@ def validate_message(data):
     for _i1 in _v1:
         if not (type(_i1) is str):
             _fail('message.to[]', 'must be of type string')
-        if _message_7.search(_i1) is None:
+        if _message_6.search(_i1) is None:
             _fail('message.to[]', 'must match ^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|#[a-z0-9][a-z0-9._-]{0,63}|@[A-Za-z0-9][A-Za-z0-9._-]{0,63}|\\*)$')
     _v1 = data['subject']
     if not (type(_v1) is str):
@@ -117,15 +120,15 @@ def validate_message(data):
     if _v1 > 4:
         _fail('message.priority', 'must be <= 4')
     _v1 = data['type']
-    if type(_v1) not in (str,) or _v1 not in _message_8:
+    if type(_v1) not in (str,) or _v1 not in _message_7:
         _fail('message.type', 'must be one of "status", "request", "discovery", "coordination", "guidance", "completion", "broadcast", "query", "response", "urgent", "heartbeat", "notification"')
     _v1 = data['thread_id']
     if not (type(_v1) is str):
         _fail('message.thread_id', 'must be of type string')
-    if _message_9.search(_v1) is None:
+    if _message_2.search(_v1) is None:
         _fail('message.thread_id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['reply_to']
-    if not ((type(_v1) is str and _message_10.search(_v1) is not None) or (_v1 is None)):
+    if not ((type(_v1) is str and _message_2.search(_v1) is not None) or (_v1 is None)):
         _fail('message.reply_to', 'has the wrong type or value')
     _v1 = data['ephemeral']
     if not (type(_v1) is bool):
@@ -138,8 +141,71 @@ def validate_message(data):
     if not (type(_v1) is dict):
         _fail('message.metadata', 'must be of type object')
     _v1 = data['action_requested']
-    if type(_v1) not in (str,) or _v1 not in _message_11:
+    if type(_v1) not in (str,) or _v1 not in _message_8:
         _fail('message.action_requested', 'must be one of "none", "acknowledge", "respond", "execute"')
+
+def accept_message(data):
+    if type(data) is not dict or len(data) != 18 + ('context' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _message_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'message' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _message_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _message_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _message_5.search(x) is not None):
+        return False
+    x = data['from']
+    if not (type(x) is str and _message_3.search(x) is not None):
+        return False
+    x = data['to']
+    if not (type(x) is list and len(x) >= 1 and len(x) <= 100 and (len(x) < 2 or len(set(map(repr, x))) == len(x)) and all(map(_message_6.search, x))):
+        return False
+    x = data['subject']
+    if not (type(x) is str and len(x) >= 1 and len(x) <= 500):
+        return False
+    x = data['body']
+    if not (type(x) is str and len(x) <= 65536):
+        return False
+    x = data['priority']
+    if not (type(x) is int and x >= 0 and x <= 4):
+        return False
+    x = data['type']
+    if not (type(x) in (str,) and x in _message_7):
+        return False
+    x = data['thread_id']
+    if not (type(x) is str and _message_2.search(x) is not None):
+        return False
+    x = data['reply_to']
+    if not ((type(x) is str and _message_2.search(x) is not None) or (x is None)):
+        return False
+    x = data['ephemeral']
+    if not (type(x) is bool):
+        return False
+    if 'context' in data:
+        x = data['context']
+        if not ((type(x) is dict and _plain(x)) or (type(x) is list and _plain(x)) or (type(x) is str) or (x is None)):
+            return False
+    x = data['metadata']
+    if not (type(x) is dict and _plain(x)):
+        return False
+    x = data['action_requested']
+    if not (type(x) in (str,) and x in _message_8):
+        return False
+    return True
 
 
 _receipt_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'message', 'recipient', 'replica', 'state', 'v', ))
@@ -154,11 +220,7 @@ _receipt_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(
 
 _receipt_5 = re.compile('^[0-9a-z]{12}\\Z')
 
-_receipt_6 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
-
-_receipt_7 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
-
-_receipt_8 = frozenset(('acked', 'delivered', 'read', ))
+_receipt_6 = frozenset(('acked', 'delivered', 'read', ))
 
 def validate_receipt(data):
     if not (type(data) is dict):
@@ -202,20 +264,59 @@ def validate_receipt(data):
     _v1 = data['message']
     if not (type(_v1) is str):
         _fail('receipt.message', 'must be of type string')
-    if _receipt_6.search(_v1) is None:
+    if _receipt_2.search(_v1) is None:
         _fail('receipt.message', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['recipient']
     if not (type(_v1) is str):
         _fail('receipt.recipient', 'must be of type string')
-    if _receipt_7.search(_v1) is None:
+    if _receipt_3.search(_v1) is None:
         _fail('receipt.recipient', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['state']
-    if type(_v1) not in (str,) or _v1 not in _receipt_8:
+    if type(_v1) not in (str,) or _v1 not in _receipt_6:
         _fail('receipt.state', 'must be one of "delivered", "read", "acked"')
     if 'session' in _k:
         _v1 = data['session']
         if not ((type(_v1) is str and len(_v1) <= 128) or (_v1 is None)):
             _fail('receipt.session', 'has the wrong type or value')
+
+def accept_receipt(data):
+    if type(data) is not dict or len(data) != 10 + ('session' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _receipt_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'receipt' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _receipt_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _receipt_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _receipt_5.search(x) is not None):
+        return False
+    x = data['message']
+    if not (type(x) is str and _receipt_2.search(x) is not None):
+        return False
+    x = data['recipient']
+    if not (type(x) is str and _receipt_3.search(x) is not None):
+        return False
+    x = data['state']
+    if not (type(x) in (str,) and x in _receipt_6):
+        return False
+    if 'session' in data:
+        x = data['session']
+        if not ((type(x) is str and len(x) <= 128) or (x is None)):
+            return False
+    return True
 
 
 _agent_0 = frozenset(('actor', 'agent', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
@@ -232,17 +333,11 @@ _agent_5 = re.compile('^[0-9a-z]{12}\\Z')
 
 _agent_6 = frozenset(('heartbeat', 'register', 'unregister', 'update', ))
 
-_agent_7 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_agent_7 = frozenset(('architect', 'manager', 'project', 'reviewer', 'tester', 'worker', ))
 
-_agent_8 = frozenset(('architect', 'manager', 'project', 'reviewer', 'tester', 'worker', ))
+_agent_8 = frozenset((1, 2, ))
 
-_agent_9 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
-
-_agent_10 = frozenset((1, 2, ))
-
-_agent_11 = frozenset(('active', 'sleeping', 'stopped', ))
-
-_agent_12 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+_agent_9 = frozenset(('active', 'sleeping', 'stopped', ))
 
 def validate_agent(data):
     if not (type(data) is dict):
@@ -289,7 +384,7 @@ def validate_agent(data):
     _v1 = data['agent']
     if not (type(_v1) is str):
         _fail('agent.agent', 'must be of type string')
-    if _agent_7.search(_v1) is None:
+    if _agent_3.search(_v1) is None:
         _fail('agent.agent', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     if 'name' in _k:
         _v1 = data['name']
@@ -299,15 +394,15 @@ def validate_agent(data):
             _fail('agent.name', 'must have at most 200 characters')
     if 'role' in _k:
         _v1 = data['role']
-        if type(_v1) not in (str,) or _v1 not in _agent_8:
+        if type(_v1) not in (str,) or _v1 not in _agent_7:
             _fail('agent.role', 'must be one of "manager", "architect", "tester", "reviewer", "project", "worker"')
     if 'group' in _k:
         _v1 = data['group']
-        if not ((type(_v1) is str and _agent_9.search(_v1) is not None) or (_v1 is None)):
+        if not ((type(_v1) is str and _agent_3.search(_v1) is not None) or (_v1 is None)):
             _fail('agent.group', 'has the wrong type or value')
     if 'tier' in _k:
         _v1 = data['tier']
-        if type(_v1) not in (int,) or _v1 not in _agent_10:
+        if type(_v1) not in (int,) or _v1 not in _agent_8:
             _fail('agent.tier', 'must be one of 1, 2')
     if 'model' in _k:
         _v1 = data['model']
@@ -315,12 +410,72 @@ def validate_agent(data):
             _fail('agent.model', 'has the wrong type or value')
     if 'status' in _k:
         _v1 = data['status']
-        if type(_v1) not in (str,) or _v1 not in _agent_11:
+        if type(_v1) not in (str,) or _v1 not in _agent_9:
             _fail('agent.status', 'must be one of "active", "sleeping", "stopped"')
     if 'last_seen' in _k:
         _v1 = data['last_seen']
-        if not ((type(_v1) is str and _agent_12.search(_v1) is not None) or (_v1 is None)):
+        if not ((type(_v1) is str and _agent_4.search(_v1) is not None) or (_v1 is None)):
             _fail('agent.last_seen', 'has the wrong type or value')
+
+def accept_agent(data):
+    if type(data) is not dict or len(data) != 9 + ('name' in data) + ('role' in data) + ('group' in data) + ('tier' in data) + ('model' in data) + ('status' in data) + ('last_seen' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _agent_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'agent' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _agent_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _agent_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _agent_5.search(x) is not None):
+        return False
+    x = data['op']
+    if not (type(x) in (str,) and x in _agent_6):
+        return False
+    x = data['agent']
+    if not (type(x) is str and _agent_3.search(x) is not None):
+        return False
+    if 'name' in data:
+        x = data['name']
+        if not (type(x) is str and len(x) <= 200):
+            return False
+    if 'role' in data:
+        x = data['role']
+        if not (type(x) in (str,) and x in _agent_7):
+            return False
+    if 'group' in data:
+        x = data['group']
+        if not ((type(x) is str and _agent_3.search(x) is not None) or (x is None)):
+            return False
+    if 'tier' in data:
+        x = data['tier']
+        if not (type(x) in (int,) and x in _agent_8):
+            return False
+    if 'model' in data:
+        x = data['model']
+        if not ((type(x) is str and len(x) <= 200) or (x is None)):
+            return False
+    if 'status' in data:
+        x = data['status']
+        if not (type(x) in (str,) and x in _agent_9):
+            return False
+    if 'last_seen' in data:
+        x = data['last_seen']
+        if not ((type(x) is str and _agent_4.search(x) is not None) or (x is None)):
+            return False
+    return True
 
 
 _channel_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'name', 'op', 'replica', 'v', ))
@@ -393,24 +548,56 @@ def validate_channel(data):
         if len(_v1) > 1000:
             _fail('channel.description', 'must have at most 1000 characters')
 
+def accept_channel(data):
+    if type(data) is not dict or len(data) != 9 + ('description' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _channel_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'channel' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _channel_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _channel_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _channel_5.search(x) is not None):
+        return False
+    x = data['op']
+    if not (type(x) in (str,) and x in _channel_6):
+        return False
+    x = data['name']
+    if not (type(x) is str and _channel_7.search(x) is not None):
+        return False
+    if 'description' in data:
+        x = data['description']
+        if not (type(x) is str and len(x) <= 1000):
+            return False
+    return True
+
 
 _membership_0 = frozenset(('actor', 'agent', 'channel', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
 
-_membership_1 = frozenset(('actor', 'agent', 'channel', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
+_membership_1 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
-_membership_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+_membership_2 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 
-_membership_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_membership_3 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
 
-_membership_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+_membership_4 = re.compile('^[0-9a-z]{12}\\Z')
 
-_membership_5 = re.compile('^[0-9a-z]{12}\\Z')
+_membership_5 = frozenset(('join', 'leave', ))
 
-_membership_6 = frozenset(('join', 'leave', ))
-
-_membership_7 = re.compile('^[a-z0-9][a-z0-9._-]{0,63}\\Z')
-
-_membership_8 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_membership_6 = re.compile('^[a-z0-9][a-z0-9._-]{0,63}\\Z')
 
 def validate_membership(data):
     if not (type(data) is dict):
@@ -418,15 +605,15 @@ def validate_membership(data):
     _k = data.keys()
     if not _membership_0 <= _k:
         _fail('membership', 'lacks ' + ', '.join(sorted(_membership_0 - _k)))
-    if not _k <= _membership_1:
-        _fail('membership', 'has unknown fields ' + ', '.join(sorted(_k - _membership_1)))
+    if not _k <= _membership_0:
+        _fail('membership', 'has unknown fields ' + ', '.join(sorted(_k - _membership_0)))
     _v1 = data['v']
     if _v1 != 1 or type(_v1) is not int:
         _fail('membership.v', 'must be 1')
     _v1 = data['id']
     if not (type(_v1) is str):
         _fail('membership.id', 'must be of type string')
-    if _membership_2.search(_v1) is None:
+    if _membership_1.search(_v1) is None:
         _fail('membership.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['kind']
     if _v1 != 'membership' or type(_v1) is not str:
@@ -434,12 +621,12 @@ def validate_membership(data):
     _v1 = data['actor']
     if not (type(_v1) is str):
         _fail('membership.actor', 'must be of type string')
-    if _membership_3.search(_v1) is None:
+    if _membership_2.search(_v1) is None:
         _fail('membership.actor', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['created_at']
     if not (type(_v1) is str):
         _fail('membership.created_at', 'must be of type string')
-    if _membership_4.search(_v1) is None:
+    if _membership_3.search(_v1) is None:
         _fail('membership.created_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
     _v1 = data['clock']
     if not (type(_v1) is int):
@@ -449,40 +636,69 @@ def validate_membership(data):
     _v1 = data['replica']
     if not (type(_v1) is str):
         _fail('membership.replica', 'must be of type string')
-    if _membership_5.search(_v1) is None:
+    if _membership_4.search(_v1) is None:
         _fail('membership.replica', 'must match ^[0-9a-z]{12}$')
     _v1 = data['op']
-    if type(_v1) not in (str,) or _v1 not in _membership_6:
+    if type(_v1) not in (str,) or _v1 not in _membership_5:
         _fail('membership.op', 'must be one of "join", "leave"')
     _v1 = data['channel']
     if not (type(_v1) is str):
         _fail('membership.channel', 'must be of type string')
-    if _membership_7.search(_v1) is None:
+    if _membership_6.search(_v1) is None:
         _fail('membership.channel', 'must match ^[a-z0-9][a-z0-9._-]{0,63}$')
     _v1 = data['agent']
     if not (type(_v1) is str):
         _fail('membership.agent', 'must be of type string')
-    if _membership_8.search(_v1) is None:
+    if _membership_2.search(_v1) is None:
         _fail('membership.agent', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+
+def accept_membership(data):
+    if type(data) is not dict or len(data) != 10:
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _membership_1.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'membership' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _membership_2.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _membership_3.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _membership_4.search(x) is not None):
+        return False
+    x = data['op']
+    if not (type(x) in (str,) and x in _membership_5):
+        return False
+    x = data['channel']
+    if not (type(x) is str and _membership_6.search(x) is not None):
+        return False
+    x = data['agent']
+    if not (type(x) is str and _membership_2.search(x) is not None):
+        return False
+    return True
 
 
 _contact_0 = frozenset(('a', 'actor', 'b', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
 
-_contact_1 = frozenset(('a', 'actor', 'b', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
+_contact_1 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
-_contact_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+_contact_2 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 
-_contact_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_contact_3 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
 
-_contact_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+_contact_4 = re.compile('^[0-9a-z]{12}\\Z')
 
-_contact_5 = re.compile('^[0-9a-z]{12}\\Z')
-
-_contact_6 = frozenset(('allow', 'revoke', ))
-
-_contact_7 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
-
-_contact_8 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_contact_5 = frozenset(('allow', 'revoke', ))
 
 def validate_contact(data):
     if not (type(data) is dict):
@@ -490,15 +706,15 @@ def validate_contact(data):
     _k = data.keys()
     if not _contact_0 <= _k:
         _fail('contact', 'lacks ' + ', '.join(sorted(_contact_0 - _k)))
-    if not _k <= _contact_1:
-        _fail('contact', 'has unknown fields ' + ', '.join(sorted(_k - _contact_1)))
+    if not _k <= _contact_0:
+        _fail('contact', 'has unknown fields ' + ', '.join(sorted(_k - _contact_0)))
     _v1 = data['v']
     if _v1 != 1 or type(_v1) is not int:
         _fail('contact.v', 'must be 1')
     _v1 = data['id']
     if not (type(_v1) is str):
         _fail('contact.id', 'must be of type string')
-    if _contact_2.search(_v1) is None:
+    if _contact_1.search(_v1) is None:
         _fail('contact.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['kind']
     if _v1 != 'contact' or type(_v1) is not str:
@@ -506,12 +722,12 @@ def validate_contact(data):
     _v1 = data['actor']
     if not (type(_v1) is str):
         _fail('contact.actor', 'must be of type string')
-    if _contact_3.search(_v1) is None:
+    if _contact_2.search(_v1) is None:
         _fail('contact.actor', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['created_at']
     if not (type(_v1) is str):
         _fail('contact.created_at', 'must be of type string')
-    if _contact_4.search(_v1) is None:
+    if _contact_3.search(_v1) is None:
         _fail('contact.created_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
     _v1 = data['clock']
     if not (type(_v1) is int):
@@ -521,21 +737,56 @@ def validate_contact(data):
     _v1 = data['replica']
     if not (type(_v1) is str):
         _fail('contact.replica', 'must be of type string')
-    if _contact_5.search(_v1) is None:
+    if _contact_4.search(_v1) is None:
         _fail('contact.replica', 'must match ^[0-9a-z]{12}$')
     _v1 = data['op']
-    if type(_v1) not in (str,) or _v1 not in _contact_6:
+    if type(_v1) not in (str,) or _v1 not in _contact_5:
         _fail('contact.op', 'must be one of "allow", "revoke"')
     _v1 = data['a']
     if not (type(_v1) is str):
         _fail('contact.a', 'must be of type string')
-    if _contact_7.search(_v1) is None:
+    if _contact_2.search(_v1) is None:
         _fail('contact.a', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['b']
     if not (type(_v1) is str):
         _fail('contact.b', 'must be of type string')
-    if _contact_8.search(_v1) is None:
+    if _contact_2.search(_v1) is None:
         _fail('contact.b', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+
+def accept_contact(data):
+    if type(data) is not dict or len(data) != 10:
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _contact_1.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'contact' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _contact_2.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _contact_3.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _contact_4.search(x) is not None):
+        return False
+    x = data['op']
+    if not (type(x) in (str,) and x in _contact_5):
+        return False
+    x = data['a']
+    if not (type(x) is str and _contact_2.search(x) is not None):
+        return False
+    x = data['b']
+    if not (type(x) is str and _contact_2.search(x) is not None):
+        return False
+    return True
 
 
 _task_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'priority', 'replica', 'status', 'title', 'v', ))
@@ -553,12 +804,6 @@ _task_5 = re.compile('^[0-9a-z]{12}\\Z')
 _task_6 = frozenset(('high', 'low', 'medium', ))
 
 _task_7 = frozenset(('backlog', 'done', 'in_progress', 'review', 'todo', ))
-
-_task_8 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
-
-_task_9 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
-
-_task_10 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 
 def validate_task(data):
     if not (type(data) is dict):
@@ -620,20 +865,75 @@ def validate_task(data):
         _fail('task.status', 'must be one of "backlog", "todo", "in_progress", "review", "done"')
     if 'assigned_to' in _k:
         _v1 = data['assigned_to']
-        if not ((type(_v1) is str and _task_8.search(_v1) is not None) or (_v1 is None)):
+        if not ((type(_v1) is str and _task_3.search(_v1) is not None) or (_v1 is None)):
             _fail('task.assigned_to', 'has the wrong type or value')
     if 'parent' in _k:
         _v1 = data['parent']
-        if not ((type(_v1) is str and _task_9.search(_v1) is not None) or (_v1 is None)):
+        if not ((type(_v1) is str and _task_2.search(_v1) is not None) or (_v1 is None)):
             _fail('task.parent', 'has the wrong type or value')
     if 'group' in _k:
         _v1 = data['group']
-        if not ((type(_v1) is str and _task_10.search(_v1) is not None) or (_v1 is None)):
+        if not ((type(_v1) is str and _task_3.search(_v1) is not None) or (_v1 is None)):
             _fail('task.group', 'has the wrong type or value')
     if 'sort_order' in _k:
         _v1 = data['sort_order']
         if not (type(_v1) is int):
             _fail('task.sort_order', 'must be of type integer')
+
+def accept_task(data):
+    if type(data) is not dict or len(data) != 10 + ('description' in data) + ('assigned_to' in data) + ('parent' in data) + ('group' in data) + ('sort_order' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _task_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'task' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _task_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _task_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _task_5.search(x) is not None):
+        return False
+    x = data['title']
+    if not (type(x) is str and len(x) >= 1 and len(x) <= 500):
+        return False
+    if 'description' in data:
+        x = data['description']
+        if not (type(x) is str and len(x) <= 65536):
+            return False
+    x = data['priority']
+    if not (type(x) in (str,) and x in _task_6):
+        return False
+    x = data['status']
+    if not (type(x) in (str,) and x in _task_7):
+        return False
+    if 'assigned_to' in data:
+        x = data['assigned_to']
+        if not ((type(x) is str and _task_3.search(x) is not None) or (x is None)):
+            return False
+    if 'parent' in data:
+        x = data['parent']
+        if not ((type(x) is str and _task_2.search(x) is not None) or (x is None)):
+            return False
+    if 'group' in data:
+        x = data['group']
+        if not ((type(x) is str and _task_3.search(x) is not None) or (x is None)):
+            return False
+    if 'sort_order' in data:
+        x = data['sort_order']
+        if not (type(x) is int):
+            return False
+    return True
 
 
 _task_event_0 = frozenset(('actor', 'clock', 'created_at', 'expected_version', 'id', 'kind', 'op', 'replica', 'task', 'v', ))
@@ -648,19 +948,11 @@ _task_event_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{
 
 _task_event_5 = re.compile('^[0-9a-z]{12}\\Z')
 
-_task_event_6 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+_task_event_6 = frozenset(('assign', 'delete', 'edit', 'order', 'status', ))
 
-_task_event_7 = frozenset(('assign', 'delete', 'edit', 'order', 'status', ))
+_task_event_7 = frozenset(('backlog', 'done', 'in_progress', 'review', 'todo', ))
 
-_task_event_8 = frozenset(('backlog', 'done', 'in_progress', 'review', 'todo', ))
-
-_task_event_9 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
-
-_task_event_10 = frozenset(('high', 'low', 'medium', ))
-
-_task_event_11 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
-
-_task_event_12 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_task_event_8 = frozenset(('high', 'low', 'medium', ))
 
 def validate_task_event(data):
     if not (type(data) is dict):
@@ -704,10 +996,10 @@ def validate_task_event(data):
     _v1 = data['task']
     if not (type(_v1) is str):
         _fail('task_event.task', 'must be of type string')
-    if _task_event_6.search(_v1) is None:
+    if _task_event_2.search(_v1) is None:
         _fail('task_event.task', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['op']
-    if type(_v1) not in (str,) or _v1 not in _task_event_7:
+    if type(_v1) not in (str,) or _v1 not in _task_event_6:
         _fail('task_event.op', 'must be one of "status", "assign", "edit", "order", "delete"')
     _v1 = data['expected_version']
     if not (type(_v1) is int):
@@ -716,11 +1008,11 @@ def validate_task_event(data):
         _fail('task_event.expected_version', 'must be >= 1')
     if 'status' in _k:
         _v1 = data['status']
-        if type(_v1) not in (str,) or _v1 not in _task_event_8:
+        if type(_v1) not in (str,) or _v1 not in _task_event_7:
             _fail('task_event.status', 'must be one of "backlog", "todo", "in_progress", "review", "done"')
     if 'assigned_to' in _k:
         _v1 = data['assigned_to']
-        if not ((type(_v1) is str and _task_event_9.search(_v1) is not None) or (_v1 is None)):
+        if not ((type(_v1) is str and _task_event_3.search(_v1) is not None) or (_v1 is None)):
             _fail('task_event.assigned_to', 'has the wrong type or value')
     if 'title' in _k:
         _v1 = data['title']
@@ -738,7 +1030,7 @@ def validate_task_event(data):
             _fail('task_event.description', 'must have at most 65536 characters')
     if 'priority' in _k:
         _v1 = data['priority']
-        if type(_v1) not in (str,) or _v1 not in _task_event_10:
+        if type(_v1) not in (str,) or _v1 not in _task_event_8:
             _fail('task_event.priority', 'must be one of "low", "medium", "high"')
     if 'sort_order' in _k:
         _v1 = data['sort_order']
@@ -746,27 +1038,90 @@ def validate_task_event(data):
             _fail('task_event.sort_order', 'must be of type integer')
     if 'parent' in _k:
         _v1 = data['parent']
-        if not ((type(_v1) is str and _task_event_11.search(_v1) is not None) or (_v1 is None)):
+        if not ((type(_v1) is str and _task_event_2.search(_v1) is not None) or (_v1 is None)):
             _fail('task_event.parent', 'has the wrong type or value')
     if 'group' in _k:
         _v1 = data['group']
-        if not ((type(_v1) is str and _task_event_12.search(_v1) is not None) or (_v1 is None)):
+        if not ((type(_v1) is str and _task_event_3.search(_v1) is not None) or (_v1 is None)):
             _fail('task_event.group', 'has the wrong type or value')
+
+def accept_task_event(data):
+    if type(data) is not dict or len(data) != 10 + ('status' in data) + ('assigned_to' in data) + ('title' in data) + ('description' in data) + ('priority' in data) + ('sort_order' in data) + ('parent' in data) + ('group' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _task_event_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'task_event' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _task_event_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _task_event_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _task_event_5.search(x) is not None):
+        return False
+    x = data['task']
+    if not (type(x) is str and _task_event_2.search(x) is not None):
+        return False
+    x = data['op']
+    if not (type(x) in (str,) and x in _task_event_6):
+        return False
+    x = data['expected_version']
+    if not (type(x) is int and x >= 1):
+        return False
+    if 'status' in data:
+        x = data['status']
+        if not (type(x) in (str,) and x in _task_event_7):
+            return False
+    if 'assigned_to' in data:
+        x = data['assigned_to']
+        if not ((type(x) is str and _task_event_3.search(x) is not None) or (x is None)):
+            return False
+    if 'title' in data:
+        x = data['title']
+        if not (type(x) is str and len(x) >= 1 and len(x) <= 500):
+            return False
+    if 'description' in data:
+        x = data['description']
+        if not (type(x) is str and len(x) <= 65536):
+            return False
+    if 'priority' in data:
+        x = data['priority']
+        if not (type(x) in (str,) and x in _task_event_8):
+            return False
+    if 'sort_order' in data:
+        x = data['sort_order']
+        if not (type(x) is int):
+            return False
+    if 'parent' in data:
+        x = data['parent']
+        if not ((type(x) is str and _task_event_2.search(x) is not None) or (x is None)):
+            return False
+    if 'group' in data:
+        x = data['group']
+        if not ((type(x) is str and _task_event_3.search(x) is not None) or (x is None)):
+            return False
+    return True
 
 
 _comment_0 = frozenset(('actor', 'clock', 'content', 'created_at', 'id', 'kind', 'replica', 'task', 'v', ))
 
-_comment_1 = frozenset(('actor', 'clock', 'content', 'created_at', 'id', 'kind', 'replica', 'task', 'v', ))
+_comment_1 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
-_comment_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+_comment_2 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 
-_comment_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_comment_3 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
 
-_comment_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
-
-_comment_5 = re.compile('^[0-9a-z]{12}\\Z')
-
-_comment_6 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+_comment_4 = re.compile('^[0-9a-z]{12}\\Z')
 
 def validate_comment(data):
     if not (type(data) is dict):
@@ -774,15 +1129,15 @@ def validate_comment(data):
     _k = data.keys()
     if not _comment_0 <= _k:
         _fail('comment', 'lacks ' + ', '.join(sorted(_comment_0 - _k)))
-    if not _k <= _comment_1:
-        _fail('comment', 'has unknown fields ' + ', '.join(sorted(_k - _comment_1)))
+    if not _k <= _comment_0:
+        _fail('comment', 'has unknown fields ' + ', '.join(sorted(_k - _comment_0)))
     _v1 = data['v']
     if _v1 != 1 or type(_v1) is not int:
         _fail('comment.v', 'must be 1')
     _v1 = data['id']
     if not (type(_v1) is str):
         _fail('comment.id', 'must be of type string')
-    if _comment_2.search(_v1) is None:
+    if _comment_1.search(_v1) is None:
         _fail('comment.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['kind']
     if _v1 != 'comment' or type(_v1) is not str:
@@ -790,12 +1145,12 @@ def validate_comment(data):
     _v1 = data['actor']
     if not (type(_v1) is str):
         _fail('comment.actor', 'must be of type string')
-    if _comment_3.search(_v1) is None:
+    if _comment_2.search(_v1) is None:
         _fail('comment.actor', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['created_at']
     if not (type(_v1) is str):
         _fail('comment.created_at', 'must be of type string')
-    if _comment_4.search(_v1) is None:
+    if _comment_3.search(_v1) is None:
         _fail('comment.created_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
     _v1 = data['clock']
     if not (type(_v1) is int):
@@ -805,12 +1160,12 @@ def validate_comment(data):
     _v1 = data['replica']
     if not (type(_v1) is str):
         _fail('comment.replica', 'must be of type string')
-    if _comment_5.search(_v1) is None:
+    if _comment_4.search(_v1) is None:
         _fail('comment.replica', 'must match ^[0-9a-z]{12}$')
     _v1 = data['task']
     if not (type(_v1) is str):
         _fail('comment.task', 'must be of type string')
-    if _comment_6.search(_v1) is None:
+    if _comment_1.search(_v1) is None:
         _fail('comment.task', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['content']
     if not (type(_v1) is str):
@@ -819,6 +1174,38 @@ def validate_comment(data):
         _fail('comment.content', 'must have at least 1 characters')
     if len(_v1) > 65536:
         _fail('comment.content', 'must have at most 65536 characters')
+
+def accept_comment(data):
+    if type(data) is not dict or len(data) != 9:
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _comment_1.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'comment' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _comment_2.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _comment_3.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _comment_4.search(x) is not None):
+        return False
+    x = data['task']
+    if not (type(x) is str and _comment_1.search(x) is not None):
+        return False
+    x = data['content']
+    if not (type(x) is str and len(x) >= 1 and len(x) <= 65536):
+        return False
+    return True
 
 
 _tombstone_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'replica', 'target', 'v', ))
@@ -832,8 +1219,6 @@ _tombstone_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 _tombstone_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
 
 _tombstone_5 = re.compile('^[0-9a-z]{12}\\Z')
-
-_tombstone_6 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
 def validate_tombstone(data):
     if not (type(data) is dict):
@@ -877,7 +1262,7 @@ def validate_tombstone(data):
     _v1 = data['target']
     if not (type(_v1) is str):
         _fail('tombstone.target', 'must be of type string')
-    if _tombstone_6.search(_v1) is None:
+    if _tombstone_2.search(_v1) is None:
         _fail('tombstone.target', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     if 'reason' in _k:
         _v1 = data['reason']
@@ -885,6 +1270,39 @@ def validate_tombstone(data):
             _fail('tombstone.reason', 'must be of type string')
         if len(_v1) > 500:
             _fail('tombstone.reason', 'must have at most 500 characters')
+
+def accept_tombstone(data):
+    if type(data) is not dict or len(data) != 8 + ('reason' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _tombstone_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'tombstone' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _tombstone_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _tombstone_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _tombstone_5.search(x) is not None):
+        return False
+    x = data['target']
+    if not (type(x) is str and _tombstone_2.search(x) is not None):
+        return False
+    if 'reason' in data:
+        x = data['reason']
+        if not (type(x) is str and len(x) <= 500):
+            return False
+    return True
 
 
 _purge_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'replica', 'targets', 'v', ))
@@ -898,8 +1316,6 @@ _purge_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 _purge_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
 
 _purge_5 = re.compile('^[0-9a-z]{12}\\Z')
-
-_purge_6 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
 def validate_purge(data):
     if not (type(data) is dict):
@@ -948,7 +1364,7 @@ def validate_purge(data):
     for _i1 in _v1:
         if not (type(_i1) is str):
             _fail('purge.targets[]', 'must be of type string')
-        if _purge_6.search(_i1) is None:
+        if _purge_2.search(_i1) is None:
             _fail('purge.targets[]', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     if 'reason' in _k:
         _v1 = data['reason']
@@ -956,6 +1372,39 @@ def validate_purge(data):
             _fail('purge.reason', 'must be of type string')
         if len(_v1) > 500:
             _fail('purge.reason', 'must have at most 500 characters')
+
+def accept_purge(data):
+    if type(data) is not dict or len(data) != 8 + ('reason' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _purge_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'purge' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _purge_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _purge_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _purge_5.search(x) is not None):
+        return False
+    x = data['targets']
+    if not (type(x) is list and len(x) >= 1 and all(map(_purge_2.search, x))):
+        return False
+    if 'reason' in data:
+        x = data['reason']
+        if not (type(x) is str and len(x) <= 500):
+            return False
+    return True
 
 
 _dead_letter_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'message', 'op', 'recipient', 'replica', 'v', ))
@@ -972,9 +1421,7 @@ _dead_letter_5 = re.compile('^[0-9a-z]{12}\\Z')
 
 _dead_letter_6 = frozenset(('resolve', ))
 
-_dead_letter_7 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
-
-_dead_letter_8 = re.compile('^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|#[a-z0-9][a-z0-9._-]{0,63}|@[A-Za-z0-9][A-Za-z0-9._-]{0,63})\\Z')
+_dead_letter_7 = re.compile('^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|#[a-z0-9][a-z0-9._-]{0,63}|@[A-Za-z0-9][A-Za-z0-9._-]{0,63})\\Z')
 
 def validate_dead_letter(data):
     if not (type(data) is dict):
@@ -1021,12 +1468,12 @@ def validate_dead_letter(data):
     _v1 = data['message']
     if not (type(_v1) is str):
         _fail('dead_letter.message', 'must be of type string')
-    if _dead_letter_7.search(_v1) is None:
+    if _dead_letter_2.search(_v1) is None:
         _fail('dead_letter.message', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['recipient']
     if not (type(_v1) is str):
         _fail('dead_letter.recipient', 'must be of type string')
-    if _dead_letter_8.search(_v1) is None:
+    if _dead_letter_7.search(_v1) is None:
         _fail('dead_letter.recipient', 'must match ^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|#[a-z0-9][a-z0-9._-]{0,63}|@[A-Za-z0-9][A-Za-z0-9._-]{0,63})$')
     if 'note' in _k:
         _v1 = data['note']
@@ -1035,5 +1482,47 @@ def validate_dead_letter(data):
         if len(_v1) > 500:
             _fail('dead_letter.note', 'must have at most 500 characters')
 
+def accept_dead_letter(data):
+    if type(data) is not dict or len(data) != 10 + ('note' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _dead_letter_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'dead_letter' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _dead_letter_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _dead_letter_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _dead_letter_5.search(x) is not None):
+        return False
+    x = data['op']
+    if not (type(x) in (str,) and x in _dead_letter_6):
+        return False
+    x = data['message']
+    if not (type(x) is str and _dead_letter_2.search(x) is not None):
+        return False
+    x = data['recipient']
+    if not (type(x) is str and _dead_letter_7.search(x) is not None):
+        return False
+    if 'note' in data:
+        x = data['note']
+        if not (type(x) is str and len(x) <= 500):
+            return False
+    return True
+
 
 VALIDATORS = {"message": validate_message, "receipt": validate_receipt, "agent": validate_agent, "channel": validate_channel, "membership": validate_membership, "contact": validate_contact, "task": validate_task, "task_event": validate_task_event, "comment": validate_comment, "tombstone": validate_tombstone, "purge": validate_purge, "dead_letter": validate_dead_letter}
+
+
+ACCEPT = {"message": accept_message, "receipt": accept_receipt, "agent": accept_agent, "channel": accept_channel, "membership": accept_membership, "contact": accept_contact, "task": accept_task, "task_event": accept_task_event, "comment": accept_comment, "tombstone": accept_tombstone, "purge": accept_purge, "dead_letter": accept_dead_letter}

@@ -11,6 +11,13 @@ refuses anything else, so a schema can never be silently half-checked. A
 generated checks use set operations and one branch per field, which makes them
 several times faster than a general validator; tests check that they agree
 with the ``jsonschema`` library on valid and invalid records.
+
+Each kind also gets ``accept_<kind>(data) -> bool`` (table ``ACCEPT``), for
+parsing many lines at once (``records.fast_parser``): it says True only for a
+valid record, cheaper still (no key-set arithmetic, no error paths), and the
+caller sends everything else to ``validate_<kind>`` for the verdict and its words.
+It may also raise (KeyError, TypeError: a missing field, a wrong type), meaning
+the same as False.
 """
 
 from __future__ import annotations
@@ -43,6 +50,15 @@ class SchemaError(ValueError):
 
 def _fail(path, what):
     raise SchemaError(path + " " + what)
+
+
+def _plain(x):
+    """No float at any depth: orjson turns integers past 64 bits into floats, json does
+    not, so a free-form value holding a float is left to json (see records.fast_parser)."""
+    for v in x.values() if type(x) is dict else x:
+        if type(v) is float or type(v) in (dict, list) and not _plain(v):
+            return False
+    return True
 '''
 
 
@@ -50,12 +66,15 @@ class Compiler:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.consts: list[str] = []
+        self.named: dict[str, str] = {}  # constant code -> its name
         self.lines: list[str] = []
 
     def const(self, code: str) -> str:
-        name = f"_{self.kind}_{len(self.consts)}"
-        self.consts.append(f"{name} = {code}")
-        return name
+        """A module constant for ``code``, defined once (one compiled regex per pattern)."""
+        if code not in self.named:
+            self.named[code] = f"_{self.kind}_{len(self.consts)}"
+            self.consts.append(f"{self.named[code]} = {code}")
+        return self.named[code]
 
     def emit(self, line: str, depth: int) -> None:
         self.lines.append("    " * depth + line)
@@ -113,10 +132,7 @@ class Compiler:
             self.emit(f"if len(set(map(repr, {x}))) != len({x}):", depth)
             self.emit(f"_fail({path!r}, 'must not repeat an item')", depth + 1)
         if "pattern" in schema:
-            pattern = schema["pattern"]
-            if pattern.endswith("$"):
-                pattern = pattern[:-1] + r"\Z"
-            regex = self.const(f"re.compile({pattern!r})")
+            regex = self.const(_regex(schema["pattern"]))
             self.emit(f"if {regex}.search({x}) is None:", depth)
             self.emit(f"_fail({path!r}, {('must match ' + schema['pattern'])!r})", depth + 1)
 
@@ -152,15 +168,13 @@ class Compiler:
         if "maxLength" in schema:
             parts.append(f"len({x}) <= {schema['maxLength']}")
         if "pattern" in schema:
-            pattern = schema["pattern"]
-            pattern = pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
-            parts.append(f"{self.const(f're.compile({pattern!r})')}.search({x}) is not None")
+            parts.append(f"{self.const(_regex(schema['pattern']))}.search({x}) is not None")
         return "(" + " and ".join(parts or ["True"]) + ")"
 
     def predicate(self, schema: dict) -> str:
         """A helper function returning True when a value matches ``schema`` (for anyOf)."""
         sub = Compiler(self.kind)
-        sub.consts = self.consts
+        sub.consts, sub.named = self.consts, self.named
         sub.emit("try:", 1)
         sub.check(schema, "x", "value", 2)
         sub.emit("except SchemaError:", 1)
@@ -171,6 +185,88 @@ class Compiler:
         return name
 
 
+class Acceptor:
+    """``accept_<kind>``: statements for an object's fields, expressions for everything else."""
+
+    def __init__(self, compiler: Compiler) -> None:
+        self.compiler = compiler
+        self.helpers = 0
+
+    def function(self, name: str, schema: dict) -> str:
+        """A function returning True only if its argument matches ``schema`` (an object)."""
+        required = set(schema.get("required", ()))
+        props = schema["properties"]
+        if required - set(props):
+            raise ValueError(f"{self.compiler.kind}: required fields without a schema")
+        test = "type(data) is not dict"
+        if schema.get("additionalProperties") is False:
+            # required fields are read below (a KeyError if one lacks): with the optional
+            # ones present counted too, the size proves there is no unknown field
+            test += f" or len(data) != {len(required)}" + "".join(
+                f" + ({n!r} in data)" for n in props if n not in required)
+        lines = [f"def {name}(data):", f"    if {test}:", "        return False"]
+        for field, sub in props.items():
+            indent = "    "
+            if field not in required:
+                lines.append(f"    if {field!r} in data:")
+                indent += "    "
+            lines.append(f"{indent}x = data[{field!r}]")
+            test = self.expression(sub, "x", 1)
+            if test != "True":
+                lines += [f"{indent}if not {test}:", f"{indent}    return False"]
+        lines.append("    return True")
+        return "\n".join(lines)
+
+    def expression(self, schema: dict, x: str, depth: int) -> str:
+        """A boolean expression, True only if ``x`` matches ``schema``."""
+        if "anyOf" in schema:
+            return "(" + " or ".join(self.expression(s, x, depth) for s in schema["anyOf"]) + ")"
+        if "const" in schema:
+            value = schema["const"]
+            return f"({x} == {value!r} and type({x}) is {type(value).__name__})"
+        if "enum" in schema:
+            kinds = ", ".join(sorted({type(v).__name__ for v in schema["enum"]})) + ","
+            return f"(type({x}) in ({kinds}) and {x} in {self.compiler.const(_set(schema['enum']))})"
+        kind = schema.get("type")
+        terms = [TYPES[kind].format(x=x)] if kind else []
+        for key, test in (("minLength", "len({x}) >= {v}"), ("maxLength", "len({x}) <= {v}"),
+                          ("minimum", "{x} >= {v}"), ("maximum", "{x} <= {v}"),
+                          ("minItems", "len({x}) >= {v}"), ("maxItems", "len({x}) <= {v}")):
+            if key in schema:
+                terms.append(test.format(x=x, v=schema[key]))
+        if schema.get("uniqueItems"):
+            terms.append(f"(len({x}) < 2 or len(set(map(repr, {x}))) == len({x}))")
+        if "pattern" in schema:
+            terms.append(f"{self.compiler.const(_regex(schema['pattern']))}.search({x}) is not None")
+        if kind == "array":
+            items = schema.get("items", {})
+            if items.get("type") == "string" and set(items) <= {"type", "pattern", "description"} \
+                    and "pattern" in items:  # (a search raises TypeError on a non-string)
+                terms.append(f"all(map({self.compiler.const(_regex(items['pattern']))}.search, {x}))")
+            elif "items" in schema:
+                item = f"_i{depth}"
+                terms.append(f"all({self.expression(schema['items'], item, depth + 1)} "
+                             f"for {item} in {x})")
+            else:
+                terms.append(f"_plain({x})")
+        if kind == "object":
+            if "properties" in schema:
+                self.helpers += 1
+                name = f"_accept_{self.compiler.kind}_{self.helpers}"
+                self.compiler.consts.append(self.function(name, schema))
+                terms.append(f"{name}({x})")
+            else:
+                terms.append(f"_plain({x})")
+        return "(" + " and ".join(terms) + ")" if terms else "True"
+
+
+def _regex(pattern: str) -> str:
+    """The compiled form of a schema pattern, '$' meaning the end of the string (ECMA-262)."""
+    if pattern.endswith("$"):
+        pattern = pattern[:-1] + r"\Z"
+    return f"re.compile({pattern!r})"
+
+
 def _set(values) -> str:
     """A frozenset literal in a stable order (a set's repr depends on string hashing)."""
     return "frozenset((" + "".join(repr(v) + ", " for v in sorted(values, key=repr)) + "))"
@@ -178,15 +274,19 @@ def _set(values) -> str:
 
 def compile_kind(kind: str) -> str:
     compiler = Compiler(kind)
-    compiler.check(load(kind), "data", kind, 1)
+    schema = load(kind)
+    compiler.check(schema, "data", kind, 1)
     body = "\n".join(compiler.lines)
-    return "\n\n".join([*compiler.consts, f"def validate_{kind}(data):\n{body}"]) + "\n"
+    accept = Acceptor(compiler).function(f"accept_{kind}", schema)
+    return "\n\n".join([*compiler.consts, f"def validate_{kind}(data):\n{body}", accept]) + "\n"
 
 
 def render() -> str:
     parts = [HEADER] + [compile_kind(kind) for kind in KINDS]
     table = ", ".join(f'"{k}": validate_{k}' for k in KINDS)
     parts.append(f"VALIDATORS = {{{table}}}\n")
+    table = ", ".join(f'"{k}": accept_{k}' for k in KINDS)
+    parts.append(f"ACCEPT = {{{table}}}\n")
     return "\n\n".join(parts)
 
 

@@ -268,17 +268,15 @@ TEXT = st.one_of(NASTY, st.text(max_size=80), st.text(
 
 
 def _tree(root: Path) -> set[str]:
-    """Every path under ``root`` except git's own object and ref machinery."""
-    skip = ("objects", "refs", "logs", "beadsmail", "worktrees")
+    """Every path under ``root`` except git's own object and ref machinery (not walked at
+    all: the background repack may remove an object directory meanwhile)."""
+    skip = {"objects", "refs", "logs", "beadsmail", "worktrees"}
     out = set()
-    for path in root.rglob("*"):
-        parts = path.relative_to(root).parts
-        if ".git" in parts:
-            at = parts.index(".git")
-            if len(parts) > at + 1 and parts[at + 1] in skip:
-                continue
-        rel = path.relative_to(root)
-        out.add(str(rel))
+    for top, dirs, files in os.walk(root):
+        rel = Path(top).relative_to(root)
+        if rel.name == ".git":
+            dirs[:] = [d for d in dirs if d not in skip]
+        out.update(str(rel / name) for name in dirs + files)
     return out
 
 

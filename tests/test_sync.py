@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -263,7 +264,8 @@ def daemon(tmp_path: Path):
     proc = subprocess.Popen(
         ["git", "daemon", "--export-all", "--enable=receive-pack", "--reuseaddr",
          f"--base-path={tmp_path}", "--listen=127.0.0.1", f"--port={port}", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **GIT_ENV})
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **GIT_ENV},
+        start_new_session=True)  # `git daemon` runs `git-daemon` as a child: kill the group
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -276,7 +278,7 @@ def daemon(tmp_path: Path):
                 time.sleep(0.05)
         yield f"git://127.0.0.1:{port}"
     finally:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
 

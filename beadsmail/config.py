@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
         "segment_bytes": 1 << 20,
         "pack_after": 2000,
         "fsync": False,
+        "lock_timeout": 120,
     },
     "hooks": {"timeout": 10},
     "sync": {"remote": "origin", "auto": False},
@@ -105,6 +106,7 @@ store:
   segment_bytes: 1048576      # a segment file rolls past this size
   pack_after: 2000            # loose objects before a background 'git repack'
   fsync: false                # fsync objects before moving the ref
+  lock_timeout: 120           # seconds a writer waits for the store lock before giving up
 hooks:
   timeout: 10                 # seconds before a hook is killed
 sync:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -59,6 +61,45 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _acquire(fd: int, path: Path, timeout: float) -> None:
+    """``flock`` the store lock, waiting at most ``timeout`` seconds (polling: a blocking
+    flock cannot time out off the main thread, where ``bd serve`` writes)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise StoreError(f"the store is locked by {_holder(path)} and was not released "
+                                 f"within {timeout:g} s; wait for it to finish, or stop that "
+                                 "process if it is stuck (store.lock_timeout in "
+                                 ".beads/config.yaml)") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+
+def _command() -> str:
+    """The holder's command, its words before the first option ('bd mail send')."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    words = ["bd" if name in ("__main__.py", "bd") else name]
+    for word in sys.argv[1:4]:
+        if word.startswith("-") or not word.isprintable() or " " in word:
+            break
+        words.append(word)
+    return " ".join(words)[:100]
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock, as its holder noted it: 'pid 123 (bd index rebuild, for 40 s)'."""
+    try:
+        pid, since, command = path.read_text("utf-8", "replace").strip().split(" ", 2)
+        return f"pid {int(pid)} ({command}, for {max(0, time.time() - int(since)):.0f} s)"
+    except (OSError, ValueError):
+        return "another process"
 
 
 def _tail(content: bytes, size: int) -> str:
@@ -191,11 +232,26 @@ class Workspace:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """The one store lock: exclusive, short, released by the kernel if we die."""
+        """The one store lock: exclusive, short, released by the kernel if we die.
+
+        A holder that is alive but stuck (stopped with Ctrl-Z, hung) would otherwise
+        block every writer for ever, so a waiter gives up after ``store.lock_timeout``
+        seconds with an error naming the holder, which notes its pid and command in
+        the lock file.
+        """
+        timeout = self.config["store"].get("lock_timeout", 120)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidInput(f"store.lock_timeout {timeout!r} must be a number of seconds > 0")
         self.loc.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.loc.state_dir / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.loc.state_dir / "write.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _acquire(fd, path, timeout)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} {time.time():.0f} {_command()}\n".encode(), 0)
+            except OSError:
+                pass  # (a full disk) the lock holds all the same
             yield
         finally:
             os.close(fd)

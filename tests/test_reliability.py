@@ -148,6 +148,38 @@ def test_missing_commit_is_one_clear_error_naming_it(store: Path, bd) -> None:
     assert doctor(bd, store, "--fix")["ok"]
 
 
+def test_a_stuck_lock_holder_makes_writers_give_up_naming_it(store: Path, bd) -> None:
+    before = send(bd, store, "before")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nsys.argv = ['bd', 'index', 'rebuild']\n"
+         "from beadsmail.workspace import Workspace\nws = Workspace.open('.')\n"
+         "with ws.lock():\n    print('held', flush=True)\n    time.sleep(60)"],
+        cwd=store, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (store / ".beads" / "config.yaml").write_text("store:\n  lock_timeout: 0.3\n")
+        head = git(store, "rev-parse", "refs/heads/beadsmail")
+        started = time.monotonic()
+        result = run_bd_proc(store, "mail", "send", "bob", "-s", "blocked", "-m", "x",
+                             "--identity", "alice")
+        assert time.monotonic() - started < 10
+        assert result.code == 1 and result.out == ""
+        assert result.err.splitlines() == [result.err.strip()]
+        assert result.err.startswith(f"error: the store is locked by pid {holder.pid} "
+                                     "(bd index rebuild, for "), result.err
+        assert "store.lock_timeout" in result.err
+        assert git(store, "rev-parse", "refs/heads/beadsmail") == head
+    finally:
+        holder.kill()
+        holder.wait()
+    assert send(bd, store, "after")["id"] != before["id"]  # released by the kernel
+    for bad in ("0", "-1", "soon", "true"):
+        (store / ".beads" / "config.yaml").write_text(f"store:\n  lock_timeout: {bad}\n")
+        result = bd(store, "mail", "send", "bob", "-s", "x", "-m", "x", "--identity", "alice")
+        assert result.code == 1 and "store.lock_timeout" in result.err, (bad, result.err)
+    fsck(store)
+
+
 def test_stale_locks_are_reported_broken_by_writers_and_removed_by_fix(store: Path, bd) -> None:
     sent = send(bd, store)
     ref_lock = store / ".git" / "refs" / "heads" / "beadsmail.lock"

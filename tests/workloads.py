@@ -11,6 +11,7 @@ default suite and the long ``torture`` runs use the same code with other sizes.
 from __future__ import annotations
 
 import random
+import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -102,12 +103,21 @@ def crash_loop(repo: Path, rnd: random.Random, runs: int, tally: faults.Tally,
                ops: tuple[str, ...] = ("send", "send", "ack", "move"),
                min_delay: float = 0.03, max_delay: float = 0.25, kill_packers_every: int = 3,
                remote: str | None = None, ledger: Ledger | None = None) -> Ledger:
-    """``runs`` operations, most killed at a random moment; packers killed now and then."""
+    """``runs`` operations, most killed at a random moment; packers killed now and then.
+
+    A kill lands at most a little past how long an operation that ran to the end took
+    (the median so far), so that most kills hit a live process however fast this
+    machine runs them."""
     ledger = ledger or Ledger()
     common = repo / ".git"
+    lasted: list[float] = []
     for i in range(runs):
-        delay = rnd.uniform(min_delay, max_delay) if rnd.random() < 0.85 else None
+        upper = min(max_delay, 1.1 * statistics.median(lasted)) if lasted else max_delay
+        delay = rnd.uniform(min_delay, max(upper, min_delay)) if rnd.random() < 0.85 else None
+        started = time.monotonic()
         run = one_op(repo, rnd, ledger, ops, delay, remote)
+        if not run.killed:
+            lasted.append(time.monotonic() - started)
         tally.runs += 1
         tally.kills += run.killed
         if kill_packers_every and i % kill_packers_every == 0:

@@ -1,3 +1,3 @@
-from beadsmail.cli import main
+from beadsmail.cli import run
 
-main()
+run()

@@ -7,10 +7,8 @@ mtime, so most commands never import a YAML parser.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-import zlib
 from pathlib import Path
 
 from beadsmail.errors import InvalidInput
@@ -37,8 +35,23 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def _copy(value: Any) -> Any:
+    """A deep copy of settings (mappings, lists and scalars; no ``copy`` import at start-up)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    return [_copy(v) for v in value] if isinstance(value, list) else value
+
+
+def _path_key(path: Path) -> str:
+    """A short stable name for a path (FNV-1a; no ``zlib`` import at start-up)."""
+    h = 0x811C9DC5
+    for byte in str(path).encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return f"{h:08x}"
+
+
 def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
+    out = _copy(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
@@ -52,7 +65,7 @@ def _load_yaml(path: Path, cache_dir: Path | None) -> dict:
     stamp = f"{st.st_size}:{st.st_mtime_ns}"
     cache = None
     if cache_dir is not None:
-        cache = cache_dir / ("config-" + f"{zlib.crc32(str(path).encode()):08x}" + ".json")
+        cache = cache_dir / f"config-{_path_key(path)}.json"
         try:
             cached = json.loads(cache.read_text("utf-8"))
             if cached.get("path") == str(path) and cached.get("stamp") == stamp:
@@ -79,7 +92,7 @@ def _load_yaml(path: Path, cache_dir: Path | None) -> dict:
 
 def load(worktree: Path | None, cache_dir: Path | None = None) -> dict[str, Any]:
     """Settings for a worktree: defaults, then config.json's identity, then config.yaml."""
-    config = copy.deepcopy(DEFAULTS)
+    config = _copy(DEFAULTS)
     if worktree is None:
         return config
     beads = worktree / ".beads"

@@ -35,6 +35,9 @@ def process_ms(args: list[str], cwd: Path | None = None, env: dict | None = None
                runs: int = 15) -> float:
     """Median wall time of a whole process, in milliseconds."""
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
+    # as installed: the warm-up runs leave bytecode behind (pip compiles it on install),
+    # so no measured run compiles an edited module from source
+    full_env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     def run() -> None:
         subprocess.run(args, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL,

@@ -5,7 +5,6 @@ Kept free of typer so that the fast path (``cli.fast``) can use it too.
 
 from __future__ import annotations
 
-import getpass
 import os
 
 from beadsmail import records
@@ -24,6 +23,8 @@ def identity_source(ws: Workspace, flag: str | None = None) -> tuple[str, str]:
         if value or (source == "--identity" and value is not None):  # an empty flag is an error
             where = ".beads/config.yaml identity" if source == "config" else source
             return records.check_identity(str(value), f"identity from {where}"), source
+    import getpass  # only for this fallback: it costs start-up time
+
     try:
         name = getpass.getuser()
     except (KeyError, OSError):

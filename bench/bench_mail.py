@@ -20,7 +20,15 @@ from datetime import UTC, datetime
 
 from beadsmail import records
 from beadsmail.workspace import Workspace
-from bench.harness import GIT_ENV, bd_args, floors, new_repo, process_ms, table
+from bench.harness import (
+    GIT_ENV,
+    bd_args,
+    floors,
+    new_repo,
+    process_ms,
+    processes_in_turn_ms,
+    table,
+)
 
 BATCH = 2000
 AGENTS = 500
@@ -61,9 +69,12 @@ def env(identity: str) -> dict:
     return {**GIT_ENV, "BEADS_IDENTITY": identity}
 
 
-def send_ms(ws: Workspace, runs: int = 15) -> float:
-    return process_ms(bd_args("mail", "send", "agent-1", "-s", "bench", "-m", "hello"),
-                      cwd=ws.loc.worktree, env=env("bench-sender"), runs=runs)
+def send_ms(big: Workspace, small: Workspace, runs: int = 15) -> tuple[float, float]:
+    """The same send into each store in turn: their ratio is what the goal is about."""
+    args = bd_args("mail", "send", "agent-1", "-s", "bench", "-m", "hello")
+    ms = processes_in_turn_ms({"big": (args, big.loc.worktree, env("bench-sender")),
+                               "small": (args, small.loc.worktree, env("bench-sender"))}, runs)
+    return ms["big"], ms["small"]
 
 
 def _spawn_waiter(ws: Workspace, identity: str, seconds: int = 30) -> subprocess.Popen:
@@ -122,8 +133,12 @@ def main() -> None:
     pass_ms, typer_ms = fl["python -c pass"], fl['python -c "import typer"']
     cwd = big.loc.worktree
     inbox = process_ms(bd_args("mail", "inbox", "--json"), cwd=cwd, env=env(READER))
-    check = process_ms(bd_args("mail", "check"), cwd=cwd, env=env("agent-1-nothing-new"))
-    send_big, send_small = send_ms(big), send_ms(small)
+    # the check's goal is a ratio to `python -c pass`: measure the two in turn
+    paired = processes_in_turn_ms({
+        "check": (bd_args("mail", "check"), cwd, env("agent-1-nothing-new")),
+        "pass": ([sys.executable, "-c", "pass"], None, None)})
+    check, pass_ms = paired["check"], paired["pass"]
+    send_big, send_small = send_ms(big, small)
     wake = wake_latency_ms(big)
     idle = idle_cpu_percent(big)
     print(table(f"mail processes (median of 15), python {sys.version.split()[0]}, "

@@ -31,9 +31,7 @@ def median_ms(fn: Callable[[], object], runs: int = 15, warmup: int = 2) -> floa
     return statistics.median(times)
 
 
-def process_ms(args: list[str], cwd: Path | None = None, env: dict | None = None,
-               runs: int = 15) -> float:
-    """Median wall time of a whole process, in milliseconds."""
+def _process(args: list[str], cwd: Path | None, env: dict | None) -> Callable[[], None]:
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
     # as installed: the warm-up runs leave bytecode behind (pip compiles it on install),
     # so no measured run compiles an edited module from source
@@ -43,7 +41,28 @@ def process_ms(args: list[str], cwd: Path | None = None, env: dict | None = None
         subprocess.run(args, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, check=True)
 
-    return median_ms(run, runs=runs)
+    return run
+
+
+def process_ms(args: list[str], cwd: Path | None = None, env: dict | None = None,
+               runs: int = 15) -> float:
+    """Median wall time of a whole process, in milliseconds."""
+    return median_ms(_process(args, cwd, env), runs=runs)
+
+
+def processes_in_turn_ms(procs: dict[str, tuple[list[str], Path | None, dict | None]],
+                         runs: int = 15, warmup: int = 2) -> dict[str, float]:
+    """Median wall times of several processes run in turn, round after round, so that the
+    machine's drift (disk, other load) hits each alike and their ratio holds."""
+    calls = {name: _process(*spec) for name, spec in procs.items()}
+    times: dict[str, list[float]] = {name: [] for name in procs}
+    for round_ in range(warmup + runs):
+        for name, call in calls.items():
+            t = time.perf_counter()
+            call()
+            if round_ >= warmup:
+                times[name].append((time.perf_counter() - t) * 1000)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def floors(runs: int = 15) -> dict[str, float]:

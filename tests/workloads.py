@@ -238,7 +238,14 @@ def _agent(n: int, cwd: Path, deadline: float, seed: int, tasks: list[str], out:
                 with lock:
                     out.wins.append((task, current["version"], json.loads(p.stdout)["event"]))
                 continue
-            if p.returncode == 1 and json.loads(p.stdout)["error"]["type"] == "conflict":
+            error = json.loads(p.stdout)["error"] if p.returncode == 1 else {}
+            if error.get("type") == "conflict":
+                with lock:
+                    out.conflicts += 1
+                continue
+            if sync_remote and error.get("message", "").endswith(f"already in {to}; nothing to do"):
+                # a sync between the show and the move merged another clone's move of the
+                # same version, which won the race and had put the task where we wanted it
                 with lock:
                     out.conflicts += 1
                 continue

@@ -73,3 +73,20 @@ def test_a_reader_that_leaves_early_gets_exit_141_and_no_traceback(store: Path) 
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 141
     assert err == ""
+
+
+@pytest.mark.parametrize(("error", "says"), [
+    ("database is locked", "another bd process kept the index busy"),
+    ("database or disk is full", "free some space"),
+    ("file is not a database", "try 'bd index rebuild'"),
+])
+def test_index_errors_say_what_to_do(error: str, says: str, capsys) -> None:
+    import sqlite3
+
+    from beadsmail.cli.output import fail
+
+    assert fail(sqlite3.OperationalError(error), as_json=False) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: index error: {error}") and says in err
+    assert len(err.splitlines()) == 1
+    assert "'bd index rebuild'" not in err or "not a database" in error  # it would not help

@@ -86,6 +86,9 @@ def fail(exc: BaseException, as_json: bool) -> int:
             message = f"index error: {exc};{OS_ADVICE[errno.ENOSPC]}"
         elif "readonly" in str(exc) or "read-only" in str(exc):
             message = f"index error: {exc};{OS_ADVICE[errno.EROFS]}"
+        elif "locked" in str(exc) or "busy" in str(exc):
+            message = (f"index error: {exc}: another bd process kept the index busy for "
+                       "minutes (a full rebuild of a very large store?); try again when it is done")
     elif isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         message = f"cannot access{where}: {exc.strerror or exc}"

@@ -32,6 +32,9 @@ from beadsmail.errors import Ambiguous, InvalidInput, NotFound
 from beadsmail.index import mail, registry, tasks
 
 SCHEMA_VERSION = 11
+# How long a process waits for another's index transaction: a full rebuild of a
+# million records takes ~40 s here, and waiting beats failing.
+BUSY_SECONDS = 120
 DOMAINS = (mail, tasks, registry)
 
 CORE_DDL = """
@@ -89,9 +92,9 @@ class Index:
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+        conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None,
                                check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
         conn.execute("PRAGMA synchronous=NORMAL")  # a cache: consistent after a crash is enough
         conn.execute("PRAGMA cache_size=-131072")
         # Reads use the file's pages in place instead of copying each into the page

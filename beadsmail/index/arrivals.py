@@ -24,6 +24,8 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from beadsmail.index import BUSY_SECONDS
+
 DDL = """
 CREATE TABLE IF NOT EXISTS notified (id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS examined (path TEXT PRIMARY KEY, blob TEXT NOT NULL) WITHOUT ROWID;
@@ -35,8 +37,8 @@ CREATE TABLE IF NOT EXISTS local_actors (name TEXT PRIMARY KEY) WITHOUT ROWID;
 class Ledger:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.conn = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None)
+        self.conn.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
         self.conn.execute("PRAGMA journal_mode=WAL")
         for statement in DDL.split(";"):
             if statement.strip():

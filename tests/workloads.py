@@ -203,8 +203,9 @@ def _bd(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _agent(n: int, cwd: Path, deadline: float, seed: int, tasks: list[str], out: Outcome,
-           lock, sync_remote: str | None) -> None:
-    """One agent: sends, acks its own inbox, moves tasks by the version it read, syncs."""
+           lock, sync_remote: str | None, synced: bool) -> None:
+    """One agent: sends, acks its own inbox, moves tasks by the version it read, syncs
+    (``sync_remote``); ``synced``: some agent syncs this store with another clone."""
     import json
 
     rnd = random.Random(seed)
@@ -243,7 +244,7 @@ def _agent(n: int, cwd: Path, deadline: float, seed: int, tasks: list[str], out:
                 with lock:
                     out.conflicts += 1
                 continue
-            if sync_remote and error.get("message", "").endswith(f"already in {to}; nothing to do"):
+            if synced and error.get("message", "").endswith(f"already in {to}; nothing to do"):
                 # a sync between the show and the move merged another clone's move of the
                 # same version, which won the race and had put the task where we wanted it
                 with lock:
@@ -268,7 +269,8 @@ def concurrent_mix(checkouts: list[Path], seconds: float, tasks: list[str], seed
     deadline = time.monotonic() + seconds
     threads = [threading.Thread(target=_agent, args=(
         n, checkouts[n % len(checkouts)], deadline, seed + n, tasks, out, lock,
-        (sync_remote or {}).get(checkouts[n % len(checkouts)]))) for n in range(agents)]
+        (sync_remote or {}).get(checkouts[n % len(checkouts)]), bool(sync_remote)))
+        for n in range(agents)]
     for t in threads:
         t.start()
     for t in threads:

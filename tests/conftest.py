@@ -118,6 +118,12 @@ def worktrees(repo: Path) -> list[Path]:
 
 
 def fsck(path: Path) -> None:
+    """``git fsck`` once the background packer the last writes started has finished: fsck
+    lists loose objects and then reads them, and ``git repack -d`` removes them between."""
+    import faults
+
+    common = (path / git(path, "rev-parse", "--git-common-dir").strip()).resolve()
+    faults.wait_packers(common)
     out = subprocess.run(["git", "fsck", "--no-dangling", "--no-progress"], cwd=path,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

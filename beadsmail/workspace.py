@@ -239,7 +239,7 @@ class Workspace:
         seconds with an error naming the holder, which notes its pid and command in
         the lock file.
         """
-        timeout = self.config["store"].get("lock_timeout", 120)
+        timeout = self.config["store"]["lock_timeout"]
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise InvalidInput(f"store.lock_timeout {timeout!r} must be a number of seconds > 0")
         self.loc.state_dir.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ Set BEADS_BENCH_SIZES=1000,100000 to skip the million-record store.
 
 from __future__ import annotations
 
+import itertools
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from beadsmail import records
 from beadsmail.workspace import Workspace
-from bench.harness import bd_args, floors, new_repo, process_ms, table
+from bench.harness import bd_args, floors, medians_in_turn, new_repo, process_ms, table
 
 SIZES = [int(s) for s in os.environ.get("BEADS_BENCH_SIZES", "1000,100000,1000000").split(",")]
 BATCH = 2000
@@ -57,14 +57,11 @@ def write_once(ws: Workspace, i: int) -> None:
 
 def interleaved_write_medians(stores: dict[int, Workspace], rounds: int = 41) -> dict[int, float]:
     """One write to each store in turn, ``rounds`` times: machine drift hits every size alike."""
-    times: dict[int, list[float]] = {n: [] for n in stores}
-    for r in range(rounds + 3):
-        for n, ws in stores.items():
-            t = time.perf_counter()
-            write_once(ws, r)
-            if r >= 3:  # warm-up rounds are not counted
-                times[n].append((time.perf_counter() - t) * 1000)
-    return {n: statistics.median(ts) for n, ts in times.items()}
+    def writer(ws: Workspace):
+        count = itertools.count()
+        return lambda: write_once(ws, next(count))
+
+    return medians_in_turn({n: writer(ws) for n, ws in stores.items()}, runs=rounds, warmup=3)
 
 
 def main() -> None:

@@ -50,12 +50,10 @@ def process_ms(args: list[str], cwd: Path | None = None, env: dict | None = None
     return median_ms(_process(args, cwd, env), runs=runs)
 
 
-def processes_in_turn_ms(procs: dict[str, tuple[list[str], Path | None, dict | None]],
-                         runs: int = 15, warmup: int = 2) -> dict[str, float]:
-    """Median wall times of several processes run in turn, round after round, so that the
-    machine's drift (disk, other load) hits each alike and their ratio holds."""
-    calls = {name: _process(*spec) for name, spec in procs.items()}
-    times: dict[str, list[float]] = {name: [] for name in procs}
+def medians_in_turn(calls: dict, runs: int = 15, warmup: int = 2) -> dict:
+    """Median milliseconds of each call, the calls run in turn round after round, so
+    that the machine's drift (disk, other load) hits each alike and their ratio holds."""
+    times: dict = {name: [] for name in calls}
     for round_ in range(warmup + runs):
         for name, call in calls.items():
             t = time.perf_counter()
@@ -63,6 +61,12 @@ def processes_in_turn_ms(procs: dict[str, tuple[list[str], Path | None, dict | N
             if round_ >= warmup:
                 times[name].append((time.perf_counter() - t) * 1000)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def processes_in_turn_ms(procs: dict[str, tuple[list[str], Path | None, dict | None]],
+                         runs: int = 15) -> dict[str, float]:
+    """``medians_in_turn`` of whole processes: ``name -> (args, cwd, env)``."""
+    return medians_in_turn({name: _process(*spec) for name, spec in procs.items()}, runs)
 
 
 def floors(runs: int = 15) -> dict[str, float]:

@@ -79,8 +79,7 @@ def where(ws: Workspace) -> dict:
 def rebuild(ws: Workspace) -> dict:
     """Throw the index away and fold the whole store again."""
     with ws.lock():
-        ws.index.reset()
-        ws.refresh()
+        ws.rebuild_index()
     return {"index": str(ws.index_path), "records": ws.index.counts(),
             "bad_lines": ws.index.bad_lines()}
 

@@ -164,36 +164,69 @@ class Workspace:
 
     # -- reading -------------------------------------------------------------
 
-    def refresh(self) -> list[dict]:
-        """Fold whatever the store heads hold that the index has not seen; return new records."""
+    def refresh(self) -> int:
+        """Fold whatever the store heads hold that the index has not seen; return how many
+        records were new. An empty index (a first fold, after a schema change) is built
+        whole (``Index.building``)."""
         heads = self.heads()
         index = self.index
-        if heads == index.heads():
-            return []
-        with index.transaction():
+        index.follow()  # (a long-lived process, after a rebuild elsewhere)
+        folded = index.heads()
+        if heads == folded:
+            return 0
+        if not folded:
+            built = self._build(heads)
+            if built is not None:
+                return built
+        with index.transaction():  # (or another process built it meanwhile)
             folded = index.heads()
             if heads == folded:
-                return []
+                return 0
             new = self._fold_heads(folded, heads)
             index.set_heads(heads)
-        return new
+        return len(new)
+
+    def rebuild_index(self) -> int:
+        """Build the index anew from the store (``bd index rebuild``); readers keep the old
+        one until the new one is complete."""
+        heads = self.heads()
+        built = self._build(heads, force=True)
+        assert built is not None
+        return built
+
+    def _build(self, heads: dict[str, str], force: bool = False) -> int | None:
+        with self.index.building(force) as building:
+            if not building:
+                return None
+            parse = rec.fast_parser()
+            with _gc_paused():
+                count = self.index.load(item for ref, old, sha in self._changes({}, heads)
+                                        for path, blob in self._segments(old, sha)
+                                        for item in self._read_segment(path, blob, parse))
+            self.index.set_heads(heads)
+        return count
+
+    def _changes(self, folded: dict[str, str], heads: dict[str, str]) -> list[tuple[str, str | None, str]]:
+        """Each head with the commit the index folded of it, if any (a remote ref that is
+        new to the index is diffed against the local ref: they share most segments)."""
+        base = folded.get(self.ref)
+        return [(ref, folded.get(ref, base), sha) for ref, sha in sorted(heads.items())]
+
+    def _segments(self, old: str | None, sha: str) -> list[tuple[str, str]]:
+        """The segments (path, blob) that differ between two commits of a store ref."""
+        try:
+            return [(path, blob.decode()) for path, blob in self.writer.changed_segments(
+                old.encode() if old else None, sha.encode())]
+        except KeyError as exc:
+            raise StoreError(f"store object missing ({exc}); run 'bd doctor'") from None
 
     def _fold_heads(self, folded: dict[str, str], heads: dict[str, str]) -> list[dict]:
-        writer = self.writer
         items: list[tuple[dict, str, str, int]] = []
-        parse = rec.parse_line if folded else rec.fast_parser()  # a rebuild: many lines
-        base = folded.get(self.ref)
         with _gc_paused():
-            for ref, sha in sorted(heads.items()):
-                old = folded.get(ref, base)
-                try:
-                    changes = list(writer.changed_segments(old.encode() if old else None,
-                                                           sha.encode()))
-                except KeyError as exc:
-                    raise StoreError(f"store object missing ({exc}); run 'bd doctor'") from None
-                for path, blob in changes:
-                    items += self._read_segment(path, blob.decode(), parse)
-            return self.index.ingest(items, bulk=not folded)
+            for _ref, old, sha in self._changes(folded, heads):
+                for path, blob in self._segments(old, sha):
+                    items += self._read_segment(path, blob, rec.parse_line)
+            return self.index.ingest(items)
 
     def _read_segment(self, path: str, blob: str,
                       parse: Callable[[bytes], dict]) -> list[tuple[dict, str, str, int]]:

@@ -7,7 +7,9 @@ printed beside it so a reader sees at once whether it holds.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,7 +84,10 @@ def bd_args(*args: str) -> list[str]:
 
 
 def new_repo(prefix: str = "beadsmail-bench-") -> Path:
+    """A fresh git repository in a temporary folder, removed when the benchmark exits
+    (a million-record store takes over a gigabyte)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
     env = {**os.environ, **GIT_ENV}
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True, env=env)
     return path

@@ -461,9 +461,14 @@ def _folded(tmp: Path, name: str, recs: list[dict], batch: int, bulk: bool = Fal
 
     index = Index(tmp / f"{name}.sqlite3")
     for start in range(0, len(recs), batch):
+        items = ((r, records.dumps(r).decode(), "x", i + start)
+                 for i, r in enumerate(recs[start:start + batch]))
+        if bulk and start == 0:  # the first batch as a build loads it
+            with index.building(force=True):
+                index.load(items)
+            continue
         with index.transaction():
-            index.ingest(((r, records.dumps(r).decode(), "x", i + start)
-                          for i, r in enumerate(recs[start:start + batch])), bulk=bulk)
+            index.ingest(items)
     fp = index.fingerprint()
     counts = index.counts()
     index.close()

@@ -350,9 +350,13 @@ def _event(task: str, version: int, clock: int, actor: str = "a", **fields) -> d
 
 def _fold(tmp: Path, name: str, batches: list[list[dict]], bulk: bool = False) -> Index:
     index = Index(tmp / f"{name}.sqlite3")
+    if bulk:  # the first batch as a build loads it, the rest folded one by one
+        with index.building(force=True):
+            index.load((r, rec.dumps(r).decode(), None, None) for r in batches[0])
+        batches = batches[1:]
     with index.transaction():
         for batch in batches:
-            index.ingest(((r, rec.dumps(r).decode(), None, None) for r in batch), bulk=bulk)
+            index.ingest((r, rec.dumps(r).decode(), None, None) for r in batch)
     return index
 
 

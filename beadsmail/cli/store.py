@@ -75,7 +75,8 @@ def register(app: typer.Typer) -> None:
 
     @index_app.command("rebuild")
     def index_rebuild(json_: Json = False) -> None:
-        """Drop the index and fold the whole store again.  Example: bd index rebuild"""
+        """Build the index anew from the whole store; commands keep using the old one until
+        the new one is complete.  Example: bd index rebuild"""
         result = maintenance.rebuild(workspace())
         emit(result, json_, lambda d: f"rebuilt {d['index']}: "
              + (", ".join(f"{k} {v}" for k, v in d["records"].items()) or "no records"))

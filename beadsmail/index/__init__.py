@@ -13,8 +13,9 @@ the order records arrive in: immutable rows are inserted once, per-recipient
 states only move forward, last-writer-wins rows compare ``(clock, id)``, and
 tasks are replayed from their events in ``(clock, id)`` order. So an index
 maintained incrementally equals one rebuilt from scratch. A rebuild takes a
-faster path to the same rows (``Index._load``): all records in one batch, their
-indexes built once afterwards instead of updated row by row.
+faster path to the same rows (``Index.building`` and ``Index.load``): a new file
+without a journal, filled in batches, its indexes built once at the end instead
+of updated row by row, and swapped in for the old one when complete.
 
 A schema version change or an unreadable file means: delete it and rebuild.
 """
@@ -22,16 +23,16 @@ A schema version change or an unreadable file means: delete it and rebuild.
 from __future__ import annotations
 
 import json
-import re
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
-from beadsmail.index import mail, registry, tasks
+from beadsmail.index import generations, mail, registry, tasks
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 # How long a process waits for another's index transaction: a full rebuild of a
 # million records takes ~40 s here, and waiting beats failing.
 BUSY_SECONDS = 120
@@ -52,9 +53,10 @@ CREATE TABLE IF NOT EXISTS bad_lines (
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kind_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
-# The indexes and triggers of ``records``, which a load into an empty index (``ingest(...,
-# bulk=True)``) builds once after inserting the rows instead of row by row. The id index is
-# a separate UNIQUE index (not a column constraint) so that it can be dropped for that.
+# The indexes and triggers of ``records``, which a build (``Index.load``) creates once after
+# inserting the rows instead of updating them row by row. The id index is a separate UNIQUE
+# index (not a column constraint) for that. Each domain has its own, in two sets: ``KEYS``,
+# which its fold relies on, and ``QUERY_INDEXES``, which only queries read.
 RECORDS_INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records(id);
 CREATE INDEX IF NOT EXISTS records_clock ON records(clock);
@@ -80,19 +82,20 @@ def _statements(ddl: str) -> Iterator[str]:
 
 
 class Index:
+    """The index at ``path``, a symlink to its current generation (see ``generations``)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rebuilt = False
-        try:
-            self.conn = self._open()
-        except sqlite3.DatabaseError:
-            self.conn = self._recreate()
+        self._linked: str | None = None
+        self.conn = self._open()
 
     # -- lifecycle -----------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None,
+    def _connect(self, path: Path | None = None) -> sqlite3.Connection:
+        path = path or self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None,
                                check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
         conn.execute("PRAGMA synchronous=NORMAL")  # a cache: consistent after a crash is enough
@@ -102,46 +105,101 @@ class Index:
         conn.execute("PRAGMA mmap_size=268435456")
         return conn
 
-    def _open(self) -> sqlite3.Connection:
-        conn = self._connect()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            conn.execute("SELECT count(*) FROM heads").fetchone()
-            return conn
-        if version != 0 or conn.execute(
-                "SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            conn.close()
-            return self._recreate()
-        self._create(conn)
-        return conn
-
-    def _create(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                for ddl in (CORE_DDL, RECORDS_INDEXES, *(domain.DDL for domain in DOMAINS),
-                            *(domain.QUERY_INDEXES for domain in DOMAINS)):
-                    for statement in _statements(ddl):
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    def _open(self, retry: bool = True, fresh: bool = False) -> sqlite3.Connection:
+        """Connect to the current generation; make a new, empty one if it is missing,
+        unreadable, of another schema version, or a plain file (an index made before
+        generations), or if asked for (``fresh``)."""
+        self._linked = generations.target(self.path)
+        if self._linked and not fresh:
+            conn = None
+            try:
+                conn = self._connect()
+                if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                    conn.execute("SELECT count(*) FROM heads").fetchone()
+                    return conn
+            except sqlite3.DatabaseError:
+                pass
+            if conn is not None:
+                conn.close()
+        with generations.build_lock(self.path, BUSY_SECONDS):
+            if retry and not fresh and generations.target(self.path) != self._linked:
+                return self._open(retry=False)  # another process made one meanwhile
+            new = generations.new(self.path)
+            conn = self._connect(new)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            for ddl in (CORE_DDL, RECORDS_INDEXES, *(domain.DDL for domain in DOMAINS),
+                        *(domain.KEYS for domain in DOMAINS),
+                        *(domain.QUERY_INDEXES for domain in DOMAINS)):
+                for statement in _statements(ddl):
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            generations.publish(self.path, new)
+            self._linked = new.name
         self.rebuilt = True
-
-    def _recreate(self) -> sqlite3.Connection:
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(self.path) + suffix).unlink(missing_ok=True)
-        conn = self._connect()
-        self._create(conn)
         return conn
+
+    def follow(self) -> None:
+        """Reopen if another process published a new generation (a rebuild) since."""
+        if generations.target(self.path) != self._linked:
+            self.conn.close()
+            self.conn = self._open()
 
     def reset(self) -> None:
-        """Forget everything (``bd index rebuild``); the next refresh folds from scratch."""
+        """Forget everything; the next refresh folds from scratch."""
         self.conn.close()
-        self.conn = self._recreate()
+        self.conn = self._open(fresh=True)
+
+    @contextmanager
+    def building(self, force: bool = False) -> Iterator[bool]:
+        """Build a whole new generation (``load``), published when complete.
+
+        For a first fold or a rebuild: every record is written at once into a file
+        nobody reads yet, so without a journal; that halves what is written, and the
+        commit costs a quarter of one through the WAL. Until it is published, other
+        processes keep reading the index as it was; a crash leaves it as it was (and a
+        file the next new generation removes). Builders take turns. One that waited
+        while another published reopens the index and yields False (unless ``force``):
+        refresh that one as usual.
+        """
+        with generations.build_lock(self.path, BUSY_SECONDS):
+            if generations.target(self.path) != self._linked:
+                self.conn.close()
+                self.conn = self._open()
+            if not force and self.conn.execute("SELECT 1 FROM heads LIMIT 1").fetchone():
+                yield False
+                return
+            new = generations.new(self.path)
+            conn = self._connect(new)
+            old = self.conn
+            try:
+                conn.execute("PRAGMA journal_mode=OFF")
+                conn.execute("PRAGMA synchronous=OFF")
+                for ddl in (CORE_DDL, *(domain.DDL for domain in DOMAINS)):
+                    for statement in _statements(ddl):
+                        conn.execute(statement)
+                conn.execute("BEGIN")
+                self.conn = conn
+                yield True
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.close()
+                fd = os.open(new, os.O_RDONLY)
+                try:
+                    os.fsync(fd)  # complete on disk before it is published
+                finally:
+                    os.close(fd)
+            except BaseException:
+                conn.close()
+                self.conn = old
+                new.unlink(missing_ok=True)
+                raise
+            old.close()
+            generations.publish(self.path, new)
+            self._linked = new.name
+            self.conn = self._connect()
 
     def close(self) -> None:
         self.conn.close()
@@ -182,14 +240,8 @@ class Index:
         rows = self.conn.execute("SELECT path, line, error, text FROM bad_lines ORDER BY path, line")
         return [dict(zip(("path", "line", "error", "text"), r, strict=True)) for r in rows]
 
-    def ingest(self, items: Iterable[tuple[dict, str, str | None, int | None]],
-               bulk: bool = False) -> list[dict]:
-        """Add records (with their canonical text, file and line); fold the new ones; return them.
-
-        ``bulk``: many records, maybe into an empty index (a rebuild), where ``_load`` is faster.
-        """
-        if bulk and self.conn.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None:
-            return self._load(items)
+    def ingest(self, items: Iterable[tuple[dict, str, str | None, int | None]]) -> list[dict]:
+        """Add records (with their canonical text, file and line); fold the new ones; return them."""
         new = []
         cur = self.conn.cursor()
         for record, text, path, line in items:
@@ -202,35 +254,52 @@ class Index:
         self._fold(new)
         return new
 
-    def _load(self, items: Iterable[tuple[dict, str, str | None, int | None]]) -> list[dict]:
-        """``ingest`` into an empty index, several times faster: ids are deduplicated here
-        (first seen wins, as with INSERT OR IGNORE), and every index and counting trigger
-        is dropped and built once from the rows instead of updated row by row (those of
-        ``records`` before the fold, which reads them; the query indexes after it). All in
-        the caller's transaction: a crash leaves the index as it was."""
+    def load(self, items: Iterable[tuple[dict, str, str | None, int | None]]) -> int:
+        """``ingest`` into an index being built (``building``), several times faster; return
+        how many records were new.
+
+        Rows go in by batches, so memory stays flat; ids are deduplicated here (first
+        seen wins, as with INSERT OR IGNORE). The kinds a domain loads directly
+        (``LOADED``: messages, which nothing can have deleted yet since deletions fold
+        later) go into their tables with each batch; the others are folded at the end,
+        after the indexes their folds rely on are built. The query indexes come last.
+        """
         conn = self.conn
+        loaders = {kind: fn for domain in DOMAINS for kind, fn in domain.LOADED.items()}
+        pending: dict[str, list[dict]] = {kind: [] for kind in loaders}
         seen: set[str] = set()
-        rows, new = [], []
+        rows: list[tuple] = []
+        others: list[dict] = []
+
+        def flush() -> None:
+            conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            rows.clear()
+            for kind, batch in pending.items():
+                if batch:
+                    loaders[kind](conn, batch)
+                    batch.clear()
+
         for record, text, path, line in items:
             rid = record["id"]
-            if rid not in seen:
-                seen.add(rid)
-                rows.append((rid, record["kind"], record["clock"], record["actor"],
-                             record["created_at"], record["replica"], path, line, text))
-                new.append(record)
-        later = "".join(domain.QUERY_INDEXES for domain in DOMAINS)
-        for kind, name in re.findall(r"CREATE (?:UNIQUE )?(INDEX|TRIGGER) IF NOT EXISTS (\w+)",
-                                     RECORDS_INDEXES + later):
-            conn.execute(f"DROP {kind} IF EXISTS {name}")
-        conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        for statement in _statements(RECORDS_INDEXES):
-            conn.execute(statement)
-        conn.execute("DELETE FROM kind_counts")  # (the triggers count deletions from here on)
+            if rid in seen:
+                continue
+            seen.add(rid)
+            kind = record["kind"]
+            rows.append((rid, kind, record["clock"], record["actor"], record["created_at"],
+                         record["replica"], path, line, text))
+            pending.get(kind, others).append(record)
+            if len(rows) >= 5000:
+                flush()
+        flush()
+        for ddl in (RECORDS_INDEXES, *(domain.KEYS for domain in DOMAINS)):
+            for statement in _statements(ddl):
+                conn.execute(statement)
         conn.execute("INSERT INTO kind_counts SELECT kind, count(*) FROM records GROUP BY kind")
-        self._fold(new)
-        for statement in _statements(later):
-            conn.execute(statement)
-        return new
+        self._fold(others)
+        for domain in DOMAINS:
+            for statement in _statements(domain.QUERY_INDEXES):
+                conn.execute(statement)
+        return len(seen)
 
     def _fold(self, new: list[dict]) -> None:
         by_kind: dict[str, list[dict]] = {}

@@ -19,12 +19,10 @@ import sqlite3
 
 DDL = """
 CREATE TABLE IF NOT EXISTS messages (
-    id TEXT NOT NULL UNIQUE, clock INTEGER NOT NULL, created_at TEXT NOT NULL,
+    id TEXT NOT NULL, clock INTEGER NOT NULL, created_at TEXT NOT NULL,
     sender TEXT NOT NULL, subject TEXT NOT NULL, priority INTEGER NOT NULL,
     type TEXT NOT NULL, thread_id TEXT NOT NULL, ephemeral INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS message_to (
-    message_id TEXT NOT NULL, target TEXT NOT NULL,
-    PRIMARY KEY (message_id, target)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS message_to (message_id TEXT NOT NULL, target TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS receipts (
     message_id TEXT NOT NULL, recipient TEXT NOT NULL, state INTEGER NOT NULL,
     read_at TEXT, acked_at TEXT,
@@ -32,7 +30,12 @@ CREATE TABLE IF NOT EXISTS receipts (
 CREATE TABLE IF NOT EXISTS deleted (id TEXT PRIMARY KEY, by_record TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS purged (id TEXT PRIMARY KEY) WITHOUT ROWID;
 """
-# Indexes that only queries read: a load into an empty index builds them after the fold.
+# The keys the fold relies on (a build creates them after loading the messages) ...
+KEYS = """
+CREATE UNIQUE INDEX IF NOT EXISTS messages_id ON messages(id);
+CREATE UNIQUE INDEX IF NOT EXISTS message_to_key ON message_to(message_id, target);
+"""
+# ... and the indexes only queries read (a build creates them after the fold).
 QUERY_INDEXES = """
 CREATE INDEX IF NOT EXISTS messages_thread ON messages(thread_id, clock);
 CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender, clock);
@@ -53,12 +56,28 @@ def fold(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
     _forget_purged(conn, purged, by_kind.get("message", ()), by_kind.get("receipt", ()))
 
 
-def _messages(conn: sqlite3.Connection, records) -> None:
+def _rows(records) -> tuple[list[tuple], list[tuple[str, str]]]:
     rows, targets = [], []
     for r in records:
         rows.append((r["id"], r["clock"], r["created_at"], r["from"], r["subject"],
                      r["priority"], r["type"], r["thread_id"], int(r["ephemeral"])))
         targets += [(r["id"], t) for t in r["to"]]
+    return rows, targets
+
+
+def load_messages(conn: sqlite3.Connection, records: list[dict]) -> None:
+    """Messages into an index being built (``Index.load``): plain inserts, since their ids
+    are unique there and nothing is deleted yet (tombstones and purges fold later)."""
+    rows, targets = _rows(records)
+    conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+    conn.executemany("INSERT INTO message_to VALUES (?, ?)", targets)
+
+
+LOADED = {"message": load_messages}
+
+
+def _messages(conn: sqlite3.Connection, records) -> None:
+    rows, targets = _rows(records)
     if not rows:
         return
     conn.executemany(

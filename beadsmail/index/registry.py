@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS dead_resolved (
 CREATE TABLE IF NOT EXISTS heartbeats (
     agent TEXT PRIMARY KEY, seen_at TEXT NOT NULL, committed_at TEXT) WITHOUT ROWID;
 """
-# Indexes that only queries read: a load into an empty index builds them after the fold.
+KEYS = ""  # (the tables' own keys serve the fold)
+LOADED: dict = {}  # (a build folds every kind of this domain)
+# Indexes that only queries read: a build creates them after the fold.
 QUERY_INDEXES = """
 CREATE INDEX IF NOT EXISTS agents_group ON agents(grp);
 CREATE INDEX IF NOT EXISTS memberships_agent ON memberships(agent, channel);

@@ -44,7 +44,9 @@ CREATE TABLE IF NOT EXISTS task_comments (
     clock INTEGER NOT NULL, content TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS task_comments_task ON task_comments(task, clock, id);
 """
-# Indexes that only queries read: a load into an empty index builds them after the fold.
+KEYS = ""  # (the tables' own keys serve the fold)
+LOADED: dict = {}  # (a build folds every kind of this domain)
+# Indexes that only queries read: a build creates them after the fold.
 QUERY_INDEXES = """
 CREATE INDEX IF NOT EXISTS tasks_listing ON tasks(
     deleted, sort_order, clock DESC, id DESC, status, assigned_to, grp, data);

@@ -1,0 +1,85 @@
+"""The index's files: generations behind a symlink, and turns for making them.
+
+The index's name (``index.sqlite3``) is a symlink to its current generation,
+``index.sqlite3.<pid>-<random>``. A new index (the first, one after a schema
+change or corruption, a rebuild) is made as a new generation and published by
+replacing the symlink, atomically. Each generation has its own ``-wal`` and
+``-shm`` files, so a process still using an older one (SQLite resolved the
+symlink when it opened it) never touches the new one's: closing its connection
+checkpoints and deletes only its own. Publishing removes the other generations'
+files; a process using one keeps its open files until it notices (``Index.follow``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from beadsmail.errors import StoreError
+
+
+def target(path: Path) -> str | None:
+    """The generation the index's name points at (None: no index; "": a plain file)."""
+    try:
+        return os.readlink(path)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
+
+
+def new(path: Path) -> Path:
+    """A name for a new generation."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}")
+
+
+def publish(path: Path, generation: Path) -> None:
+    """Point the index's name at ``generation``, then remove every other generation's files."""
+    link = path.with_name(f"{path.name}.link")
+    link.unlink(missing_ok=True)
+    os.symlink(generation.name, link)
+    os.replace(link, path)
+    keep = {generation.name, f"{generation.name}-wal", f"{generation.name}-shm", path.name,
+            f"{path.name}.build"}
+    for entry in os.scandir(path.parent):
+        if entry.name.startswith((f"{path.name}.", f"{path.name}-")) and entry.name not in keep:
+            Path(entry.path).unlink(missing_ok=True)
+
+
+_held: set[tuple[Path, int]] = set()
+
+
+@contextmanager
+def build_lock(path: Path, busy_seconds: int = 120) -> Iterator[None]:
+    """Turns for processes that make a new index generation, polling (a blocking flock
+    cannot time out off the main thread, where ``bd serve`` folds), for at most
+    ``busy_seconds``."""
+    import fcntl
+    import threading
+
+    mine = (path, threading.get_ident())
+    if mine in _held:  # (already this thread's: a build that reopens the index)
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{path}.build", os.O_RDWR | os.O_CREAT, 0o644)
+    _held.add(mine)
+    try:
+        deadline = time.monotonic() + busy_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"another bd process has been building the index {path} "
+                                     f"for over {busy_seconds} s; try again when it is done"
+                                     ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        _held.discard(mine)
+        os.close(fd)

@@ -1,0 +1,183 @@
+"""Index generations: a new index is built beside the old one and published by a symlink."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import GIT_ENV, fsck
+from helpers import write_message
+
+from beadsmail.index import Index
+from beadsmail.workspace import Workspace
+
+
+def _files(repo: Path) -> list[str]:
+    return sorted(p.name for p in (repo / ".git" / "beadsmail").iterdir()
+                  if p.name.startswith("index.sqlite3"))
+
+
+def _generation_files(repo: Path) -> list[str]:
+    return [n for n in _files(repo) if n not in ("index.sqlite3", "index.sqlite3.build")]
+
+
+def test_rebuild_publishes_a_new_generation_that_readers_follow(repo: Path) -> None:
+    writer = Workspace.open(repo)
+    for i in range(3):
+        write_message(writer, subject=f"s{i}")
+    reader = Workspace.open(repo)
+    reader.refresh()
+    before = os.readlink(reader.index_path)
+    writer.rebuild_index()
+    after = os.readlink(reader.index_path)
+    assert after != before
+    # the reader still has the old generation open: it reads on, then follows
+    assert reader.index.counts() == {"message": 3}
+    write_message(writer, subject="after the rebuild")
+    reader.refresh()
+    assert reader.index.counts() == {"message": 4}
+    assert reader.index.fingerprint() == writer.index.fingerprint()
+    reader.close()
+    writer.close()
+    assert _generation_files(repo) == sorted(n for n in (after, f"{after}-wal", f"{after}-shm")
+                                             if n in _files(repo))
+    fsck(repo)
+
+
+def test_closing_an_old_generation_leaves_the_new_ones_wal_alone(repo: Path) -> None:
+    """A process that still had the old index open closes (SQLite checkpoints and may
+    delete its WAL then) after others committed to the new one: their commits stay."""
+    old = Workspace.open(repo)
+    write_message(old, subject="first")
+    builder = Workspace.open(repo)
+    builder.rebuild_index()
+    later = Workspace.open(repo)
+    write_message(later, subject="folded into the new generation's WAL")
+    target = os.readlink(later.index_path)
+    assert (repo / ".git" / "beadsmail" / f"{target}-wal").exists()
+    old.close()  # SQLite checkpoints and deletes *its* generation's WAL on close
+    conn = sqlite3.connect(later.index_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert conn.execute("SELECT count(*) FROM messages").fetchone() == (2,)
+    heads = dict(conn.execute("SELECT ref, commit_id FROM heads"))
+    conn.close()
+    assert heads == later.heads()
+    later.close()
+    builder.close()
+
+
+def test_a_failed_build_leaves_the_index_as_it_was(repo: Path, monkeypatch) -> None:
+    ws = Workspace.open(repo)
+    for i in range(3):
+        write_message(ws, subject=f"s{i}")
+    before = os.readlink(ws.index_path)
+
+    def broken(self, items):
+        for n, _ in enumerate(items):
+            if n == 1:
+                raise OSError(28, "No space left on device")
+        return 0
+
+    monkeypatch.setattr(Index, "load", broken)
+    with pytest.raises(OSError):
+        ws.rebuild_index()
+    assert os.readlink(ws.index_path) == before
+    assert ws.index.counts() == {"message": 3}
+    assert _generation_files(repo) == sorted(n for n in (before, f"{before}-wal",
+                                                         f"{before}-shm") if n in _files(repo))
+    ws.close()
+
+
+def test_leftovers_and_an_index_from_before_generations_are_replaced(repo: Path, bd) -> None:
+    ws = Workspace.open(repo)
+    for i in range(2):
+        write_message(ws, subject=f"s{i}")
+    ws.close()
+    state = repo / ".git" / "beadsmail"
+    (state / "index.sqlite3.4242-deadbeef").write_bytes(b"a build that was killed")
+    # an index from an older beadsmail: a plain file with its own WAL files
+    (state / "index.sqlite3").unlink()
+    legacy = sqlite3.connect(state / "index.sqlite3")
+    legacy.execute("PRAGMA journal_mode=WAL")
+    legacy.execute("CREATE TABLE heads (ref TEXT, commit_id TEXT)")
+    legacy.execute("PRAGMA user_version=11")
+    legacy.commit()
+    result = bd(repo, "where", "--json")
+    legacy.close()
+    assert result.code == 0, result.err
+    assert result.json()["records"] == {"message": 2}
+    assert (state / "index.sqlite3").is_symlink()
+    result = bd(repo, "index", "rebuild", "--json")
+    assert result.code == 0, result.err
+    target = os.readlink(state / "index.sqlite3")
+    assert "index.sqlite3.4242-deadbeef" not in _files(repo)
+    assert set(_generation_files(repo)) <= {target, f"{target}-wal", f"{target}-shm"}
+
+
+def test_concurrent_first_folds_and_rebuilds_agree(repo: Path) -> None:
+    ws = Workspace.open(repo)
+    ws.write("alice", [("message", {
+        "from": "alice", "to": ["bob"], "subject": f"m{i}", "body": "x", "priority": 2,
+        "type": "request", "thread_id": "bd-0000000000000", "reply_to": None,
+        "ephemeral": True, "metadata": {}, "action_requested": "none"}) for i in range(300)],
+        "mail: many")
+    ws.close()
+    os.unlink(repo / ".git" / "beadsmail" / "index.sqlite3")
+    env = {**os.environ, **GIT_ENV, "BEADS_IDENTITY": "bob"}
+    commands = [["index", "rebuild", "--json"], ["where", "--json"], ["index", "rebuild"],
+                ["where", "--json"], ["mail", "inbox", "--json"]]
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "beadsmail", *args], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    with ThreadPoolExecutor(len(commands)) as pool:
+        results = list(pool.map(run, commands))
+    for args, result in zip(commands, results, strict=True):
+        assert result.returncode == 0, (args, result.stderr)
+    check = Workspace.open(repo)
+    check.refresh()
+    assert check.index.counts() == {"message": 300}
+    target = os.readlink(check.index_path)
+    check.close()
+    assert set(_generation_files(repo)) <= {target, f"{target}-wal", f"{target}-shm"}
+
+
+def test_a_rebuild_killed_part_way_leaves_a_working_index(repo: Path) -> None:
+    ws = Workspace.open(repo)
+    for n in range(4):
+        ws.write("alice", [("message", {
+            "from": "alice", "to": ["bob"], "subject": f"m{n}.{i}", "body": "x" * 200,
+            "priority": 2, "type": "request", "thread_id": "bd-0000000000000",
+            "reply_to": None, "ephemeral": True, "metadata": {}, "action_requested": "none"})
+            for i in range(2500)], "mail: many")
+    ws.close()
+    env = {**os.environ, **GIT_ENV}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "beadsmail", "index", "rebuild"], cwd=repo, env=env,
+                   check=True, capture_output=True)
+    took = time.perf_counter() - t
+    killed = []
+    for fraction in (0.3, 0.6, 0.9):
+        proc = subprocess.Popen([sys.executable, "-m", "beadsmail", "index", "rebuild"],
+                                cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(took * fraction)
+        proc.kill()
+        killed.append(proc.wait() == -9)
+        check = Workspace.open(repo)
+        check.refresh()
+        assert check.index.counts() == {"message": 10_000}
+        check.close()
+    assert any(killed), "every kill came after the rebuild had ended"
+    subprocess.run([sys.executable, "-m", "beadsmail", "index", "rebuild"], cwd=repo, env=env,
+                   check=True, capture_output=True)
+    target = os.readlink(repo / ".git" / "beadsmail" / "index.sqlite3")
+    assert set(_generation_files(repo)) <= {target, f"{target}-wal", f"{target}-shm"}
+    fsck(repo)

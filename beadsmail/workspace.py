@@ -170,7 +170,6 @@ class Workspace:
         whole (``Index.building``)."""
         heads = self.heads()
         index = self.index
-        index.follow()  # (a long-lived process, after a rebuild elsewhere)
         folded = index.heads()
         if heads == folded:
             return 0

@@ -27,24 +27,31 @@ def _generation_files(repo: Path) -> list[str]:
     return [n for n in _files(repo) if n not in ("index.sqlite3", "index.sqlite3.build")]
 
 
-def test_rebuild_publishes_a_new_generation_that_readers_follow(repo: Path) -> None:
+def test_rebuild_publishes_a_new_generation_and_open_readers_keep_theirs(repo: Path) -> None:
     writer = Workspace.open(repo)
     for i in range(3):
         write_message(writer, subject=f"s{i}")
     reader = Workspace.open(repo)
     reader.refresh()
     before = os.readlink(reader.index_path)
+    positions = reader.index.arrived_after(0)
     writer.rebuild_index()
     after = os.readlink(reader.index_path)
     assert after != before
-    # the reader still has the old generation open: it reads on, then follows
+    # the reader goes on with the generation it has open (its arrival positions stay
+    # valid), folding what arrives into it; a new process opens the new one
     assert reader.index.counts() == {"message": 3}
     write_message(writer, subject="after the rebuild")
     reader.refresh()
-    assert reader.index.counts() == {"message": 4}
+    assert reader.index.arrived_after(0)[:3] == positions
+    assert [r["subject"] for _, r in reader.index.arrived_after(positions[-1][0])] == [
+        "after the rebuild"]
     assert reader.index.fingerprint() == writer.index.fingerprint()
-    reader.close()
-    writer.close()
+    fresh = Workspace.open(repo)
+    fresh.refresh()
+    assert fresh.index.fingerprint() == writer.index.fingerprint()
+    for ws in (reader, writer, fresh):
+        ws.close()
     assert _generation_files(repo) == sorted(n for n in (after, f"{after}-wal", f"{after}-shm")
                                              if n in _files(repo))
     fsck(repo)

@@ -140,12 +140,6 @@ class Index:
         self.rebuilt = True
         return conn
 
-    def follow(self) -> None:
-        """Reopen if another process published a new generation (a rebuild) since."""
-        if generations.target(self.path) != self._linked:
-            self.conn.close()
-            self.conn = self._open()
-
     def reset(self) -> None:
         """Forget everything; the next refresh folds from scratch."""
         self.conn.close()

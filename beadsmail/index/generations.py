@@ -7,7 +7,10 @@ replacing the symlink, atomically. Each generation has its own ``-wal`` and
 ``-shm`` files, so a process still using an older one (SQLite resolved the
 symlink when it opened it) never touches the new one's: closing its connection
 checkpoints and deletes only its own. Publishing removes the other generations'
-files; a process using one keeps its open files until it notices (``Index.follow``).
+files. A process using one keeps its open files and goes on with it, folding
+what arrives into it: ``bd serve`` follows records by their position in its
+index (``Index.arrived_after``), which a new generation numbers afresh, so it
+keeps its generation until it restarts.
 """
 
 from __future__ import annotations

@@ -188,3 +188,70 @@ def test_a_rebuild_killed_part_way_leaves_a_working_index(repo: Path) -> None:
     target = os.readlink(repo / ".git" / "beadsmail" / "index.sqlite3")
     assert set(_generation_files(repo)) <= {target, f"{target}-wal", f"{target}-shm"}
     fsck(repo)
+
+
+def test_a_failure_while_publishing_keeps_the_index_usable(repo: Path, monkeypatch) -> None:
+    ws = Workspace.open(repo)
+    write_message(ws, subject="kept")
+    before = os.readlink(ws.index_path)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "symlink", full)
+        with pytest.raises(OSError):
+            ws.rebuild_index()
+    assert os.readlink(ws.index_path) == before
+    assert ws.index.counts() == {"message": 1}
+    write_message(ws, subject="still writable")
+    assert ws.index.counts() == {"message": 2}
+    assert _generation_files(repo) == sorted(n for n in (before, f"{before}-wal",
+                                                         f"{before}-shm") if n in _files(repo))
+    ws.rebuild_index()
+    assert ws.index.counts() == {"message": 2}
+    ws.close()
+
+
+def test_without_symlinks_the_index_is_a_plain_file(repo: Path, monkeypatch, bd) -> None:
+    """A filesystem without symlinks (FAT, some network shares): generations are renamed
+    into place instead, and every command works."""
+    def unsupported(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "symlink", unsupported)
+    (repo / ".git" / "beadsmail").mkdir(parents=True, exist_ok=True)
+    ws = Workspace.open(repo)
+    for i in range(3):
+        write_message(ws, subject=f"s{i}")
+    assert not ws.index_path.is_symlink() and ws.index_path.is_file()
+    ws.rebuild_index()
+    assert ws.index.counts() == {"message": 3}
+    ws.close()
+    result = bd(repo, "where", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["records"] == {"message": 3}
+    assert _generation_files(repo) == [n for n in ("index.sqlite3-shm", "index.sqlite3-wal")
+                                       if n in _files(repo)]
+
+
+def test_a_busy_index_is_an_error_not_a_reason_to_replace_it(repo: Path, monkeypatch) -> None:
+    from beadsmail import index as index_mod
+
+    ws = Workspace.open(repo)
+    write_message(ws, subject="kept")
+    ws.close()
+    target = os.readlink(repo / ".git" / "beadsmail" / "index.sqlite3")
+    holder = sqlite3.connect(repo / ".git" / "beadsmail" / "index.sqlite3")
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setattr(index_mod, "BUSY_SECONDS", 0.2)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        Index(repo / ".git" / "beadsmail" / "index.sqlite3")
+    holder.rollback()
+    holder.close()
+    assert os.readlink(repo / ".git" / "beadsmail" / "index.sqlite3") == target
+    ws = Workspace.open(repo)
+    ws.refresh()
+    assert ws.index.counts() == {"message": 1}
+    ws.close()

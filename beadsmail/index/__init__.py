@@ -26,7 +26,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
@@ -37,6 +37,10 @@ SCHEMA_VERSION = 12
 # million records takes ~40 s here, and waiting beats failing.
 BUSY_SECONDS = 120
 DOMAINS = (mail, tasks, registry)
+# SQLite's primary result codes that mean "this file is not a usable index": SQLITE_ERROR
+# (a table missing), SQLITE_CORRUPT, SQLITE_NOTADB. Anything else (busy, out of file
+# descriptors, a disk error) is an error to report, not a reason to throw the index away.
+UNREADABLE = (1, 11, 26)
 
 CORE_DDL = """
 CREATE TABLE IF NOT EXISTS heads (ref TEXT PRIMARY KEY, commit_id TEXT NOT NULL);
@@ -105,45 +109,60 @@ class Index:
         conn.execute("PRAGMA mmap_size=268435456")
         return conn
 
-    def _open(self, retry: bool = True, fresh: bool = False) -> sqlite3.Connection:
-        """Connect to the current generation; make a new, empty one if it is missing,
-        unreadable, of another schema version, or a plain file (an index made before
-        generations), or if asked for (``fresh``)."""
+    def _open(self, retry: bool = True, fresh: bool = False,
+              locked: bool = False) -> sqlite3.Connection:
+        """Connect to the current generation; make a new, empty one if there is none, if
+        it is unreadable or of another schema version, or if asked for (``fresh``).
+        ``locked``: the caller holds the build lock."""
         self._linked = generations.target(self.path)
-        if self._linked and not fresh:
+        if self._linked is not None and not fresh:
             conn = None
             try:
                 conn = self._connect()
                 if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
                     conn.execute("SELECT count(*) FROM heads").fetchone()
                     return conn
-            except sqlite3.DatabaseError:
-                pass
+            except sqlite3.DatabaseError as exc:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                # not a damaged file (busy, no file descriptors left, a disk error):
+                # an error, unless another process has just published a new one
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in UNREADABLE and (
+                        not retry or generations.target(self.path) == self._linked):
+                    raise
             if conn is not None:
                 conn.close()
-        with generations.build_lock(self.path, BUSY_SECONDS):
+        with nullcontext() if locked else generations.build_lock(self.path, BUSY_SECONDS):
             if retry and not fresh and generations.target(self.path) != self._linked:
-                return self._open(retry=False)  # another process made one meanwhile
+                return self._open(retry=False, locked=True)  # another process made one
             new = generations.new(self.path)
             conn = self._connect(new)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            for ddl in (CORE_DDL, RECORDS_INDEXES, *(domain.DDL for domain in DOMAINS),
-                        *(domain.KEYS for domain in DOMAINS),
-                        *(domain.QUERY_INDEXES for domain in DOMAINS)):
-                for statement in _statements(ddl):
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-            generations.publish(self.path, new)
-            self._linked = new.name
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                for ddl in (CORE_DDL, RECORDS_INDEXES, *(domain.DDL for domain in DOMAINS),
+                            *(domain.KEYS for domain in DOMAINS),
+                            *(domain.QUERY_INDEXES for domain in DOMAINS)):
+                    for statement in _statements(ddl):
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+                conn.close()
+                self._linked = generations.publish(self.path, new)
+            except BaseException:
+                conn.close()
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{new}{suffix}").unlink(missing_ok=True)
+                raise
         self.rebuilt = True
-        return conn
+        return self._connect()
 
     def reset(self) -> None:
         """Forget everything; the next refresh folds from scratch."""
+        conn = self._open(fresh=True)
         self.conn.close()
-        self.conn = self._open(fresh=True)
+        self.conn = conn
 
     @contextmanager
     def building(self, force: bool = False) -> Iterator[bool]:
@@ -152,22 +171,25 @@ class Index:
         For a first fold or a rebuild: every record is written at once into a file
         nobody reads yet, so without a journal; that halves what is written, and the
         commit costs a quarter of one through the WAL. Until it is published, other
-        processes keep reading the index as it was; a crash leaves it as it was (and a
-        file the next new generation removes). Builders take turns. One that waited
-        while another published reopens the index and yields False (unless ``force``):
-        refresh that one as usual.
+        processes keep reading the index as it was; a failure or a crash leaves it as
+        it was (a killed build's file is removed by the next). Builders take turns.
+        One that waited while another published reopens the index and yields False
+        (unless ``force``): refresh that one as usual.
         """
         with generations.build_lock(self.path, BUSY_SECONDS):
+            generations.sweep(self.path, generations.target(self.path))
             if generations.target(self.path) != self._linked:
+                conn = self._open(locked=True)
                 self.conn.close()
-                self.conn = self._open()
+                self.conn = conn
             if not force and self.conn.execute("SELECT 1 FROM heads LIMIT 1").fetchone():
                 yield False
                 return
             new = generations.new(self.path)
-            conn = self._connect(new)
-            old = self.conn
+            old = conn = self.conn
+            published = False
             try:
+                conn = self._connect(new)
                 conn.execute("PRAGMA journal_mode=OFF")
                 conn.execute("PRAGMA synchronous=OFF")
                 for ddl in (CORE_DDL, *(domain.DDL for domain in DOMAINS)):
@@ -185,15 +207,18 @@ class Index:
                     os.fsync(fd)  # complete on disk before it is published
                 finally:
                     os.close(fd)
+                self._linked = generations.publish(self.path, new)
+                published = True
+                self.conn = self._connect()
             except BaseException:
-                conn.close()
-                self.conn = old
-                new.unlink(missing_ok=True)
+                if conn is not old:
+                    conn.close()
+                if not published:
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(f"{new}{suffix}").unlink(missing_ok=True)
+                self.conn = old  # (the generation it had: still whole)
                 raise
             old.close()
-            generations.publish(self.path, new)
-            self._linked = new.name
-            self.conn = self._connect()
 
     def close(self) -> None:
         self.conn.close()

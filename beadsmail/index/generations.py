@@ -39,20 +39,43 @@ def new(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}")
 
 
-def publish(path: Path, generation: Path) -> None:
-    """Point the index's name at ``generation``, then remove every other generation's files."""
+def publish(path: Path, generation: Path) -> str:
+    """Point the index's name at ``generation`` (closed, complete), remove every other
+    generation's files, and return the new target (see ``target``).
+
+    On a filesystem without symlinks (FAT, some network shares) the generation is
+    renamed to the index's name instead, the old file's WAL files removed first, so
+    that a new file never meets an old one's; a process with the old file open then
+    goes on with it, as with a generation.
+    """
+    import errno
+
     link = path.with_name(f"{path.name}.link")
     link.unlink(missing_ok=True)
-    os.symlink(generation.name, link)
+    try:
+        os.symlink(generation.name, link)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        os.replace(generation, path)
+        sweep(path, "")
+        return ""
     os.replace(link, path)
-    keep = {generation.name, f"{generation.name}-wal", f"{generation.name}-shm", path.name,
-            f"{path.name}.build"}
+    sweep(path, generation.name)
+    return generation.name
+
+
+def sweep(path: Path, current: str | None) -> None:
+    """Remove the files of every generation but ``current`` (a killed build's, older ones)."""
+    keep = {path.name, f"{path.name}.build"}
+    keep |= {f"{current or path.name}-wal", f"{current or path.name}-shm", current or path.name}
+    if current is None:  # no index: nothing may meet a new one's name
+        keep -= {f"{path.name}-wal", f"{path.name}-shm"}
     for entry in os.scandir(path.parent):
         if entry.name.startswith((f"{path.name}.", f"{path.name}-")) and entry.name not in keep:
             Path(entry.path).unlink(missing_ok=True)
-
-
-_held: set[tuple[Path, int]] = set()
 
 
 @contextmanager
@@ -61,15 +84,9 @@ def build_lock(path: Path, busy_seconds: int = 120) -> Iterator[None]:
     cannot time out off the main thread, where ``bd serve`` folds), for at most
     ``busy_seconds``."""
     import fcntl
-    import threading
 
-    mine = (path, threading.get_ident())
-    if mine in _held:  # (already this thread's: a build that reopens the index)
-        yield
-        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(f"{path}.build", os.O_RDWR | os.O_CREAT, 0o644)
-    _held.add(mine)
     try:
         deadline = time.monotonic() + busy_seconds
         while True:
@@ -84,5 +101,4 @@ def build_lock(path: Path, busy_seconds: int = 120) -> Iterator[None]:
                 time.sleep(0.01)
         yield
     finally:
-        _held.discard(mine)
         os.close(fd)

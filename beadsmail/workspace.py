@@ -15,7 +15,6 @@ into the index. Hooks run after the lock is released (see ``hooks``).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ from beadsmail import config as config_mod
 from beadsmail import records as rec
 from beadsmail.errors import InvalidInput, StoreError
 from beadsmail.index import Index
+from beadsmail.locks import flock_within
 from beadsmail.store import Location, branch_ref, locate, replica_id, store_heads
 
 TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need it here
@@ -64,22 +64,11 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _acquire(fd: int, path: Path, timeout: float) -> None:
-    """``flock`` the store lock, waiting at most ``timeout`` seconds (polling: a blocking
-    flock cannot time out off the main thread, where ``bd serve`` writes)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.0005
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise StoreError(f"the store is locked by {_holder(path)} and was not released "
-                                 f"within {timeout:g} s; wait for it to finish, or stop that "
-                                 "process if it is stuck (store.lock_timeout in "
-                                 ".beads/config.yaml)") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.01)
+    """``flock`` the store lock, waiting at most ``timeout`` seconds."""
+    if not flock_within(fd, timeout):
+        raise StoreError(f"the store is locked by {_holder(path)} and was not released "
+                         f"within {timeout:g} s; wait for it to finish, or stop that "
+                         "process if it is stuck (store.lock_timeout in .beads/config.yaml)")
 
 
 def _command() -> str:

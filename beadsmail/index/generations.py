@@ -16,12 +16,12 @@ keeps its generation until it restarts.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from beadsmail.errors import StoreError
+from beadsmail.locks import flock_within
 
 
 def target(path: Path) -> str | None:
@@ -80,25 +80,13 @@ def sweep(path: Path, current: str | None) -> None:
 
 @contextmanager
 def build_lock(path: Path, busy_seconds: int = 120) -> Iterator[None]:
-    """Turns for processes that make a new index generation, polling (a blocking flock
-    cannot time out off the main thread, where ``bd serve`` folds), for at most
-    ``busy_seconds``."""
-    import fcntl
-
+    """Turns for processes that make a new index generation, for at most ``busy_seconds``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(f"{path}.build", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + busy_seconds
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise StoreError(f"another bd process has been building the index {path} "
-                                     f"for over {busy_seconds} s; try again when it is done"
-                                     ) from None
-                time.sleep(0.01)
+        if not flock_within(fd, busy_seconds):
+            raise StoreError(f"another bd process has been building the index {path} for over "
+                             f"{busy_seconds} s; try again when it is done")
         yield
     finally:
         os.close(fd)

@@ -46,6 +46,19 @@ class Written:
         self.records, self.commit, self.warnings = records, commit, warnings if warnings else []
 
 
+# A build splits the first head's segments with a child process from this many on
+# (~16 MB of records: a fork costs far less than parsing them).
+SPLIT_SEGMENTS = 16
+
+
+def _can_fork() -> bool:
+    """Whether a build may fork: a POSIX system with more than one CPU, and a process with
+    one thread (``bd serve`` has others: forking them is not safe)."""
+    import threading
+
+    return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while folding: a rebuild makes a few objects per
@@ -186,13 +199,56 @@ class Workspace:
         with self.index.building(force) as building:
             if not building:
                 return None
-            parse = rec.fast_parser()
             with _gc_paused():
-                count = self.index.load(item for ref, old, sha in self._changes({}, heads)
-                                        for path, blob in self._segments(old, sha)
-                                        for item in self._read_segment(path, blob, parse))
+                count = self.index.load(self._sources(heads, rec.fast_parser()))
             self.index.set_heads(heads)
         return count
+
+    def _sources(self, heads: dict[str, str], parse: Callable[[bytes], dict]) -> Iterator:
+        """What a build loads, in the order a fold reads it: each head's new segments (the
+        first head's are all of them). When that pays, a child process loads the second
+        half of the first head's meanwhile (``_load_part``): its file comes in their place,
+        or, if the child failed, those segments read here."""
+        for n, (_ref, old, sha) in enumerate(self._changes({}, heads)):
+            segments = self._segments(old, sha)
+            half = len(segments) // 2 if n == 0 and len(segments) >= SPLIT_SEGMENTS and \
+                _can_fork() else len(segments)
+            child = self._start_part(segments[half:]) if half < len(segments) else None
+            try:
+                yield (item for path, blob in segments[:half]
+                       for item in self._read_segment(path, blob, parse))
+                if child is not None:
+                    pid, part = child
+                    child = None
+                    if os.waitpid(pid, 0)[1] == 0:
+                        yield part
+                    else:
+                        part.unlink(missing_ok=True)
+                        yield (item for path, blob in segments[half:]
+                               for item in self._read_segment(path, blob, parse))
+            finally:
+                if child is not None:  # (the build failed meanwhile)
+                    import signal
+
+                    os.kill(child[0], signal.SIGKILL)
+                    os.waitpid(child[0], 0)
+                    child[1].unlink(missing_ok=True)
+
+    def _start_part(self, segments: list[tuple[str, str]]) -> tuple[int, Path]:
+        part = Path(f"{self.index.path}.part-{os.getpid()}")
+        pid = os.fork()
+        if pid == 0:  # the child: its own store objects and a scratch index; no cleanup
+            code = 1
+            try:
+                ws = Workspace(self.loc, self.config)
+                ws._index = Index.scratch(part)
+                parse = rec.fast_parser()
+                ws.index.load_part(item for path, blob in segments
+                                   for item in ws._read_segment(path, blob, parse))
+                code = 0
+            finally:
+                os._exit(code)
+        return pid, part
 
     def _changes(self, folded: dict[str, str], heads: dict[str, str]) -> list[tuple[str, str | None, str]]:
         """Each head with the commit the index folded of it, if any (a remote ref that is

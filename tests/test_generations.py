@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV, fsck
+from conftest import GIT_ENV, fsck, git
 from helpers import write_message
 
 from beadsmail.index import Index
@@ -85,8 +85,8 @@ def test_a_failed_build_leaves_the_index_as_it_was(repo: Path, monkeypatch) -> N
         write_message(ws, subject=f"s{i}")
     before = os.readlink(ws.index_path)
 
-    def broken(self, items):
-        for n, _ in enumerate(items):
+    def broken(self, sources):
+        for n, _ in enumerate(item for source in sources for item in source):
             if n == 1:
                 raise OSError(28, "No space left on device")
         return 0
@@ -255,3 +255,64 @@ def test_a_busy_index_is_an_error_not_a_reason_to_replace_it(repo: Path, monkeyp
     ws.refresh()
     assert ws.index.counts() == {"message": 1}
     ws.close()
+
+
+def _rich_store(repo: Path) -> None:
+    """Many small segments holding every fold's kinds, a record repeated in a later segment
+    (as a copied .git would leave it) and a bad line."""
+    ws = Workspace.open(repo)
+    ws.config["store"]["segment_bytes"] = 700  # a segment for every record or two
+    sent = [write_message(ws, subject=f"s{i}", to=("bob", "#ops") if i % 3 else ("bob",))
+            for i in range(24)]
+    for i, m in enumerate(sent[:10]):
+        ws.write("bob", [("receipt", {"message": m["id"], "recipient": "bob",
+                                      "state": ("read", "acked")[i % 2]})], "receipt")
+    ws.write("alice", [("tombstone", {"target": sent[3]["id"]})], "delete")
+    ws.write("alice", [("task", {"title": "t", "priority": "low", "status": "backlog"})], "task")
+    ws.close()
+    # the first message's line again, and a conflict marker, appended to the last segment
+    ws = Workspace.open(repo)
+    segments = sorted(ws.writer.segments(ws.writer.head()))
+    first_line = git(repo, "show", f"beadsmail:.beads/log/{segments[0]}").splitlines()[0]
+    work = repo.parent / "edit"
+    git(repo, "worktree", "add", "-q", str(work), "beadsmail")
+    with open(work / ".beads" / "log" / segments[-1], "a") as fh:
+        fh.write(first_line + "\n<<<<<<< HEAD\n")
+    git(work, "commit", "-q", "-am", "hand edit")
+    git(work, "checkout", "-q", "--detach")
+    ws.close()
+
+
+def _built(repo: Path) -> tuple:
+    ws = Workspace.open(repo)
+    ws.rebuild_index()
+    conn = ws.index.conn
+    state = (ws.index.fingerprint(), ws.index.counts(), ws.index.bad_lines(),
+             [r["id"] for _, r in ws.index.arrived_after(0)],
+             conn.execute("SELECT * FROM segments ORDER BY path").fetchall(),
+             conn.execute("SELECT id, path, line FROM records ORDER BY id").fetchall())
+    ws.close()
+    return state
+
+
+def test_a_build_split_with_a_child_process_equals_one_read_in_one(repo: Path,
+                                                                    monkeypatch) -> None:
+    from beadsmail import workspace as workspace_mod
+
+    _rich_store(repo)
+    serial = _built(repo)
+    assert len(serial[4]) > 10 and serial[2], "many segments and a bad line"
+    monkeypatch.setattr(workspace_mod, "SPLIT_SEGMENTS", 2)
+    monkeypatch.setattr(workspace_mod, "_can_fork", lambda: True)
+    forked = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forked.append(1) or real_fork())
+    assert _built(repo) == serial
+    assert forked == [1]
+    # a child that fails: the building process reads its segments itself
+    monkeypatch.setattr(Index, "load_part", lambda self, items: 1 / 0)
+    assert _built(repo) == serial
+    assert forked == [1, 1]
+    assert set(_generation_files(repo)) <= {os.readlink(repo / ".git" / "beadsmail" /
+                                                        "index.sqlite3") + s
+                                            for s in ("", "-wal", "-shm")}

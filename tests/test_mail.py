@@ -465,7 +465,7 @@ def _folded(tmp: Path, name: str, recs: list[dict], batch: int, bulk: bool = Fal
                  for i, r in enumerate(recs[start:start + batch]))
         if bulk and start == 0:  # the first batch as a build loads it
             with index.building(force=True):
-                index.load(items)
+                index.load([items])
             continue
         with index.transaction():
             index.ingest(items)

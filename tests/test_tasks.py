@@ -352,7 +352,7 @@ def _fold(tmp: Path, name: str, batches: list[list[dict]], bulk: bool = False) -
     index = Index(tmp / f"{name}.sqlite3")
     if bulk:  # the first batch as a build loads it, the rest folded one by one
         with index.building(force=True):
-            index.load((r, rec.dumps(r).decode(), None, None) for r in batches[0])
+            index.load([((r, rec.dumps(r).decode(), None, None) for r in batches[0])])
         batches = batches[1:]
     with index.transaction():
         for batch in batches:

@@ -30,7 +30,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
-from beadsmail.index import generations, mail, registry, tasks
+from beadsmail.index import build, generations, mail, registry, tasks
 
 SCHEMA_VERSION = 12
 # How long a process waits for another's index transaction: a full rebuild of a
@@ -273,52 +273,47 @@ class Index:
         self._fold(new)
         return new
 
-    def load(self, items: Iterable[tuple[dict, str, str | None, int | None]]) -> int:
+    def load(self, sources: Iterable[Iterable[tuple[dict, str, str | None, int | None]] | Path]
+             ) -> int:
         """``ingest`` into an index being built (``building``), several times faster; return
-        how many records were new.
-
-        Rows go in by batches, so memory stays flat; ids are deduplicated here (first
-        seen wins, as with INSERT OR IGNORE). The kinds a domain loads directly
-        (``LOADED``: messages, which nothing can have deleted yet since deletions fold
-        later) go into their tables with each batch; the others are folded at the end,
-        after the indexes their folds rely on are built. The query indexes come last.
-        """
+        how many records were new. ``sources`` are, in the fold's order, iterables of
+        records or the files of parts other processes loaded (see ``build``). The
+        indexes their folds rely on are built before the kinds not loaded directly are
+        folded; the query indexes come last."""
+        rows = build.Rows(self.conn, DOMAINS)
+        for source in sources:
+            if isinstance(source, Path):
+                rows.merge(source)
+            else:
+                rows.add(source)
+        rows.flush()
         conn = self.conn
-        loaders = {kind: fn for domain in DOMAINS for kind, fn in domain.LOADED.items()}
-        pending: dict[str, list[dict]] = {kind: [] for kind in loaders}
-        seen: set[str] = set()
-        rows: list[tuple] = []
-        others: list[dict] = []
-
-        def flush() -> None:
-            conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            rows.clear()
-            for kind, batch in pending.items():
-                if batch:
-                    loaders[kind](conn, batch)
-                    batch.clear()
-
-        for record, text, path, line in items:
-            rid = record["id"]
-            if rid in seen:
-                continue
-            seen.add(rid)
-            kind = record["kind"]
-            rows.append((rid, kind, record["clock"], record["actor"], record["created_at"],
-                         record["replica"], path, line, text))
-            pending.get(kind, others).append(record)
-            if len(rows) >= 5000:
-                flush()
-        flush()
         for ddl in (RECORDS_INDEXES, *(domain.KEYS for domain in DOMAINS)):
             for statement in _statements(ddl):
                 conn.execute(statement)
         conn.execute("INSERT INTO kind_counts SELECT kind, count(*) FROM records GROUP BY kind")
-        self._fold(others)
+        self._fold(rows.others)
         for domain in DOMAINS:
             for statement in _statements(domain.QUERY_INDEXES):
                 conn.execute(statement)
-        return len(seen)
+        return len(rows.seen)
+
+    @classmethod
+    def scratch(cls, path: Path) -> Index:
+        """An index of no generation, for another process's part of a build: ``load_part``
+        fills it, then the building process merges it (``load``)."""
+        self = cls.__new__(cls)
+        self.path, self.rebuilt, self._linked = path, False, None
+        self.conn = build.scratch(path, (statement for ddl in (
+            CORE_DDL, *(domain.DDL for domain in DOMAINS)) for statement in _statements(ddl)))
+        return self
+
+    def load_part(self, items: Iterable[tuple[dict, str, str | None, int | None]]) -> None:
+        rows = build.Rows(self.conn, DOMAINS)
+        rows.add(items)
+        rows.flush()
+        self.conn.execute("COMMIT")
+        self.conn.close()
 
     def _fold(self, new: list[dict]) -> None:
         by_kind: dict[str, list[dict]] = {}

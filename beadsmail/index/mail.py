@@ -74,6 +74,7 @@ def load_messages(conn: sqlite3.Connection, records: list[dict]) -> None:
 
 
 LOADED = {"message": load_messages}
+LOADED_INTO = {"messages": "id", "message_to": "message_id"}  # (tables, their record id)
 
 
 def _messages(conn: sqlite3.Connection, records) -> None:

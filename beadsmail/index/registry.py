@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS heartbeats (
 """
 KEYS = ""  # (the tables' own keys serve the fold)
 LOADED: dict = {}  # (a build folds every kind of this domain)
+LOADED_INTO: dict = {}
 # Indexes that only queries read: a build creates them after the fold.
 QUERY_INDEXES = """
 CREATE INDEX IF NOT EXISTS agents_group ON agents(grp);

@@ -46,6 +46,7 @@ CREATE INDEX IF NOT EXISTS task_comments_task ON task_comments(task, clock, id);
 """
 KEYS = ""  # (the tables' own keys serve the fold)
 LOADED: dict = {}  # (a build folds every kind of this domain)
+LOADED_INTO: dict = {}
 # Indexes that only queries read: a build creates them after the fold.
 QUERY_INDEXES = """
 CREATE INDEX IF NOT EXISTS tasks_listing ON tasks(

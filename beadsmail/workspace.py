@@ -240,6 +240,9 @@ class Workspace:
         if pid == 0:  # the child: its own store objects and a scratch index; no cleanup
             code = 1
             try:
+                # not the parent's locks (a killed parent must not leave them held), files
+                # or connections: only what it opens itself
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
                 ws = Workspace(self.loc, self.config)
                 ws._index = Index.scratch(part)
                 parse = rec.fast_parser()

@@ -307,8 +307,21 @@ def test_a_build_split_with_a_child_process_equals_one_read_in_one(repo: Path,
     forked = []
     real_fork = os.fork
     monkeypatch.setattr(os, "fork", lambda: forked.append(1) or real_fork())
+    opened = repo.parent / "child-fds.txt"
+    real_load_part = Index.load_part
+
+    def load_part(self, items):  # (in the child) note what it has open
+        fds = Path("/proc/self/fd")
+        if fds.exists():
+            opened.write_text("\n".join(os.path.realpath(p) for p in fds.iterdir()))
+        real_load_part(self, items)
+
+    monkeypatch.setattr(Index, "load_part", load_part)
     assert _built(repo) == serial
     assert forked == [1]
+    if opened.exists():  # not the store's or the build's lock: a killed parent frees them
+        assert not any(name.endswith(("write.lock", "index.sqlite3.build"))
+                       for name in opened.read_text().splitlines())
     # a child that fails: the building process reads its segments itself
     monkeypatch.setattr(Index, "load_part", lambda self, items: 1 / 0)
     assert _built(repo) == serial

@@ -207,13 +207,15 @@ class Workspace:
     def _sources(self, heads: dict[str, str], parse: Callable[[bytes], dict]) -> Iterator:
         """What a build loads, in the order a fold reads it: each head's new segments (the
         first head's are all of them). When that pays, a child process loads the second
-        half of the first head's meanwhile (``_load_part``): its file comes in their place,
-        or, if the child failed, those segments read here."""
+        half of the first head's meanwhile (``_start_part``): its file comes in their
+        place, or, if the child failed, those segments read here."""
         for n, (_ref, old, sha) in enumerate(self._changes({}, heads)):
             segments = self._segments(old, sha)
             half = len(segments) // 2 if n == 0 and len(segments) >= SPLIT_SEGMENTS and \
                 _can_fork() else len(segments)
             child = self._start_part(segments[half:]) if half < len(segments) else None
+            if child is None:
+                half = len(segments)
             try:
                 yield (item for path, blob in segments[:half]
                        for item in self._read_segment(path, blob, parse))
@@ -234,9 +236,12 @@ class Workspace:
                     os.waitpid(child[0], 0)
                     child[1].unlink(missing_ok=True)
 
-    def _start_part(self, segments: list[tuple[str, str]]) -> tuple[int, Path]:
+    def _start_part(self, segments: list[tuple[str, str]]) -> tuple[int, Path] | None:
         part = Path(f"{self.index.path}.part-{os.getpid()}")
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # (no memory or processes left for one) read them here instead
+            return None
         if pid == 0:  # the child: its own store objects and a scratch index; no cleanup
             code = 1
             try:

@@ -322,10 +322,16 @@ def test_a_build_split_with_a_child_process_equals_one_read_in_one(repo: Path,
     if opened.exists():  # not the store's or the build's lock: a killed parent frees them
         assert not any(name.endswith(("write.lock", "index.sqlite3.build"))
                        for name in opened.read_text().splitlines())
-    # a child that fails: the building process reads its segments itself
+    # a child that fails, or a fork that fails: the building process reads them itself
     monkeypatch.setattr(Index, "load_part", lambda self, items: 1 / 0)
     assert _built(repo) == serial
     assert forked == [1, 1]
+
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert _built(repo) == serial
     assert set(_generation_files(repo)) <= {os.readlink(repo / ".git" / "beadsmail" /
                                                         "index.sqlite3") + s
                                             for s in ("", "-wal", "-shm")}

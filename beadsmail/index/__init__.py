@@ -85,6 +85,12 @@ def _statements(ddl: str) -> Iterator[str]:
             pending = ""
 
 
+def _tables() -> Iterator[str]:
+    """The statements that make every table, without indexes (a build adds them last)."""
+    for ddl in (CORE_DDL, *(domain.DDL for domain in DOMAINS)):
+        yield from _statements(ddl)
+
+
 class Index:
     """The index at ``path``, a symlink to its current generation (see ``generations``)."""
 
@@ -152,8 +158,7 @@ class Index:
                 self._linked = generations.publish(self.path, new)
             except BaseException:
                 conn.close()
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{new}{suffix}").unlink(missing_ok=True)
+                generations.discard(new)
                 raise
         self.rebuilt = True
         return self._connect()
@@ -189,13 +194,7 @@ class Index:
             old = conn = self.conn
             published = False
             try:
-                conn = self._connect(new)
-                conn.execute("PRAGMA journal_mode=OFF")
-                conn.execute("PRAGMA synchronous=OFF")
-                for ddl in (CORE_DDL, *(domain.DDL for domain in DOMAINS)):
-                    for statement in _statements(ddl):
-                        conn.execute(statement)
-                conn.execute("BEGIN")
+                conn = build.scratch(new, _tables())
                 self.conn = conn
                 yield True
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -214,8 +213,7 @@ class Index:
                 if conn is not old:
                     conn.close()
                 if not published:
-                    for suffix in ("", "-wal", "-shm"):
-                        Path(f"{new}{suffix}").unlink(missing_ok=True)
+                    generations.discard(new)
                 self.conn = old  # (the generation it had: still whole)
                 raise
             old.close()
@@ -304,8 +302,7 @@ class Index:
         fills it, then the building process merges it (``load``)."""
         self = cls.__new__(cls)
         self.path, self.rebuilt, self._linked = path, False, None
-        self.conn = build.scratch(path, (statement for ddl in (
-            CORE_DDL, *(domain.DDL for domain in DOMAINS)) for statement in _statements(ddl)))
+        self.conn = build.scratch(path, _tables())
         return self
 
     def load_part(self, items: Iterable[tuple[dict, str, str | None, int | None]]) -> None:

@@ -90,8 +90,8 @@ class Rows:
 
 
 def scratch(path: Path, ddl: Iterable[str]) -> sqlite3.Connection:
-    """A new file for another process's part of a build: the same tables, no indexes,
-    no journal, a transaction open (commit it when done)."""
+    """A new file nobody reads yet, for a build or another process's part of one: the
+    tables, no indexes, no journal, a transaction open (commit it when done)."""
     for suffix in ("", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)

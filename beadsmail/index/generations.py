@@ -39,6 +39,12 @@ def new(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}")
 
 
+def discard(generation: Path) -> None:
+    """Remove a generation's files (one that failed before it was published)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{generation}{suffix}").unlink(missing_ok=True)
+
+
 def publish(path: Path, generation: Path) -> str:
     """Point the index's name at ``generation`` (closed, complete), remove every other
     generation's files, and return the new target (see ``target``).

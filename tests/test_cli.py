@@ -71,7 +71,7 @@ def test_a_reader_that_leaves_early_gets_exit_141_and_no_traceback(store: Path) 
     assert proc.stdout.read(10)
     proc.stdout.close()  # like `bd mail inbox --json | head -c 10`
     err = proc.stderr.read().decode()
-    assert proc.wait(timeout=30) == 141
+    assert proc.wait(timeout=300) == 141
     assert err == ""
 
 

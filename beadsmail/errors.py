@@ -23,6 +23,12 @@ class NotARepository(BeadsError):
     code = "not_a_repository"
 
 
+class NoStore(NotARepository):
+    """A git repository without a store: nothing is set up until ``bd init`` asks for it."""
+
+    code = "no_store"
+
+
 class NotFound(BeadsError):
     code = "not_found"
 

@@ -41,6 +41,8 @@ def sync(ws: Workspace, remote: str | None = None, pull: bool = True, push: bool
          identities: tuple[str, ...] = (), ssh_command: str | None = None) -> dict:
     """Sync the store with ``remote`` (default ``sync.remote``, else origin); return a report."""
     token = remote or ws.config["sync"].get("remote") or "origin"
+    if not ws.heads():
+        _require_remote_store(ws, token, pull, ssh_command)
     report = _report(token, pull, push)
     ledger = arrivals.open_ledger(ws)
     try:
@@ -53,6 +55,30 @@ def sync(ws: Workspace, remote: str | None = None, pull: bool = True, push: bool
     finally:
         ledger.close()
     return report
+
+
+def _require_remote_store(ws: Workspace, token: str, pull: bool, ssh_command: str | None) -> None:
+    """A clone without a store may adopt its remote's: refuse (``NoStore``, nothing
+    created) unless the remote has one and this sync pulls."""
+    from beadsmail.errors import NoStore
+    from beadsmail.store.remote import Transport, resolve
+
+    try:
+        rem = resolve(ws.loc.common, ws.loc.worktree or ws.loc.main_worktree, token)
+    except BeadsError:
+        rem = None
+    if rem is not None and pull:
+        transport = Transport(ws.loc.common, ws.ref, ssh_command)
+        try:
+            if transport.has_store_ref(rem):
+                return
+        finally:
+            transport.close()
+    try:
+        ws.require_store()
+    except NoStore as exc:
+        where = f"; {rem.label} has none either" if rem is not None and pull else ""
+        raise NoStore(exc.message + where) from None
 
 
 def _report(token: str, pull: bool, push: bool) -> dict:

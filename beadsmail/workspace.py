@@ -159,6 +159,18 @@ class Workspace:
     def heads(self) -> dict[str, str]:
         return store_heads(self.loc.common, self.ref)
 
+    def require_store(self) -> Workspace:
+        """This workspace if it has a store (a local store ref, or a remote-tracking copy of
+        one: a clone of a repository with a store works at once); else ``NoStore``, and
+        nothing was created."""
+        if not self.heads():
+            from beadsmail.errors import NoStore
+
+            where = self.loc.worktree or self.loc.gitdir
+            raise NoStore(f"no beadsmail store in {where}: run 'bd init' to create one "
+                          f"(or 'git fetch' a remote that has one)")
+        return self
+
     def close(self) -> None:
         if self._index is not None:
             self._index.close()

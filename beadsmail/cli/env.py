@@ -12,8 +12,12 @@ from beadsmail.errors import InvalidInput
 from beadsmail.workspace import Workspace
 
 
-def workspace() -> Workspace:
-    return Workspace.open(os.environ.get("BEADS_DIR") or None)
+def workspace(adopt: bool = False) -> Workspace:
+    """The workspace of the current directory (or ``BEADS_DIR``); a repository without a
+    store is refused: no command but ``bd init`` (and ``bd sync`` adopting a remote's
+    store, ``adopt``) sets anything up."""
+    ws = Workspace.open(os.environ.get("BEADS_DIR") or None)
+    return ws if adopt else ws.require_store()
 
 
 def identity_source(ws: Workspace, flag: str | None = None) -> tuple[str, str]:

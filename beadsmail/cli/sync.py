@@ -42,7 +42,7 @@ def _remote_arg(token: str | None) -> str | None:
 
 def run(remote: str | None, pull_only: bool, push_only: bool, identity_flag: str | None,
         json_: bool) -> None:
-    ws = env.workspace()
+    ws = env.workspace(adopt=True)  # a clone without a store may adopt its remote's
     try:
         me: tuple[str, ...] = (env.identity(ws, identity_flag),)
     except BeadsError:

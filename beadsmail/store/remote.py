@@ -181,6 +181,17 @@ class Transport:
         sha = seen.get("sha", (result.refs or {}).get(self.ref))
         return sha.decode() if sha and sha != ZERO_SHA else None
 
+    def has_store_ref(self, remote: Remote) -> bool:
+        """Whether the remote has the store ref (its ref list only: nothing is written here)."""
+        client, path = _client(self.common, remote.url, "pull", self.ssh_command)
+        try:
+            refs = client.get_refs(path.encode() if isinstance(path, str) else path)
+        except Exception as exc:  # noqa: BLE001 - transport errors come in many kinds
+            raise RemoteError(f"cannot list the refs of {remote.label}: {_reason(exc)}; check "
+                              "that the remote exists and is reachable") from None
+        refs = getattr(refs, "refs", refs)  # a result object in newer dulwich, a dict before
+        return refs.get(self.ref) not in (None, ZERO_SHA)
+
     def push(self, remote: Remote, new: str, expected: str | None) -> None:
         """Move the remote's store ref from ``expected`` to ``new`` (raise Diverged if it moved)."""
         client, path = _client(self.common, remote.url, "push", self.ssh_command)

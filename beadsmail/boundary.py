@@ -178,6 +178,8 @@ def lines(content: bytes, start: int, line_no: int, limits: Limits,
     last line number): a last line without its newline is a rejection and is not
     consumed, so an append that completes it is read again.
     """
+    from beadsmail.records import stored_text
+
     *complete, rest = content[start:].split(b"\n")
     items, rejected = [], []
     for raw in complete:
@@ -188,7 +190,7 @@ def lines(content: bytes, start: int, line_no: int, limits: Limits,
         if isinstance(result, str):
             rejected.append(Rejection(path, line_no, result, raw[:500]))
         else:
-            items.append((result, raw.decode(), line_no))
+            items.append((result, stored_text(result, raw), line_no))
     if rest:
         rejected.append(Rejection(path, line_no + 1, "truncated line (no newline at the end)",
                                   rest[:500]))

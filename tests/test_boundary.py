@@ -26,7 +26,7 @@ LIMITS = Limits()
 def record(**extra) -> dict:
     base = records.make("message", "alice", 1, "abcdefghijkl", "bd-", **{
         "from": "alice", "to": ["bob"], "subject": "s", "body": "b", "priority": 2,
-        "type": "request", "thread_id": "bd-0000000000000", "reply_to": None, "ephemeral": False,
+        "type": "request", "thread_id": "bd-0000000000000", "replies_to": None, "ephemeral": False,
         "metadata": {}, "action_requested": "none"})
     base.update(extra)
     return base

@@ -84,7 +84,7 @@ async def conversation(alice: Client, bob: Client) -> None:
     full = await call(bob, "read", message_id=sent["id"][:9])
     assert full["body"] == "Please take bd task for the parser." and full["state"] == "read"
     answer = await call(bob, "reply", message_id=sent["id"], body="On it.")
-    assert answer["reply_to"] == sent["id"] and answer["thread_id"] == sent["id"]
+    assert answer["replies_to"] == sent["id"] and answer["thread_id"] == sent["id"]
     assert answer["to"] == ["alice"] and answer["subject"] == "Re: Take the parser"
     thread = await call(alice, "thread", message_id=answer["id"])
     assert [m["id"] for m in thread["messages"]] == [sent["id"], answer["id"]]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from beadsmail.workspace import Workspace
 
 PREVIEW = 200
-BRIEF = ("id", "from", "to", "subject", "priority", "type", "state", "thread_id", "reply_to",
+BRIEF = ("id", "from", "to", "subject", "priority", "type", "state", "thread_id", "replies_to",
          "action_requested", "created_at")
 DEFAULT_ROLE = "worker"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git
+from helpers import approve_hooks
 
 EXAMPLES = Path(__file__).resolve().parent.parent / ".beads-example" / "hooks"
 
@@ -26,6 +27,7 @@ def install(repo: Path, text: str, name: str = "on_message") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(0o755)
+    approve_hooks(repo)
     return path
 
 

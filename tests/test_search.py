@@ -156,3 +156,27 @@ def test_to_fts_quotes_every_term() -> None:
         search.to_fts('a"b')
     with pytest.raises(InvalidInput):
         search.to_fts("(a OR)")
+
+
+def test_http_search_follows_the_token_and_reports_bad_queries(store: Path, bd) -> None:
+    httpx = pytest.importorskip("httpx")
+    from beadsmail import tokens
+    from beadsmail.server.runner import Background
+
+    secret = send(bd, store, "bob", "carol", "-s", "secret plan", "-m", "only for carol")
+    ws = Workspace.open(store)
+    ok(bd(store, "agent", "register", "--id", "dave", "--role", "worker", "--identity", "dave"))
+    carol = {"Authorization": "Bearer " + tokens.create(ws.loc.state_dir, "carol")["token"]}
+    dave = {"Authorization": "Bearer " + tokens.create(ws.loc.state_dir, "dave")["token"]}
+    with Background(ws, identity="alice", projects=["proj"], require_tokens=True) as bg:
+        get = lambda params, h: httpx.get(bg.url + "/api/search", params=params, headers=h)  # noqa: E731
+        assert [h["id"] for h in get({"q": "secret"}, carol).json()] == [secret["id"]]
+        assert get({"q": "secret"}, dave).json() == []
+        assert get({"q": "secret", "from": "bob", "kind": "mail"}, carol).json()[0]["snippet"]
+        bad = get({"q": '"open'}, carol)
+        assert bad.status_code == 400 and "quote" in bad.json()["error"]["message"]
+        assert get({"q": "x", "kind": "nope"}, carol).status_code == 400
+        assert get({"q": "x" * 501}, carol).status_code == 400
+        assert get({}, carol).status_code == 400
+        assert httpx.get(bg.url + "/api/search", params={"q": "secret"}).status_code == 401
+    ws.close()

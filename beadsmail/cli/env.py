@@ -6,6 +6,7 @@ Kept free of typer so that the fast path (``cli.fast``) can use it too.
 from __future__ import annotations
 
 import os
+import sys
 
 from beadsmail import records
 from beadsmail.errors import InvalidInput
@@ -17,7 +18,11 @@ def workspace(adopt: bool = False) -> Workspace:
     store is refused: no command but ``bd init`` (and ``bd sync`` adopting a remote's
     store, ``adopt``) sets anything up."""
     ws = Workspace.open(os.environ.get("BEADS_DIR") or None)
-    return ws if adopt else ws.require_store()
+    if not adopt:
+        ws.require_store()
+    for notice in ws.notices:  # settings held back until approved, said once
+        print(notice, file=sys.stderr)
+    return ws
 
 
 def identity_source(ws: Workspace, flag: str | None = None) -> tuple[str, str]:

@@ -28,6 +28,10 @@ class NoStore(NotARepository):
 
     code = "no_store"
 
+    def __init__(self, where: object, more: str = "") -> None:
+        super().__init__(f"no beadsmail store in {where}: run 'bd init' to create one "
+                         f"(or 'git fetch' a remote that has one){more}")
+
 
 class NotFound(BeadsError):
     code = "not_found"

@@ -74,11 +74,9 @@ def _require_remote_store(ws: Workspace, token: str, pull: bool, ssh_command: st
                 return
         finally:
             transport.close()
-    try:
-        ws.require_store()
-    except NoStore as exc:
-        where = f"; {rem.label} has none either" if rem is not None and pull else ""
-        raise NoStore(exc.message + where) from None
+    if not ws.heads():
+        more = f"; {rem.label} has none either" if rem is not None and pull else ""
+        raise NoStore(ws.loc.worktree or ws.loc.gitdir, more)
 
 
 def _report(token: str, pull: bool, push: bool) -> dict:

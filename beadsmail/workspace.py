@@ -25,7 +25,7 @@ from pathlib import Path
 
 from beadsmail import config as config_mod
 from beadsmail import records as rec
-from beadsmail.errors import InvalidInput, StoreError
+from beadsmail.errors import InvalidInput, NoStore, StoreError
 from beadsmail.index import Index
 from beadsmail.locks import flock_within
 from beadsmail.store import Location, branch_ref, locate, replica_id, store_heads
@@ -180,15 +180,9 @@ class Workspace:
         return store_heads(self.loc.common, self.ref)
 
     def require_store(self) -> Workspace:
-        """This workspace if it has a store (a local store ref, or a remote-tracking copy of
-        one: a clone of a repository with a store works at once); else ``NoStore``, and
-        nothing was created."""
+        """Itself if a store ref or a remote-tracking copy exists, else ``NoStore``."""
         if not self.heads():
-            from beadsmail.errors import NoStore
-
-            where = self.loc.worktree or self.loc.gitdir
-            raise NoStore(f"no beadsmail store in {where}: run 'bd init' to create one "
-                          f"(or 'git fetch' a remote that has one)")
+            raise NoStore(self.loc.worktree or self.loc.gitdir)
         return self
 
     def close(self) -> None:

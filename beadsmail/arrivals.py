@@ -101,7 +101,7 @@ def _new_messages(ws: Workspace, examined: dict[str, str], head: str):
         for raw in content[start:].split(b"\n"):
             if b'"kind":"message"' in raw:
                 try:
-                    found.append(json.loads(raw))
+                    found.append(records.upgrade(json.loads(raw)))
                 except ValueError:
                     continue  # a bad line: the fold reports it with file and line
         seen[path] = sha

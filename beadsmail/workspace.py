@@ -304,7 +304,8 @@ class Workspace:
             if not raw.strip():
                 continue
             try:
-                items.append((parse(raw), raw.decode(), path, line_no))
+                record = parse(raw)
+                items.append((record, rec.stored_text(record, raw), path, line_no))
             except InvalidInput as exc:
                 index.add_bad_line(path, line_no, exc.message, raw)
         if rest:

@@ -131,7 +131,7 @@ def test_concurrent_first_folds_and_rebuilds_agree(repo: Path) -> None:
     ws = Workspace.open(repo)
     ws.write("alice", [("message", {
         "from": "alice", "to": ["bob"], "subject": f"m{i}", "body": "x", "priority": 2,
-        "type": "request", "thread_id": "bd-0000000000000", "reply_to": None,
+        "type": "request", "thread_id": "bd-0000000000000", "replies_to": None,
         "ephemeral": True, "metadata": {}, "action_requested": "none"}) for i in range(300)],
         "mail: many")
     ws.close()
@@ -162,7 +162,7 @@ def test_a_rebuild_killed_part_way_leaves_a_working_index(repo: Path) -> None:
         ws.write("alice", [("message", {
             "from": "alice", "to": ["bob"], "subject": f"m{n}.{i}", "body": "x" * 200,
             "priority": 2, "type": "request", "thread_id": "bd-0000000000000",
-            "reply_to": None, "ephemeral": True, "metadata": {}, "action_requested": "none"})
+            "replies_to": None, "ephemeral": True, "metadata": {}, "action_requested": "none"})
             for i in range(2500)], "mail: many")
     ws.close()
     env = {**os.environ, **GIT_ENV}

@@ -141,6 +141,28 @@ def test_schema_invalid_line_reported(repo: Path, bd) -> None:
     assert bd(repo, "where", "--json").json()["records"] == {"message": 1}
 
 
+def test_message_with_the_old_reply_to_name_is_read_as_replies_to(repo: Path, bd) -> None:
+    import json
+
+    ws = Workspace.open(repo)
+    root = write_message(ws, subject="root")
+    ws.close()
+    old = {k: v for k, v in root.items() if k != "replies_to"}
+    old.update(id="bd-old0000000000", subject="old reply", reply_to=root["id"],
+               thread_id=root["thread_id"], to=["alice"], clock=root["clock"] + 1)
+    old["from"] = "bob"
+    _commit_segment_line(repo, json.dumps(old).encode() + b"\n")
+    for _ in range(2):  # incrementally, then after a rebuild
+        shown = bd(repo, "mail", "read", "bd-old0", "--peek", "--json",
+                   env={"BEADS_IDENTITY": "alice"}).json()
+        assert shown["replies_to"] == root["id"] and "reply_to" not in shown
+        thread = bd(repo, "show", root["id"], "--thread", "--json",
+                    env={"BEADS_IDENTITY": "alice"}).json()
+        assert [m["id"] for m in thread] == [root["id"], "bd-old0000000000"]
+        assert bd(repo, "doctor", "--json").json()["bad_lines"] == []
+        bd(repo, "index", "rebuild")
+
+
 def test_stale_ref_lock_is_broken(repo: Path) -> None:
     import os
 

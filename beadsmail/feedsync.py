@@ -162,7 +162,7 @@ def _feeds_to_merge(ws: Workspace, theirs: dict[str, str], state: dict) -> list:
 def _count(ws: Workspace, old: bytes | None, new: bytes | None) -> int:
     from beadsmail.store.merge import new_records
 
-    return new_records(ws.writer, old, new)
+    return new_records(ws.writer, old, new, ws.limits)
 
 
 def _track_all(ws: Workspace, rem, theirs: dict[str, str], state: dict) -> None:
@@ -229,7 +229,8 @@ def pushed(ws: Workspace, rem, done: dict[str, tuple[str | None, str | None]],
     mine = report.get("feed")
     for ref, (old, new) in done.items():
         if ref == mine and new:
-            report["sent"] += new_records(ws.writer, old.encode() if old else None, new.encode())
+            report["sent"] += new_records(ws.writer, old.encode() if old else None, new.encode(),
+                                          ws.limits)
             report["feed_head"] = new
         if ref == ws.ref:
             report["remote_head"] = new

@@ -111,7 +111,7 @@ def branch_ref(branch: str) -> str:
 
 
 FEEDS = ".feeds"  # refs/heads/<branch>.feeds/<replica>: one feed ref per replica
-FEED_NAME_MAX = 64
+FEED_NAME_LEN = 12  # (as boundary.REPLICA_RE)
 
 
 def feed_prefix(branch: str) -> str:
@@ -127,9 +127,8 @@ def feed_ref(branch: str, replica: str) -> str:
 
 
 def is_feed_name(name: str) -> bool:
-    """A replica id as a feed ref's last component: lower-case base36 and ``-``."""
-    return 0 < len(name) <= FEED_NAME_MAX and name[0] != "-" and all(
-        c.isdigit() or "a" <= c <= "z" or c == "-" for c in name)
+    """A replica id as a feed ref's last component: 12 lower-case letters or digits."""
+    return len(name) == FEED_NAME_LEN and all(c.isdigit() or "a" <= c <= "z" for c in name)
 
 
 def _is_store_ref(name: str, local: str) -> bool:

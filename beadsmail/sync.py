@@ -41,8 +41,6 @@ def sync(ws: Workspace, remote: str | None = None, pull: bool = True, push: bool
          identities: tuple[str, ...] = (), ssh_command: str | None = None) -> dict:
     """Sync the store with ``remote`` (default ``sync.remote``, else origin); return a report."""
     token = remote or ws.config["sync"].get("remote") or "origin"
-    if not ws.heads():
-        _require_remote_store(ws, token, pull, ssh_command)
     report = _report(token, pull, push)
     ledger = arrivals.open_ledger(ws)
     try:
@@ -57,12 +55,16 @@ def sync(ws: Workspace, remote: str | None = None, pull: bool = True, push: bool
     return report
 
 
-def _require_remote_store(ws: Workspace, token: str, pull: bool, ssh_command: str | None) -> None:
+def require_store(ws: Workspace, remote: str | None, pull: bool = True,
+                  ssh_command: str | None = None) -> None:
     """A clone without a store may adopt its remote's: refuse (``NoStore``, nothing
-    created) unless the remote has one and this sync pulls."""
+    created) unless it has a store or the remote has one and this sync pulls."""
+    if ws.heads():
+        return
     from beadsmail.errors import NoStore
     from beadsmail.store.remote import Transport, resolve
 
+    token = remote or ws.config["sync"].get("remote") or "origin"
     try:
         rem = resolve(ws.loc.common, ws.loc.worktree or ws.loc.main_worktree, token)
     except BeadsError:
@@ -74,9 +76,8 @@ def _require_remote_store(ws: Workspace, token: str, pull: bool, ssh_command: st
                 return
         finally:
             transport.close()
-    if not ws.heads():
-        more = f"; {rem.label} has none either" if rem is not None and pull else ""
-        raise NoStore(ws.loc.worktree or ws.loc.gitdir, more)
+    more = f"; {rem.label} has none either" if rem is not None and pull else ""
+    raise NoStore(ws.loc.worktree or ws.loc.gitdir, more)
 
 
 def _report(token: str, pull: bool, push: bool) -> dict:

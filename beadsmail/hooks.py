@@ -2,7 +2,9 @@
 
 ``.beads/hooks/<hook> <record id> <event type>`` with the record as JSON on
 stdin, in the worktree root, with ``BEADS_HOOK``, ``BEADS_EVENT`` and
-``BEADS_RECORD_ID`` in the environment. Arguments are passed as a list, never
+``BEADS_RECORD_ID`` in the environment. ``on_message`` keeps beads' interface:
+argument 2 is ``message`` and stdin carries beads' field names too
+(``compat.beads``); the finer event (send, reply, arrive) is ``BEADS_EVENT``. Arguments are passed as a list, never
 through a shell. A hook is bounded by ``hooks.timeout`` seconds; a failure or a
 timeout becomes a warning for stderr, and what was stored stays stored.
 """
@@ -29,6 +31,10 @@ def run(worktree: Path | None, hook: str, record: dict, event: str, timeout: flo
     import subprocess  # (only when a hook exists: most writes have none)
 
     env = {**os.environ, "BEADS_HOOK": hook, "BEADS_EVENT": event, "BEADS_RECORD_ID": record["id"]}
+    if hook == "on_message":  # beads' interface: argument 2 is "message", stdin its fields
+        from beadsmail.compat import beads
+
+        record, event = beads.hook_payload(record), "message"
     payload = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
     try:
         proc = subprocess.Popen([str(path), record["id"], event], stdin=subprocess.PIPE,

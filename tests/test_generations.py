@@ -14,6 +14,7 @@ import pytest
 from conftest import GIT_ENV, fsck, git
 from helpers import write_message
 
+from beadsmail import boundary
 from beadsmail.index import Index
 from beadsmail.workspace import Workspace
 
@@ -272,7 +273,7 @@ def _rich_store(repo: Path) -> None:
     ws.close()
     # the first message's line again, and a conflict marker, appended to the last segment
     ws = Workspace.open(repo)
-    segments = sorted(ws.writer.segments(ws.writer.head()))
+    segments = sorted(boundary.segments(ws.writer, ws.writer.head(), ws.limits))
     first_line = git(repo, "show", f"beadsmail:.beads/log/{segments[0]}").splitlines()[0]
     work = repo.parent / "edit"
     git(repo, "worktree", "add", "-q", str(work), "beadsmail")

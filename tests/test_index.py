@@ -11,6 +11,7 @@ from helpers import message_fields, write_message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from beadsmail import boundary
 from beadsmail import index as index_mod
 from beadsmail.workspace import Workspace
 
@@ -87,7 +88,7 @@ def test_rebuild_ends_with_the_same_schema_counts_and_arrival_order(repo: Path) 
 def _commit_segment_line(repo: Path, line: bytes) -> str:
     """Append a raw line to this replica's segment with the git CLI (a hand edit)."""
     ws = Workspace.open(repo)
-    path = next(iter(ws.writer.segments(ws.writer.head())))
+    path = next(iter(boundary.segments(ws.writer, ws.writer.head(), ws.limits)))
     content = git(repo, "show", f"beadsmail:.beads/log/{path}").encode() + line
     work = repo.parent / "edit"
     if not work.exists():
@@ -114,7 +115,9 @@ def test_bad_line_is_reported_and_rest_stays_usable(repo: Path, bd) -> None:
     doctor = bd(repo, "doctor", "--json")
     assert doctor.code == 1
     bad = doctor.json()["bad_lines"]
-    assert bad == [{"path": path, "line": 2, "error": bad[0]["error"], "text": "<<<<<<< HEAD"}]
+    assert bad == [{"path": path, "line": 2, "error": bad[0]["error"], "text": "<<<<<<< HEAD",
+                    "ref": "refs/heads/beadsmail", "commit": bad[0]["commit"]}]
+    assert len(bad[0]["commit"]) == 40
     assert "JSON" in bad[0]["error"]
     text = bd(repo, "doctor")
     assert f"{path}:2:" in text.out

@@ -416,7 +416,7 @@ def test_arrival_hook_fires_once_across_syncs_fetches_and_rebuilds(net, bd) -> N
     own = send(wts[1], "bob", "bob", "a note to self")["id"]  # a local send is no arrival
     do_sync(clones[1])
     assert logged(log) == [f"{first} message arrive", f"{second} message arrive",
-                           f"{own} send send"]
+                           f"{own} message send"]
 
 
 def test_first_sync_treats_mail_already_here_as_history(net) -> None:

@@ -61,7 +61,7 @@ def _report(token: str, pull: bool, push: bool) -> dict:
     return {"remote": token, "url": None, "ref": None, "pulled": pull, "pushed": False,
             "action": "up to date", "local_head": None, "remote_head": None,
             "received": 0, "sent": 0, "attempts": 0, "new_messages": [],
-            "task_conflicts": [], "warnings": []}
+            "task_conflicts": [], "hooks_deferred": 0, "warnings": []}
 
 
 def _unchanged(ws: Workspace, token: str, report: dict) -> bool:

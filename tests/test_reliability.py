@@ -22,6 +22,7 @@ import faults
 import pytest
 import workloads
 from conftest import fsck, git, run_bd_proc
+from helpers import approve_hooks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -437,6 +438,7 @@ def test_hooks_get_shell_metacharacters_as_plain_argv_and_stdin(hostile_store: P
                     f"open({str(record)!r}, 'w').write(json.dumps("
                     "{'argv': sys.argv[1:], 'stdin': sys.stdin.read()}))\n")
     hook.chmod(0o755)
+    approve_hooks(repo)
     try:
         result = bd(repo, "mail", "send", "bob", "-s", subject, "-m", body, "--identity",
                     "alice", "--json")

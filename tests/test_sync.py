@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import GIT_ENV, fsck, git, make_repo
-from helpers import write_message
+from helpers import approve_hooks, write_message
 
 from beadsmail import mail, sync, tasks
 from beadsmail.workspace import Workspace
@@ -93,6 +93,7 @@ def hook(worktree: Path, identity: str) -> Path:
     script = beads / "hooks" / "on_message"
     script.write_text(f'#!/bin/sh\necho "$1 $2 $BEADS_EVENT" >> {log}\n')
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    approve_hooks(worktree)
     return log
 
 
@@ -492,6 +493,7 @@ def test_auto_sync_pushes_in_the_background_and_never_blocks_a_write(net) -> Non
     do_sync(clones[0])
     (clones[0] / ".beads").mkdir(exist_ok=True)
     (clones[0] / ".beads" / "config.yaml").write_text("sync:\n  auto: true\n")
+    approve_hooks(clones[0])
     sent = send(clones[0], "alice", "bob", "auto")
     assert not [w for w in sent["warnings"] if "sync" in w]
     deadline = time.monotonic() + 30

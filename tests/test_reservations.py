@@ -189,3 +189,27 @@ def test_two_clones_race_resolves_alike_and_the_loser_is_told(tmp_path: Path, bd
     told = ok(bd(loser_clone, "mail", "inbox", *as_(loser), "--json"))
     assert len(told) == 1
     assert sync  # (the module the clones synced through)
+
+
+def test_status_prime_and_http_show_reservations(store: list[Path], bd) -> None:
+    httpx = pytest.importorskip("httpx")
+    from beadsmail.server.runner import Background
+
+    main = store[0]
+    ok(bd(main, "reserve", "src/**", "-m", "refactor", *as_("alice"), "--json"))
+    status = ok(bd(main, "status", "--json", *as_("bob")))
+    assert [r["pattern"] for r in status["reservations"]] == ["src/**"]
+    assert "src/**" in bd(main, "status", *as_("bob")).out
+    assert "src/** by alice" in bd(main, "prime", *as_("bob")).out
+    ws = Workspace.open(main)
+    with Background(ws, identity="bob", projects=["proj"]) as bg:
+        s = httpx.Client(base_url=bg.url, headers={"X-Beads-Identity": "bob"})
+        assert [r["holder"] for r in s.get("/api/reservations").json()] == ["alice"]
+        refused = s.post("/api/reservations", json={"paths": ["src/a.py"]})
+        assert refused.status_code == 403 and "alice" in refused.json()["error"]["message"]
+        made = s.post("/api/reservations", json={"paths": ["docs/**"], "ttl": "1h"}).json()
+        assert made["reserved"][0]["pattern"] == "docs/**"
+        assert s.post("/api/reservations", json={"paths": []}).status_code == 400
+        assert s.post("/api/reservations/release", json={"all": True}).json()["released"]
+        assert [r["holder"] for r in s.get("/api/reservations").json()] == ["alice"]
+    ws.close()

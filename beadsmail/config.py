@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "lock_timeout": 120,
     },
     "hooks": {"timeout": 10, "budget": None},
-    "sync": {"remote": "origin", "auto": False},
+    "sync": {"remote": "origin", "auto": False, "legacy_branch": "auto"},
     "agents": {"stalled_after": 300, "heartbeat_interval": 60, "default_role": "worker"},
     "acl": {"contacts": False},
     "mail": {"max_body": 65536},
@@ -163,6 +163,7 @@ hooks:
 sync:
   remote: origin              # default remote of 'bd sync'
   auto: false                 # sync in the background after each write
+  legacy_branch: auto         # push the merged view to the one-branch layout: auto|always|never
 agents:
   stalled_after: 300          # seconds without a heartbeat before an agent is stalled
   heartbeat_interval: 60      # seconds between committed heartbeats

@@ -22,7 +22,6 @@ that from firing twice). So the cost follows what arrived, not what is stored.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from beadsmail import config as config_mod
@@ -39,13 +38,15 @@ def open_ledger(ws: Workspace) -> ledger_mod.Ledger:
 
 def baseline(ws: Workspace, ledger) -> None:
     """First sync of this clone: whatever it already has is history, not arrivals."""
-    writer = ws.writer
+    from beadsmail import boundary
+
+    writer, limits = ws.writer, ws.limits
     segments: dict[str, str] = {}
     for _, sha in sorted(ws.heads().items()):
-        for path, blob in writer.segments(sha.encode()).items():
+        for path, blob in boundary.segments(writer, sha.encode(), limits).items():
             known = segments.get(path)
-            if known is None or (known != blob.decode()
-                                 and len(writer.blob(blob)) > len(writer.blob(known.encode()))):
+            if known is None or (known != blob.decode() and boundary.blob_size(writer, blob)
+                                 > boundary.blob_size(writer, known.encode())):
                 segments[path] = blob.decode()
     ledger.record(read_ref(ws.loc.common, ws.ref), segments, (), records.now_iso())
 
@@ -83,27 +84,28 @@ def arrive(ws: Workspace, ledger, identities: set[str], report: dict) -> None:
 
 def _new_messages(ws: Workspace, examined: dict[str, str], head: str):
     """Messages in other replicas' segments appended since they were last examined."""
-    writer = ws.writer
+    from beadsmail import boundary
+
+    writer, limits = ws.writer, ws.limits
     mine = ws.replica + "/"
     seen: dict[str, str] = {}
     found: list[dict] = []
-    for path, blob in writer.segments(head.encode()).items():
+    for path, blob in boundary.segments(writer, head.encode(), limits).items():
         sha = blob.decode()
         if path.startswith(mine) or examined.get(path) == sha:
             continue
-        content, start = writer.blob(blob), 0
+        content, start = boundary.read_blob(writer, path, blob, limits), 0
+        if not isinstance(content, bytes):
+            continue  # refused by the boundary (the fold reports it)
         if path in examined:
-            try:
-                previous = writer.blob(examined[path].encode())
-            except KeyError:
-                previous = b""
-            start = len(previous) if content.startswith(previous) else 0
+            previous = boundary.read_blob(writer, path, examined[path].encode(), limits)
+            if isinstance(previous, bytes) and content.startswith(previous):
+                start = len(previous)
         for raw in content[start:].split(b"\n"):
             if b'"kind":"message"' in raw:
-                try:
-                    found.append(json.loads(raw))
-                except ValueError:
-                    continue  # a bad line: the fold reports it with file and line
+                record = boundary.parse(raw, limits, records.parse_line)
+                if isinstance(record, dict):  # (a refused line: the fold reports it)
+                    found.append(record)
         seen[path] = sha
     found = [m for m in found if isinstance(m, dict) and m.get("kind") == "message"
              and isinstance(m.get("id"), str) and isinstance(m.get("to"), list)

@@ -121,7 +121,7 @@ def post(ws, actor: str, name: str, body: str, subject: str | None = None,
     fields = mail.compose(ws, actor, ["#" + name], subject, body, type_=type_, priority=priority,
                           ephemeral=False)
     fields["id"] = fields["thread_id"] = records.new_id(ws.prefix)
-    fields["reply_to"] = None
+    fields["replies_to"] = None
     default_role = ws.config["agents"]["default_role"]
     warnings: list[str] = []
 
@@ -141,7 +141,7 @@ def post(ws, actor: str, name: str, body: str, subject: str | None = None,
 def _message(record: dict) -> dict:
     return {key: record.get(key) for key in
             ("id", "from", "subject", "body", "type", "priority", "created_at", "thread_id",
-             "reply_to")}
+             "replies_to")}
 
 
 def read(ws, name: str, limit: int = 20) -> dict:

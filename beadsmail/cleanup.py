@@ -13,7 +13,6 @@ segments. Lines written by other replicas stay in their segments, ignored.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 from beadsmail.errors import InvalidInput
@@ -56,13 +55,17 @@ def compact(ws: Workspace, actor: str, purged: set[str]) -> tuple[list[str], int
     """Rewrite this replica's segments without the purged messages and their receipts."""
     with ws.lock():
         ws.refresh()
+        from beadsmail import boundary
+
         replica = ws.replica
         writer = ws.writer
-        mine = {path: blob for path, blob in writer.segments(writer.head()).items()
+        mine = {path: blob for path, blob in boundary.segments(writer, writer.head(),
+                                                                ws.limits).items()
                 if path.startswith(replica + "/")}
         plans = {}
         for path, blob in sorted(mine.items()):
-            plan = _plan(writer.blob(blob), purged)
+            content = boundary.read_blob(writer, path, blob, ws.limits)
+            plan = _plan(content, purged, ws.limits) if isinstance(content, bytes) else None
             if plan is not None:
                 plans[path] = plan
         if not plans:
@@ -78,38 +81,27 @@ def compact(ws: Workspace, actor: str, purged: set[str]) -> tuple[list[str], int
     return sorted(plans), sum(len(dropped) for _, dropped, _ in plans.values())
 
 
-def _plan(content: bytes, purged: set[str]) -> tuple[bytes, list[str], list[tuple[str, int]]] | None:
+def _plan(content: bytes, purged: set[str], limits) -> tuple[bytes, list[str],
+                                                               list[tuple[str, int]]] | None:
     """(new bytes, dropped record ids, [(kept id, new line)]) or None when nothing goes."""
+    from beadsmail import boundary
+    from beadsmail.records import parse_line
+
     lines = content.split(b"\n")
     rest = lines.pop()  # what follows the last newline: normally nothing
     kept_lines: list[bytes] = []
     dropped: list[str] = []
     kept: list[tuple[str, int]] = []
     for raw in lines:
-        rid = _doomed(raw, purged)
-        if rid is not None:
-            dropped.append(rid)
+        record = boundary.parse(raw, limits, parse_line) if raw.strip() else None
+        if isinstance(record, dict) and (record["id"] in purged or (
+                record["kind"] == "receipt" and record.get("message") in purged)):
+            dropped.append(record["id"])
             continue
         kept_lines.append(raw)
-        try:
-            kept.append((json.loads(raw)["id"], len(kept_lines)))
-        except (ValueError, KeyError, TypeError):
-            pass  # a bad line stays as it is (``bd doctor`` reports it)
+        if isinstance(record, dict):  # (a refused line stays as it is: 'bd doctor' reports it)
+            kept.append((record["id"], len(kept_lines)))
     if not dropped:
         return None
     data = b"".join(line + b"\n" for line in kept_lines) + rest
     return data, dropped, kept
-
-
-def _doomed(raw: bytes, purged: set[str]) -> str | None:
-    """The id of a line that goes: a purged message, or a receipt about one."""
-    if not raw.strip():
-        return None
-    try:
-        record = json.loads(raw)
-        rid = record["id"]
-        if rid in purged or (record.get("kind") == "receipt" and record.get("message") in purged):
-            return rid
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return None

@@ -40,7 +40,7 @@ REPLY_TYPE = "response"
 ACTIONS = ("none", "acknowledge", "respond", "execute")
 MAX_SUBJECT = 500
 MAX_RECIPIENTS = 100
-VIEW_FIELDS = ("id", "from", "to", "subject", "body", "priority", "type", "thread_id", "reply_to",
+VIEW_FIELDS = ("id", "from", "to", "subject", "body", "priority", "type", "thread_id", "replies_to",
                "ephemeral", "context", "metadata", "action_requested", "created_at")
 
 
@@ -190,14 +190,14 @@ def send(ws: Workspace, sender: str, to: list[str], subject: str, body: str, *,
     parent = resolve_message(ws, reply_to) if reply_to else None
     fields["id"] = records.new_id(ws.prefix)
     fields["thread_id"] = parent["thread_id"] if parent else fields["id"]
-    fields["reply_to"] = parent["id"] if parent else None
+    fields["replies_to"] = parent["id"] if parent else None
     return _store(ws, sender, fields, "reply" if parent else "send")
 
 
 def reply(ws: Workspace, sender: str, token: str, body: str, *, subject: str | None = None,
           type_: str | None = None, **options: Any) -> dict:
     """Answer a message: to its sender (to its recipients when I sent it), ``Re:`` subject,
-    ``reply_to`` = the parent, ``thread_id`` = the root, ephemeral like the parent."""
+    ``replies_to`` = the parent, ``thread_id`` = the root, ephemeral like the parent."""
     ws.refresh()
     parent = resolve_message(ws, token)
     to = parent["to"] if parent["from"] == sender else [parent["from"]]
@@ -209,7 +209,7 @@ def reply(ws: Workspace, sender: str, token: str, body: str, *, subject: str | N
     fields = compose(ws, sender, to, subject, body, type_=type_ or REPLY_TYPE, **options)
     fields["id"] = records.new_id(ws.prefix)
     fields["thread_id"] = parent["thread_id"]
-    fields["reply_to"] = parent["id"]
+    fields["replies_to"] = parent["id"]
     return _store(ws, sender, fields, "reply")
 
 

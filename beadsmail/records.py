@@ -73,6 +73,24 @@ def make(kind: str, actor: str, clock: int, replica: str, prefix: str, **fields:
     return record
 
 
+def upgrade(record: object) -> object:
+    """A record as the current format names it: a message written before format
+    change 2 calls its parent ``reply_to``; it is read as ``replies_to`` (the stored
+    line is never rewritten)."""
+    if (isinstance(record, dict) and record.get("kind") == "message" and "reply_to" in record
+            and "replies_to" not in record):
+        record["replies_to"] = record.pop("reply_to")
+    return record
+
+
+def stored_text(record: dict, raw: bytes) -> str:
+    """The line as the index keeps it: the raw line, or for a record ``upgrade`` renamed
+    a field of, its canonical bytes in the current format (so every view reads one name)."""
+    if b'"reply_to"' in raw and record.get("kind") == "message" and "reply_to" not in record:
+        return dumps(record).decode()
+    return raw.decode()
+
+
 def validate(record: object) -> None:
     """Raise InvalidInput naming the first schema violation."""
     from beadsmail.schemas._validators import VALIDATORS
@@ -105,6 +123,7 @@ def parse_line(line: bytes) -> dict:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    upgrade(record)
     validate(record)
     return record
 
@@ -127,7 +146,7 @@ def fast_parser() -> Callable[[bytes], dict]:
 
     def parse(line: bytes) -> dict:
         try:
-            record = loads(line)
+            record = upgrade(loads(line))
             if ACCEPT[record["kind"]](record):
                 return record
         except (ValueError, KeyError, TypeError):  # not JSON to orjson, or not a valid record

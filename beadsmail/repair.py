@@ -67,17 +67,24 @@ def remove_locks(ws: Workspace) -> list[str]:
 
 def missing_objects(ws: Workspace, heads: dict[str, str]) -> list[dict]:
     """Objects the store heads need that the repository lacks: commit, tree or segment blob."""
+    from beadsmail import boundary
+
     writer = ws.writer
     missing: dict[str, dict] = {}
     for ref, sha in sorted(heads.items()):
         try:
-            segments = writer.segments(sha.encode())
+            found = boundary.walk(writer, None, sha.encode(), ws.limits)
         except KeyError as exc:
             oid = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
             missing.setdefault(oid, {"object": oid, "path": None, "head": ref,
                                      "what": "a commit or tree of the store"})
             continue
-        for path, blob in segments.items():
+        for rejection in found.rejected:
+            if "is missing from the repository" in rejection.why:
+                oid = rejection.why.split()[1]
+                missing.setdefault(oid, {"object": oid, "path": None, "head": ref,
+                                         "what": "a commit or tree of the store"})
+        for path, blob in found.segments:
             if not writer.has_object(blob):
                 oid = blob.decode()
                 missing.setdefault(oid, {"object": oid, "path": path, "head": ref,
@@ -114,11 +121,14 @@ def fix_lines(ws: Workspace, bad: list[dict], changed: list[dict], actor: str) -
             plans[e["path"]][e["line"]] = e["stored"].encode()
     done = []
     writer = ws.writer
+    from beadsmail import boundary
+
+    own = boundary.segments(writer, writer.head(), ws.limits)
     for path, lines in sorted(plans.items()):
-        blob = writer.segments(writer.head()).get(path)
-        if blob is None:
+        content = boundary.read_blob(writer, path, own[path], ws.limits) if path in own else None
+        if not isinstance(content, bytes):
             continue
-        kept, moved = _split(writer.blob(blob), lines)
+        kept, moved = _split(content, lines)
         replica, name = path.split("/", 1)
         writer.quarantine(replica, name, kept, moved, f"doctor: quarantine {len(lines)} line(s) "
                           f"of {path}", actor)

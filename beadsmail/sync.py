@@ -203,7 +203,8 @@ def _check_push_only(ws: Workspace, theirs: str | None, rem) -> str | None:
 def _count(ws: Workspace, old: str | None, new: str | None) -> int:
     from beadsmail.store.merge import new_records
 
-    return new_records(ws.writer, old.encode() if old else None, new.encode() if new else None)
+    return new_records(ws.writer, old.encode() if old else None, new.encode() if new else None,
+                       ws.limits)
 
 
 def _task_conflicts(ws: Workspace) -> list:

@@ -125,7 +125,7 @@ def _posts(ws, index, actor: str, task: dict, before: str | None, after: str) ->
     items.append(("message", {
         "id": message_id, "from": actor, "to": [f"#{channel}"], "subject": subject[:MAX_TITLE],
         "body": body, "priority": 2, "type": "notification", "thread_id": message_id,
-        "reply_to": None, "ephemeral": False, "action_requested": "none",
+        "replies_to": None, "ephemeral": False, "action_requested": "none",
         "metadata": {"task": task["id"], "title": task["title"], "from_status": before,
                      "to_status": after, "version": task["version"]}}))
     return items

@@ -28,8 +28,9 @@ POLL = 0.05
 NOTICE_LISTED = 3
 
 
-def _changes(ws: Workspace, seconds: float | None) -> Iterator[bool]:
-    """Yield once at once, then each time the store heads move; stop after ``seconds``."""
+def _changes(ws: Workspace, seconds: float | None, stop: Any = None) -> Iterator[bool]:
+    """Yield once at once, then each time the store heads move; stop after ``seconds``
+    (or as soon as ``stop``, a ``threading.Event``, is set: a waiter that was cancelled)."""
     from beadsmail.store import heads_stamp
 
     deadline = None if seconds is None else time.monotonic() + seconds
@@ -44,21 +45,24 @@ def _changes(ws: Workspace, seconds: float | None) -> Iterator[bool]:
                 ws.refresh()
                 yield True
         left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
+        if (left is not None and left <= 0) or (stop is not None and stop.is_set()):
             return
-        time.sleep(POLL if left is None else min(POLL, left))
+        if stop is not None:
+            stop.wait(POLL if left is None else min(POLL, left))
+        else:
+            time.sleep(POLL if left is None else min(POLL, left))
 
 
 def wait_inbox(ws: Workspace, me: str, seconds: float, *, session: str | None = None,
-               **filters: Any) -> list[dict]:
+               stop: Any = None, **filters: Any) -> list[dict]:
     """The inbox as soon as it holds a message (one this session has not been shown, with a
-    session); an empty list when ``seconds`` pass first."""
+    session); an empty list when ``seconds`` pass first (or ``stop`` is set)."""
     if seconds < 0:
         from beadsmail.errors import InvalidInput
 
         raise InvalidInput(f"--wait {seconds:g} is negative: give the seconds to wait")
     marks = mail.sessions(ws) if session else None
-    for _ in _changes(ws, seconds):
+    for _ in _changes(ws, seconds, stop):
         found = mail.open_mail(ws, me, **filters)
         ids = [m["id"] for m in found]
         if marks is not None:

@@ -122,6 +122,7 @@ class Workspace:
                                "or digits followed by '-', like 'bd-'")
         self._index: Index | None = None
         self._writer = None
+        self._limits = None
 
     @classmethod
     def open(cls, start: str | os.PathLike[str] | None = None) -> Workspace:
@@ -149,6 +150,14 @@ class Workspace:
 
             self._writer = Writer(self.loc.common, self.ref, bool(self.config["store"]["fsync"]))
         return self._writer
+
+    @property
+    def limits(self):  # -> boundary.Limits
+        if self._limits is None:
+            from beadsmail.boundary import Limits
+
+            self._limits = Limits.of(self.config)
+        return self._limits
 
     @property
     def replica(self) -> str:
@@ -209,16 +218,16 @@ class Workspace:
         first head's are all of them). When that pays, a child process loads the second
         half of the first head's meanwhile (``_start_part``): its file comes in their
         place, or, if the child failed, those segments read here."""
-        for n, (_ref, old, sha) in enumerate(self._changes({}, heads)):
-            segments = self._segments(old, sha)
+        for n, (ref, old, sha) in enumerate(self._changes({}, heads)):
+            segments = self._segments(ref, old, sha)
             half = len(segments) // 2 if n == 0 and len(segments) >= SPLIT_SEGMENTS and \
                 _can_fork() else len(segments)
             child = self._start_part(segments[half:]) if half < len(segments) else None
             if child is None:
                 half = len(segments)
             try:
-                yield (item for path, blob in segments[:half]
-                       for item in self._read_segment(path, blob, parse))
+                yield (item for segment in segments[:half]
+                       for item in self._read_segment(*segment, parse))
                 if child is not None:
                     pid, part = child
                     child = None
@@ -226,8 +235,8 @@ class Workspace:
                         yield part
                     else:
                         part.unlink(missing_ok=True)
-                        yield (item for path, blob in segments[half:]
-                               for item in self._read_segment(path, blob, parse))
+                        yield (item for segment in segments[half:]
+                               for item in self._read_segment(*segment, parse))
             finally:
                 if child is not None:  # (the build failed meanwhile)
                     import signal
@@ -251,8 +260,8 @@ class Workspace:
                 ws = Workspace(self.loc, self.config)
                 ws._index = Index.scratch(part)
                 parse = rec.fast_parser()
-                ws.index.load_part(item for path, blob in segments
-                                   for item in ws._read_segment(path, blob, parse))
+                ws.index.load_part(item for segment in segments
+                                   for item in ws._read_segment(*segment, parse))
                 code = 0
             finally:
                 os._exit(code)
@@ -264,54 +273,53 @@ class Workspace:
         base = folded.get(self.ref)
         return [(ref, folded.get(ref, base), sha) for ref, sha in sorted(heads.items())]
 
-    def _segments(self, old: str | None, sha: str) -> list[tuple[str, str]]:
-        """The segments (path, blob) that differ between two commits of a store ref."""
+    def _segments(self, ref: str, old: str | None, sha: str
+                  ) -> list[tuple[str, str, tuple[str, str]]]:
+        """The segments (path, blob, (ref, commit)) that differ between two commits of a store ref; what
+        the boundary refuses on the way (tree shape) goes to the index at once."""
+        from beadsmail import boundary
+
         try:
-            return [(path, blob.decode()) for path, blob in self.writer.changed_segments(
-                old.encode() if old else None, sha.encode())]
+            found = boundary.walk(self.writer, old.encode() if old else None, sha.encode(),
+                                  self.limits)
         except KeyError as exc:
             raise StoreError(f"store object missing ({exc}); run 'bd doctor'") from None
+        for rejection in found.rejected:
+            self.index.add_rejection(rejection.at(ref, sha))
+        return [(path, blob.decode(), (ref, sha)) for path, blob in found.segments]
 
     def _fold_heads(self, folded: dict[str, str], heads: dict[str, str]) -> list[dict]:
         items: list[tuple[dict, str, str, int]] = []
         with _gc_paused():
-            for _ref, old, sha in self._changes(folded, heads):
-                for path, blob in self._segments(old, sha):
-                    items += self._read_segment(path, blob, rec.parse_line)
+            for ref, old, sha in self._changes(folded, heads):
+                for path, blob, where in self._segments(ref, old, sha):
+                    items += self._read_segment(path, blob, where, rec.parse_line)
             return self.index.ingest(items)
 
-    def _read_segment(self, path: str, blob: str,
+    def _read_segment(self, path: str, blob: str, where: tuple[str, str],
                       parse: Callable[[bytes], dict]) -> list[tuple[dict, str, str, int]]:
-        """Parse a segment's lines not yet folded (all of it if it was rewritten): the
-        records with their text, path and line; bad lines go to the index at once."""
+        """Parse a segment's lines not yet folded (all of it if it was rewritten) through
+        the boundary: the records with their text, path and line; what the boundary
+        refuses goes to the index at once."""
+        from beadsmail import boundary
+
         index = self.index
         known = index.segment(path)
         if known and known[0] == blob:
             return []
-        try:
-            content = self.writer.blob(blob.encode())
-        except KeyError:  # reported (file and object id); every other segment stays readable
-            index.add_bad_line(path, 0, f"object {blob} of this segment is missing from the "
-                               "repository; run 'bd doctor'", b"")
+        content = boundary.read_blob(self.writer, path, blob.encode(), self.limits)
+        if isinstance(content, boundary.Rejection):  # reported; every other segment stays readable
+            index.add_rejection(content.at(*where))
             return []
         start, line_no = 0, 0
         if known and len(content) >= known[1] and _tail(content, known[1]) == known[3]:
             start, line_no = known[1], known[2]
-        *complete, rest = content[start:].split(b"\n")
-        items = []
-        for raw in complete:
-            line_no += 1
-            if not raw.strip():
-                continue
-            try:
-                items.append((parse(raw), raw.decode(), path, line_no))
-            except InvalidInput as exc:
-                index.add_bad_line(path, line_no, exc.message, raw)
-        if rest:
-            index.add_bad_line(path, line_no + 1, "truncated line (no newline at the end)", rest)
-        consumed = len(content) - len(rest)
+        items, rejected, consumed, line_no = boundary.lines(content, start, line_no, self.limits,
+                                                            parse, path)
+        for rejection in rejected:
+            index.add_rejection(rejection.at(*where))
         index.set_segment(path, blob, consumed, line_no, _tail(content, consumed))
-        return items
+        return [(record, text, path, n) for record, text, n in items]
 
     # -- writing -------------------------------------------------------------
 
@@ -399,9 +407,7 @@ class Workspace:
         known = index.segment(path)
         size, count = (known[1], known[2]) if known else (0, 0)
         data = b"".join(line + b"\n" for line in lines)
-        tree = self.writer.log_tree(commit)
-        replica, name = path.split("/", 1)
-        blob = self.writer.tree(tree[replica.encode()][1])[name.encode()][1]
+        blob = self.writer.appended
         content_tail = (self._prefix_tail(known, data) if known else
                         _tail(data, len(data)))
         index.set_segment(path, blob.decode(), size + len(data), count + len(lines), content_tail)
@@ -414,5 +420,9 @@ class Workspace:
     def _prefix_tail(self, known, data: bytes) -> str:
         if len(data) >= TAIL_BYTES:
             return _tail(data, len(data))
-        blob = self.writer.blob(known[0].encode())
+        from beadsmail import boundary
+
+        blob = boundary.read_blob(self.writer, "", known[0].encode(), self.limits)
+        if isinstance(blob, boundary.Rejection):
+            raise StoreError(blob.why)
         return _tail(blob + data, len(blob) + len(data))

@@ -39,7 +39,7 @@ def roster(path: Path, agents: int, messages: int) -> None:
         to = ["*"] if i % 10 == 0 else [f"@g{i % 10}"] if i % 10 == 1 else [f"agent-{i % agents}"]
         batch.append(("message", {
             "from": f"agent-{(i + 1) % agents}", "to": to, "subject": f"note {i}", "body": "hello",
-            "priority": 2, "type": "status", "thread_id": "bd-0000000000000", "reply_to": None,
+            "priority": 2, "type": "status", "thread_id": "bd-0000000000000", "replies_to": None,
             "ephemeral": False, "metadata": {}, "action_requested": "none"}))
         if len(batch) == 500:
             ws.write("boss", batch, "bench: messages")

@@ -41,7 +41,7 @@ def _message(i: int, replica: str, to: str, sender: str) -> dict:
     return {"v": 1, "id": rid, "kind": "message", "actor": sender, "clock": i + 1,
             "created_at": "2026-11-23T10:00:00.000000Z", "replica": replica, "from": sender,
             "to": [to], "subject": f"Subject number {i}", "body": BODY, "priority": i % 5,
-            "type": "request", "thread_id": rid, "reply_to": None, "ephemeral": True,
+            "type": "request", "thread_id": rid, "replies_to": None, "ephemeral": True,
             "metadata": {}, "action_requested": "none"}
 
 
@@ -94,7 +94,7 @@ def wake_latency_ms(ws: Workspace, runs: int = 11) -> list[float]:
         t = time.perf_counter()
         ws.write("bench", [("message", {
             "from": "bench", "to": [me], "subject": "wake up", "body": "now", "priority": 2,
-            "type": "request", "thread_id": records.new_id(), "reply_to": None,
+            "type": "request", "thread_id": records.new_id(), "replies_to": None,
             "ephemeral": True, "metadata": {}, "action_requested": "none"})], "bench: wake")
         waiter.stdout.read()
         waiter.wait()

@@ -30,7 +30,7 @@ def message(i: int, replica: str, clock: int) -> dict:
             "created_at": "2026-11-23T10:00:00.000000Z", "replica": replica,
             "from": "alice", "to": [f"agent-{i % 50}"], "subject": f"Subject number {i}",
             "body": "A message body of a realistic length for an agent note. " * 3,
-            "priority": i % 5, "type": "request", "thread_id": rid, "reply_to": None,
+            "priority": i % 5, "type": "request", "thread_id": rid, "replies_to": None,
             "ephemeral": True, "metadata": {}, "action_requested": "none"}
 
 
@@ -51,7 +51,7 @@ def build(n: int) -> Workspace:
 def write_once(ws: Workspace, i: int) -> None:
     ws.write("alice", [("message", {
         "from": "alice", "to": ["bob"], "subject": f"bench {i}", "body": "hello",
-        "priority": 2, "type": "request", "thread_id": "bd-0000000000000", "reply_to": None,
+        "priority": 2, "type": "request", "thread_id": "bd-0000000000000", "replies_to": None,
         "ephemeral": True, "metadata": {}, "action_requested": "none"})], "mail: alice -> bob: bench")
 
 

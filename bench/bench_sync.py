@@ -39,7 +39,7 @@ def _git(cwd: Path, *args: str) -> str:
 def _fields(i: int) -> dict:
     return {"from": "sender", "to": ["receiver"], "subject": f"bench {i}",
             "body": "x" * 120, "priority": 2, "type": "request", "thread_id": "bd-0000000000000",
-            "reply_to": None, "ephemeral": True, "metadata": {}, "action_requested": "none"}
+            "replies_to": None, "ephemeral": True, "metadata": {}, "action_requested": "none"}
 
 
 def _write(ws, n: int, start: int = 0) -> None:

@@ -8,7 +8,7 @@ from beadsmail.workspace import Workspace
 def message_fields(sender: str = "alice", to: tuple[str, ...] = ("bob",), subject: str = "hello",
                    body: str = "hi", **extra) -> dict:
     fields = {"from": sender, "to": list(to), "subject": subject, "body": body, "priority": 2,
-              "type": "request", "thread_id": "bd-0000000000000", "reply_to": None,
+              "type": "request", "thread_id": "bd-0000000000000", "replies_to": None,
               "ephemeral": True, "metadata": {}, "action_requested": "none"}
     fields.update(extra)
     return fields

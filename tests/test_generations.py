@@ -14,6 +14,7 @@ import pytest
 from conftest import GIT_ENV, fsck, git
 from helpers import write_message
 
+from beadsmail import boundary
 from beadsmail.index import Index
 from beadsmail.workspace import Workspace
 
@@ -131,7 +132,7 @@ def test_concurrent_first_folds_and_rebuilds_agree(repo: Path) -> None:
     ws = Workspace.open(repo)
     ws.write("alice", [("message", {
         "from": "alice", "to": ["bob"], "subject": f"m{i}", "body": "x", "priority": 2,
-        "type": "request", "thread_id": "bd-0000000000000", "reply_to": None,
+        "type": "request", "thread_id": "bd-0000000000000", "replies_to": None,
         "ephemeral": True, "metadata": {}, "action_requested": "none"}) for i in range(300)],
         "mail: many")
     ws.close()
@@ -162,7 +163,7 @@ def test_a_rebuild_killed_part_way_leaves_a_working_index(repo: Path) -> None:
         ws.write("alice", [("message", {
             "from": "alice", "to": ["bob"], "subject": f"m{n}.{i}", "body": "x" * 200,
             "priority": 2, "type": "request", "thread_id": "bd-0000000000000",
-            "reply_to": None, "ephemeral": True, "metadata": {}, "action_requested": "none"})
+            "replies_to": None, "ephemeral": True, "metadata": {}, "action_requested": "none"})
             for i in range(2500)], "mail: many")
     ws.close()
     env = {**os.environ, **GIT_ENV}
@@ -272,7 +273,7 @@ def _rich_store(repo: Path) -> None:
     ws.close()
     # the first message's line again, and a conflict marker, appended to the last segment
     ws = Workspace.open(repo)
-    segments = sorted(ws.writer.segments(ws.writer.head()))
+    segments = sorted(boundary.segments(ws.writer, ws.writer.head(), ws.limits))
     first_line = git(repo, "show", f"beadsmail:.beads/log/{segments[0]}").splitlines()[0]
     work = repo.parent / "edit"
     git(repo, "worktree", "add", "-q", str(work), "beadsmail")

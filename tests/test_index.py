@@ -11,6 +11,7 @@ from helpers import message_fields, write_message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from beadsmail import boundary
 from beadsmail import index as index_mod
 from beadsmail.workspace import Workspace
 
@@ -87,7 +88,7 @@ def test_rebuild_ends_with_the_same_schema_counts_and_arrival_order(repo: Path) 
 def _commit_segment_line(repo: Path, line: bytes) -> str:
     """Append a raw line to this replica's segment with the git CLI (a hand edit)."""
     ws = Workspace.open(repo)
-    path = next(iter(ws.writer.segments(ws.writer.head())))
+    path = next(iter(boundary.segments(ws.writer, ws.writer.head(), ws.limits)))
     content = git(repo, "show", f"beadsmail:.beads/log/{path}").encode() + line
     work = repo.parent / "edit"
     if not work.exists():
@@ -114,7 +115,9 @@ def test_bad_line_is_reported_and_rest_stays_usable(repo: Path, bd) -> None:
     doctor = bd(repo, "doctor", "--json")
     assert doctor.code == 1
     bad = doctor.json()["bad_lines"]
-    assert bad == [{"path": path, "line": 2, "error": bad[0]["error"], "text": "<<<<<<< HEAD"}]
+    assert bad == [{"path": path, "line": 2, "error": bad[0]["error"], "text": "<<<<<<< HEAD",
+                    "ref": "refs/heads/beadsmail", "commit": bad[0]["commit"]}]
+    assert len(bad[0]["commit"]) == 40
     assert "JSON" in bad[0]["error"]
     text = bd(repo, "doctor")
     assert f"{path}:2:" in text.out
@@ -139,6 +142,28 @@ def test_schema_invalid_line_reported(repo: Path, bd) -> None:
     assert result.json()["bad_lines"][0]["line"] == 2
     assert "priority" in result.json()["bad_lines"][0]["error"]
     assert bd(repo, "where", "--json").json()["records"] == {"message": 1}
+
+
+def test_message_with_the_old_reply_to_name_is_read_as_replies_to(repo: Path, bd) -> None:
+    import json
+
+    ws = Workspace.open(repo)
+    root = write_message(ws, subject="root")
+    ws.close()
+    old = {k: v for k, v in root.items() if k != "replies_to"}
+    old.update(id="bd-old0000000000", subject="old reply", reply_to=root["id"],
+               thread_id=root["thread_id"], to=["alice"], clock=root["clock"] + 1)
+    old["from"] = "bob"
+    _commit_segment_line(repo, json.dumps(old).encode() + b"\n")
+    for _ in range(2):  # incrementally, then after a rebuild
+        shown = bd(repo, "mail", "read", "bd-old0", "--peek", "--json",
+                   env={"BEADS_IDENTITY": "alice"}).json()
+        assert shown["replies_to"] == root["id"] and "reply_to" not in shown
+        thread = bd(repo, "show", root["id"], "--thread", "--json",
+                    env={"BEADS_IDENTITY": "alice"}).json()
+        assert [m["id"] for m in thread] == [root["id"], "bd-old0000000000"]
+        assert bd(repo, "doctor", "--json").json()["bad_lines"] == []
+        bd(repo, "index", "rebuild")
 
 
 def test_stale_ref_lock_is_broken(repo: Path) -> None:

@@ -41,7 +41,7 @@ def test_send_defaults_urgent_and_identity_override(store: Path, bd) -> None:
     plain = send(bd, store, "manager", "worker-1", "-s", "Task complete", "-m", "Finished bd-xyz")
     assert plain["from"] == "manager" and plain["to"] == ["worker-1"]
     assert plain["priority"] == 2 and plain["type"] == "request" and plain["ephemeral"] is True
-    assert plain["thread_id"] == plain["id"] and plain["reply_to"] is None
+    assert plain["thread_id"] == plain["id"] and plain["replies_to"] is None
     urgent = send(bd, store, "worker-1", "manager", "-s", "Blocked!", "-m", "Need creds", "--urgent")
     assert urgent["priority"] == 0
     result = bd(store, "mail", "send", "worker-2", "-s", "Handoff", "-m", "Your turn",
@@ -180,17 +180,17 @@ def test_reply_threading_on_every_path(store: Path, bd) -> None:
     r1 = bd(store, "mail", "reply", root["id"][:8], "-m", "On it", "--json",
             env={"BEADS_IDENTITY": "worker-1"}).json()
     assert r1["to"] == ["manager"] and r1["subject"] == "Re: Task assigned"
-    assert r1["reply_to"] == root["id"] and r1["thread_id"] == root["id"]
+    assert r1["replies_to"] == root["id"] and r1["thread_id"] == root["id"]
     assert r1["type"] == "response" and r1["ephemeral"] is True
     r2 = bd(store, "mail", "reply", r1["id"], "-m", "Thanks", "--urgent", "--json",
             env={"BEADS_IDENTITY": "manager"}).json()
     assert r2["subject"] == "Re: Task assigned" and r2["priority"] == 0
-    assert r2["reply_to"] == r1["id"] and r2["thread_id"] == root["id"]
+    assert r2["replies_to"] == r1["id"] and r2["thread_id"] == root["id"]
     own = bd(store, "mail", "reply", r2["id"], "-m", "PS", "--json",
              env={"BEADS_IDENTITY": "manager"}).json()
     assert own["to"] == ["worker-1"]  # replying to my own message goes to its recipients
     via_send = send(bd, store, "worker-1", "manager", "-s", "Also", "-m", "x", "--reply-to", r2["id"])
-    assert via_send["thread_id"] == root["id"] and via_send["reply_to"] == r2["id"]
+    assert via_send["thread_id"] == root["id"] and via_send["replies_to"] == r2["id"]
     thread = bd(store, "show", r2["id"], "--thread", "--json").json()
     assert [m["id"] for m in thread] == [root["id"], r1["id"], r2["id"], own["id"], via_send["id"]]
     text = bd(store, "show", root["id"], "--thread").out.splitlines()
@@ -450,7 +450,7 @@ def _mail_records(ops: list[tuple]) -> list[dict]:
 
 def _fields() -> dict:
     return {"from": "boss", "subject": "s", "body": "b", "priority": 2, "type": "request",
-            "thread_id": "bd-0000000000000", "reply_to": None, "ephemeral": True,
+            "thread_id": "bd-0000000000000", "replies_to": None, "ephemeral": True,
             "metadata": {}, "action_requested": "none"}
 
 

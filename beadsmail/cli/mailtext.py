@@ -30,7 +30,7 @@ def _priority(p: int) -> str:
 
 
 def sent(d: dict) -> str:
-    verb = "Replied" if d["reply_to"] else "Sent"
+    verb = "Replied" if d["replies_to"] else "Sent"
     return f"{verb} {d['id']} to {', '.join(d['to'])}: {d['subject']}"
 
 
@@ -42,15 +42,15 @@ def inbox(ws, me: str, messages: list[dict], waited: float | None = None) -> str
     if not messages:
         return f"No messages for {me}" + (f" (waited {waited:g}s)." if waited is not None else ".")
     short = mail.short_ids(ws, [m["id"] for m in messages]
-                           + [m["reply_to"] for m in messages if m["reply_to"]])
+                           + [m['replies_to'] for m in messages if m['replies_to']])
     count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
     lines = [f"Inbox for {me} ({count}):"]
     for m in messages:
         tags = (" [URGENT]" if m["priority"] == 0 else "") + (" [unread]" if m.get("state") == "unread" else "")
         lines += ["", f"  {short[m['id']]}: {m['subject']}{tags}",
                   f"      From: {m['from']} ({ago(m['created_at'])})"]
-        if m["reply_to"]:
-            lines.append(f"      Re: {short.get(m['reply_to'], m['reply_to'])}")
+        if m['replies_to']:
+            lines.append(f"      Re: {short.get(m['replies_to'], m['replies_to'])}")
     return "\n".join(lines)
 
 
@@ -63,8 +63,8 @@ def message(m: dict) -> str:
     fields.append(("Type", m["type"]))
     if m["thread_id"] != m["id"]:
         fields.append(("Thread", m["thread_id"]))
-    if m["reply_to"]:
-        fields.append(("Re", m["reply_to"]))
+    if m['replies_to']:
+        fields.append(("Re", m['replies_to']))
     if m["action_requested"] != "none":
         fields.append(("Action", m["action_requested"]))
     for key in ("context", "metadata"):
@@ -97,7 +97,7 @@ def thread(ws, messages: list[dict]) -> str:
     lines = [f"Thread {messages[0]['thread_id']} ({len(messages)} message"
              f"{'s' if len(messages) != 1 else ''}):"]
     for m in messages:
-        level = depth.get(m["reply_to"], -1) + 1 if m["reply_to"] else 0
+        level = depth.get(m['replies_to'], -1) + 1 if m['replies_to'] else 0
         depth[m["id"]] = level
         pad = "    " * level
         lines += ["", f"{pad}{m['id']}  {m['from']} -> {', '.join(m['to'])}  "

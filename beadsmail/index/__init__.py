@@ -32,7 +32,7 @@ from pathlib import Path
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
 from beadsmail.index import build, generations, mail, registry, tasks
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 14
 # How long a process waits for another's index transaction: a full rebuild of a
 # million records takes ~40 s here, and waiting beats failing.
 BUSY_SECONDS = 120
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS records (
     data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS bad_lines (
     path TEXT NOT NULL, line INTEGER NOT NULL, error TEXT NOT NULL, text TEXT NOT NULL,
-    PRIMARY KEY (path, line));
+    ref TEXT, commit_id TEXT, PRIMARY KEY (path, line));
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kind_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
@@ -249,13 +249,20 @@ class Index:
         self.conn.execute("INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?)",
                           (path, blob, size, lines, tail))
 
-    def add_bad_line(self, path: str, line: int, error: str, text: bytes) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO bad_lines VALUES (?, ?, ?, ?)",
-                          (path, line, error, text[:500].decode("utf-8", "replace")))
+    def add_rejection(self, rejection) -> None:
+        """Keep what the boundary refused (a ``boundary.Rejection``) for ``bd doctor``."""
+        self.conn.execute("INSERT OR REPLACE INTO bad_lines VALUES (?, ?, ?, ?, ?, ?)",
+                          (rejection.path, rejection.line, rejection.why,
+                           rejection.text[:500].decode("utf-8", "backslashreplace"),
+                           rejection.ref, rejection.commit))
 
     def bad_lines(self) -> list[dict]:
-        rows = self.conn.execute("SELECT path, line, error, text FROM bad_lines ORDER BY path, line")
-        return [dict(zip(("path", "line", "error", "text"), r, strict=True)) for r in rows]
+        """What the boundary refused: path (under .beads/log), line (0: a whole file or
+        tree entry), error, text, and the ref and commit it was found in."""
+        rows = self.conn.execute("SELECT path, line, error, text, ref, commit_id FROM bad_lines "
+                                 "ORDER BY path, line")
+        return [dict(zip(("path", "line", "error", "text", "ref", "commit"), r, strict=True))
+                for r in rows]
 
     def ingest(self, items: Iterable[tuple[dict, str, str | None, int | None]]) -> list[dict]:
         """Add records (with their canonical text, file and line); fold the new ones; return them."""

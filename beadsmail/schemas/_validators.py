@@ -24,9 +24,9 @@ def _plain(x):
     return True
 
 
-_message_0 = frozenset(('action_requested', 'actor', 'body', 'clock', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'priority', 'replica', 'reply_to', 'subject', 'thread_id', 'to', 'type', 'v', ))
+_message_0 = frozenset(('action_requested', 'actor', 'body', 'clock', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'priority', 'replica', 'replies_to', 'subject', 'thread_id', 'to', 'type', 'v', ))
 
-_message_1 = frozenset(('action_requested', 'actor', 'body', 'clock', 'context', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'priority', 'replica', 'reply_to', 'subject', 'thread_id', 'to', 'type', 'v', ))
+_message_1 = frozenset(('action_requested', 'actor', 'body', 'clock', 'context', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'priority', 'replica', 'replies_to', 'subject', 'thread_id', 'to', 'type', 'v', ))
 
 _message_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -127,9 +127,9 @@ def validate_message(data):
         _fail('message.thread_id', 'must be of type string')
     if _message_2.search(_v1) is None:
         _fail('message.thread_id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
-    _v1 = data['reply_to']
+    _v1 = data['replies_to']
     if not ((type(_v1) is str and _message_2.search(_v1) is not None) or (_v1 is None)):
-        _fail('message.reply_to', 'has the wrong type or value')
+        _fail('message.replies_to', 'has the wrong type or value')
     _v1 = data['ephemeral']
     if not (type(_v1) is bool):
         _fail('message.ephemeral', 'must be of type boolean')
@@ -189,7 +189,7 @@ def accept_message(data):
     x = data['thread_id']
     if not (type(x) is str and _message_2.search(x) is not None):
         return False
-    x = data['reply_to']
+    x = data['replies_to']
     if not ((type(x) is str and _message_2.search(x) is not None) or (x is None)):
         return False
     x = data['ephemeral']

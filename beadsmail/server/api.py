@@ -70,7 +70,8 @@ def _send(ws, me, p, b):
     to = [b["to"]] if isinstance(b["to"], str) else b["to"]
     options = {**_opt(b, "type", "type_"), **_opt(b, "priority"), **_opt(b, "urgent"),
                **_opt(b, "ephemeral"), **_opt(b, "context"), **_opt(b, "metadata"),
-               **_opt(b, "action_requested", "action"), **_opt(b, "reply_to")}
+               **_opt(b, "action_requested", "action"), **_opt(b, "reply_to"),
+               **_opt(b, "replies_to", "reply_to")}
     subject = b.get("subject") or (b["body"].strip().splitlines() or [""])[0][:80]
     return mail.send(ws, me, to, subject, b["body"], **options)
 
@@ -119,7 +120,8 @@ ROUTES: list[Route] = [
         urgent={"type": "boolean"}, ephemeral={"type": "boolean"},
         context={"anyOf": [{"type": "object"}, {"type": "array"}, {"type": "string"},
                            {"type": "null"}]},
-        metadata={"type": "object"}, action_requested=ACTION, reply_to=ID), writes=True),
+        metadata={"type": "object"}, action_requested=ACTION, replies_to=ID,
+        reply_to=ID), writes=True),
     Route("GET", "/api/inbox", "inbox", "Open mail for an agent (bd mail inbox)", _inbox, [
         Param("agent", description="whose inbox (default: the caller)"),
         Param("from"), Param("priority", schema=PRIORITY), Param("type", schema=MTYPE),

@@ -298,12 +298,18 @@ class Server:
                   WebSocketRoute("/ws/watch/{project}", self.watch_socket),
                   Mount("/static", StaticFiles(directory=STATIC))]
         routes += [Route(r.path, self.endpoint(r), methods=[r.method]) for r in self.routes]
+        mcp = _mcp_endpoint(self)
+        if mcp is not None:
+            from beadsmail.integrations.mcphttp import PATH
+
+            routes.append(Route(PATH, mcp.asgi, methods=["GET", "POST", "DELETE"]))
 
         @contextlib.asynccontextmanager
         async def lifespan(_app):
             await self.startup()
             try:
-                yield
+                async with mcp.running() if mcp is not None else contextlib.nullcontext():
+                    yield
             finally:
                 await self.shutdown()
 
@@ -311,6 +317,17 @@ class Server:
                         exception_handlers={HTTPException: _http_error})
         app.add_middleware(GuardMiddleware, guard=self.guard)
         return app
+
+
+def _mcp_endpoint(server: Server):
+    """The MCP endpoint (``integrations.mcphttp``), when the ``mcp`` extra is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("mcp") is None:
+        return None
+    from beadsmail.integrations.mcphttp import Endpoint
+
+    return Endpoint(server)
 
 
 def _heartbeat(ws, agent: str) -> None:

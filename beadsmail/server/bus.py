@@ -16,7 +16,7 @@ from beadsmail.errors import BeadsError, InvalidInput, PermissionDenied
 from beadsmail.server import security
 
 MESSAGE_FIELDS = {"type", "content", "body", "subject", "to", "metadata", "context", "priority",
-                  "reply_to", "action_requested", "ephemeral", "ref", "from"}
+                  "replies_to", "reply_to", "action_requested", "ephemeral", "ref", "from"}
 CONTROL = {"ack": {"type", "ids", "id", "ref"}, "read": {"type", "id", "ref"},
            "ping": {"type", "ref"}}
 SUBJECT_CHARS = 80
@@ -76,7 +76,8 @@ def message_args(agent: str, project: str, frame: dict) -> tuple[list[str], str,
     if not isinstance(metadata, dict):
         raise InvalidInput("'metadata' must be a JSON object")
     options: dict = {"type_": frame["type"], "metadata": metadata,
-                     "context": frame.get("context"), "reply_to": frame.get("reply_to")}
+                     "context": frame.get("context"),
+                     "reply_to": frame.get("replies_to", frame.get("reply_to"))}
     for key, option in (("priority", "priority"), ("action_requested", "action"),
                         ("ephemeral", "ephemeral")):
         if key in frame:
@@ -84,7 +85,7 @@ def message_args(agent: str, project: str, frame: dict) -> tuple[list[str], str,
     if "ephemeral" in options and not isinstance(options["ephemeral"], bool):
         raise InvalidInput("'ephemeral' must be true or false")
     if options["reply_to"] is not None and not isinstance(options["reply_to"], str):
-        raise InvalidInput("'reply_to' must be a message id")
+        raise InvalidInput("'replies_to' must be a message id")
     return to, subject, content, options
 
 
@@ -130,7 +131,7 @@ def _compose(ws, agent: str, project: str, frame: dict, reader=None) -> dict:
     parent = resolve(ws, reply_to) if reply_to else None
     fields["id"] = records.new_id(ws.prefix)
     fields["thread_id"] = parent["thread_id"] if parent else fields["id"]
-    fields["reply_to"] = parent["id"] if parent else None
+    fields["replies_to"] = parent["id"] if parent else None
     return fields
 
 
@@ -182,7 +183,7 @@ def send_many(ws, agent: str, project: str, frames: list[dict], reader=None) -> 
 
 def _sent(ws, frame: dict, record: dict, warnings: list[str]) -> dict:
     """Run the ``on_message`` hook for a stored message; the ``sent`` answer to its frame."""
-    event = "reply" if record["reply_to"] else "send"
+    event = "reply" if record["replies_to"] else "send"
     warnings = warnings + hooks.run(ws.loc.worktree, "on_message", record, event,
                                     float(ws.config["hooks"]["timeout"]))
     return {"type": "sent", "ref": frame.get("ref"), "id": record["id"],

@@ -164,21 +164,25 @@ def union_lines(a: bytes, b: bytes) -> bytes:
     return b"".join(line + b"\n" for line in lines)
 
 
-def new_records(writer, old: bytes | None, new: bytes | None, skip: str | None = None) -> int:
+def new_records(writer, old: bytes | None, new: bytes | None, limits,
+                skip: str | None = None) -> int:
     """How many record lines ``new`` holds that ``old`` does not (segments of ``skip`` aside)."""
+    from beadsmail import boundary
+
     if new is None or old == new:
         return 0
-    old_segments = writer.segments(old) if old is not None else {}
+    old_segments = boundary.segments(writer, old, limits) if old is not None else {}
     count = 0
-    for path, blob in writer.changed_segments(old, new):
+    for path, blob in boundary.walk(writer, old, new, limits).segments:
         if skip is not None and path.startswith(skip + "/"):
             continue
-        content = writer.blob(blob)
-        before = old_segments.get(path)
-        if before is None:
-            count += _lines(content)
+        content = boundary.read_blob(writer, path, blob, limits)
+        if not isinstance(content, bytes):
             continue
-        previous = writer.blob(before)
+        before = old_segments.get(path)
+        previous = boundary.read_blob(writer, path, before, limits) if before else b""
+        if not isinstance(previous, bytes):
+            previous = b""
         if content.startswith(previous):
             count += _lines(content[len(previous):])
         else:

@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from dulwich.file import FileLocked
@@ -29,7 +28,9 @@ from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.refs import DiskRefsContainer
 
+from beadsmail.boundary import REGULAR_MODES, SEGMENT_RE
 from beadsmail.errors import StoreError
+from beadsmail.store import objects
 
 MARKER_PATH = b"store.json"
 MARKER = b'{"format":"beadsmail","v":1}\n'
@@ -92,39 +93,46 @@ class Writer:
         mode, sha = tree[name]
         return self.tree(sha) if mode == TREE_MODE else None
 
-    def log_tree(self, commit_sha: bytes | None) -> Tree | None:
-        """The ``.beads/log`` tree of a commit (None for an empty store)."""
-        if commit_sha is None:
-            return None
-        root = self.tree(self.commit(commit_sha).tree)
-        return self._sub(self._sub(root, b".beads"), b"log")
-
     def is_store(self, commit_sha: bytes) -> bool:
         root = self.tree(self.commit(commit_sha).tree)
         beads = self._sub(root, b".beads")
         return beads is not None and MARKER_PATH in beads
 
-    def segments(self, commit_sha: bytes | None) -> dict[str, bytes]:
-        """Every segment of a commit: ``<replica>/<name>`` -> blob id."""
-        return dict(self.changed_segments(None, commit_sha))
+    # -- raw reads for the trust boundary (``beadsmail.boundary`` interprets them) --
 
-    def changed_segments(self, old: bytes | None, new: bytes | None) -> Iterator[tuple[str, bytes]]:
-        """Segments whose blob differs between two commits (subtrees equal by id are skipped)."""
-        old_log, new_log = self.log_tree(old), self.log_tree(new)
-        if new_log is None or (old_log is not None and old_log.id == new_log.id):
-            return
-        for name, mode, sha in new_log.iteritems():
+    def object_size(self, sha: bytes) -> int | None | str:
+        """An object's size from its header (None: missing; a string: unreadable)."""
+        size = objects.object_size(self.objects, self.common, sha)
+        if size is None:
+            self._reopen_objects()  # see _get
+            size = objects.object_size(self.objects, self.common, sha)
+        return size
+
+    def entries(self, tree: bytes, limit: int) -> list[tuple[bytes, int, bytes]] | str:
+        """A tree's raw entries, or why not; its size is checked before it is loaded."""
+        size = self.object_size(tree)
+        if isinstance(size, int) and size > limit * objects.TREE_ENTRY_BYTES:
+            return f"directory object of {size} bytes; too many entries (boundary.tree_entries)"
+        return objects.tree_entries(self._get, tree, limit)
+
+    def blob_bytes(self, sha: bytes) -> bytes | str:
+        return objects.blob_bytes(self._get, sha)
+
+    def log_tree_entry(self, commit_sha: bytes, limit: int = 1000) -> tuple[int, bytes] | None:
+        """(mode, id) of a commit's ``.beads/log`` entry, None if it has none."""
+        tree = self.commit(commit_sha).tree
+        for name in (b".beads", b"log"):
+            listing = self.entries(tree, limit)
+            found = [(mode, sha) for n, mode, sha in listing if n == name] \
+                if not isinstance(listing, str) else []
+            if not found:
+                return None
+            if name == b"log":
+                return found[0]
+            mode, tree = found[0]
             if mode != TREE_MODE:
-                continue
-            if old_log is not None and name in old_log and old_log[name][1] == sha:
-                continue
-            old_sub = self._sub(old_log, name)
-            for seg, smode, bsha in self.tree(sha).iteritems():
-                if smode == TREE_MODE:
-                    continue
-                if old_sub is not None and seg in old_sub and old_sub[seg][1] == bsha:
-                    continue
-                yield f"{name.decode()}/{seg.decode()}", bsha
+                return None
+        return None
 
     # -- writing -------------------------------------------------------------
 
@@ -164,24 +172,28 @@ class Writer:
             self._add(obj)
         commit = _make_commit(root.id, [old] if old else [], message, author)
         self._add(commit)
+        self.appended = blob.id  # (the index records which blob it folded)
         return commit, f"{replica}/{name.decode()}"
 
     def _segment_for(self, mine: Tree, day: str, size: int, limit: int) -> tuple[bytes, bytes]:
-        today = sorted(n for n in mine if n.startswith(day.encode()))
-        if today:
-            last = today[-1]
-            try:
-                content = self.blob(mine[last][1])
-            except KeyError:  # its object is missing: never write over it, start the next one
-                content = None
-            # a last line without its newline (a hand edit, a torn copy) is left alone too,
-            # so that it can never swallow the first line appended after it
-            if content is not None and (not content or content.endswith(b"\n")) and (
-                    len(content) + size <= limit or not content):
-                return last, content
-            n = int(last.decode().rsplit("-", 1)[1].split(".")[0]) + 1
-        else:
-            n = 0
+        """The segment to append to: today's last, unless the append would take it past
+        ``limit``. Only names of the segment form count, and an existing segment is
+        loaded only when its header says it is within ``limit`` (anything else there was
+        not written by this replica's writer and can never block it)."""
+        today = sorted(n for n, mode, _ in mine.iteritems() if n.startswith(day.encode())
+                       and SEGMENT_RE.match(n) and mode in REGULAR_MODES)
+        if not today:
+            return f"{day}-000.jsonl".encode(), b""
+        last = today[-1]
+        stored = self.object_size(mine[last][1])
+        content = self.blob_bytes(mine[last][1]) \
+            if isinstance(stored, int) and (stored + size <= limit or not stored) else None
+        # a last line without its newline (a hand edit, a torn copy) is left alone too,
+        # so that it can never swallow the first line appended after it; a missing or
+        # unreadable object is never written over: the next segment starts
+        if isinstance(content, bytes) and (not content or content.endswith(b"\n")):
+            return last, content
+        n = int(last.decode().rsplit("-", 1)[1].split(".")[0]) + 1
         return f"{day}-{n:03d}.jsonl".encode(), b""
 
     def _add(self, obj: object) -> None:

@@ -73,7 +73,7 @@ function renderMessage(m, fresh) {
       el("span", { class: "badge type" }, m.type),
       el("span", { class: "badge p" + m.priority, title: "priority" }, "P" + m.priority),
       el("time", { datetime: m.created_at, title: m.created_at }, when(m.created_at)),
-      m.reply_to ? el("span", {}, "re " + m.reply_to.slice(0, 8)) : null, toggle),
+      m.replies_to ? el("span", {}, "re " + m.replies_to.slice(0, 8)) : null, toggle),
     el("div", { class: "subject" }, m.subject),
     m.body !== m.subject ? el("div", { class: "body" }, m.body) : null,
     threadBox);

@@ -209,9 +209,13 @@ class Server:
 
     # -- HTTP ------------------------------------------------------------------
 
-    def who(self, headers, token: str | None = None) -> Principal:
+    def principal(self, headers, token: str | None = None) -> Principal:
+        """Who a request acts as, and whether a token said so (then ``access`` scopes it)."""
         return self.guard.identity(token or bearer(headers), headers.get("x-beads-identity"),
                                    self.identity)
+
+    def who(self, headers, token: str | None = None) -> str:
+        return self.principal(headers, token).identity
 
     async def _body(self, request: Request, route: api.Route):
         if route.body is None:
@@ -227,7 +231,7 @@ class Server:
     def endpoint(self, route: api.Route):
         async def handle(request: Request) -> Response:
             try:
-                me = self.who(request.headers)  # before the body is read
+                me = self.principal(request.headers)  # before the body is read
                 params = api.parse_params(route, request.path_params, request.query_params)
                 body = await self._body(request, route)
                 if route.op == "log":
@@ -244,7 +248,7 @@ class Server:
 
     async def info(self, request: Request) -> Response:
         try:
-            me = self.who(request.headers).identity
+            me = self.who(request.headers)
         except BeadsError as exc:
             return error_response(exc)
         return JSONResponse({"projects": self.projects, "identity": me,
@@ -264,7 +268,7 @@ class Server:
                                f"{', '.join(self.projects)}")
             agent = query.get("agent_id") or ""
             records.check_identity(agent, "agent_id")
-            me = self.who(websocket.headers, query.get("token"))
+            me = self.principal(websocket.headers, query.get("token"))
             if me.token and me.identity != agent:
                 raise PermissionDenied(f"the token acts as {me.identity}; it cannot connect as "
                                        f"{agent}")
@@ -282,7 +286,7 @@ class Server:
         try:
             if project not in self.projects:
                 raise NotFound(f"no project {project!r} here")
-            me = self.who(websocket.headers, websocket.query_params.get("token"))
+            me = self.principal(websocket.headers, websocket.query_params.get("token"))
         except BeadsError as exc:
             await websocket.send_json(error_frame(exc))
             await websocket.close(CLOSE_NOT_FOUND if exc.code == "not_found" else

@@ -19,6 +19,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from beadsmail import boundary
 from beadsmail.errors import InvalidInput
 from beadsmail.server.app import Server
 from beadsmail.server.security import Limits
@@ -46,6 +47,8 @@ def url_of(sock: socket.socket) -> str:
 
 def build(ws, *, host: str, identity: str, projects: list[str], allow_origins: list[str],
           limits: Limits | None = None, require_tokens: bool | None = None) -> Server:
+    if limits is None:  # JSON nesting as deep as the boundary lets clones read
+        limits = Limits(max_depth=boundary.Limits.of(ws.config).depth)
     server = Server(ws, host=host, identity=identity, projects=projects, limits=limits,
                     allow_origins=allow_origins, require_tokens=require_tokens)
     if server.guard.require_tokens and not server.tokens.active():
@@ -138,13 +141,13 @@ class Background:
         from beadsmail.server import project_name
 
         self.projects = projects or [project_name(ws)]
-        self.limits = limits or Limits()
         self.server = build(ws, host=host, identity=identity, projects=self.projects,
-                            allow_origins=allow_origins or [], limits=self.limits,
+                            allow_origins=allow_origins or [], limits=limits,
                             require_tokens=require_tokens)
         self.sock = bind(host, port)
         self.url = url_of(self.sock)
         self.ws_url = self.url.replace("http://", "ws://", 1)
+        self.limits = self.server.limits
         self._uvicorn = _uvicorn(self.server, self.limits)
         self._thread = threading.Thread(target=self._run, name="bd-serve", daemon=True)
 

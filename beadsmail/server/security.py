@@ -20,7 +20,8 @@ the token is checked before a request body is read, the body is bounded while it
 is read (413 as soon as it is over, never buffered whole), request headers must
 arrive within a deadline (``runner``), and JSON nested deeper than
 ``max_depth`` is refused before it is parsed (400 over HTTP, an error frame on
-the bus), so no input can exhaust the parser's recursion.
+the bus), so no input can exhaust the parser's recursion; the bound is the
+boundary's ``depth``, so the server never writes a record that clones refuse.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from beadsmail import records
+from beadsmail import boundary, records
 from beadsmail.errors import BeadsError, InvalidInput, PermissionDenied
 from beadsmail.tokens import TokenBook
 
@@ -51,7 +51,7 @@ class Limits:
     max_refused: int = 200            # rate-limited frames before the connection is closed
     observer_queue: int = 2000        # records buffered for a slow page before it is dropped
     max_body: int = 1 << 20           # bytes of an HTTP request body (413 beyond)
-    max_depth: int = 32               # nesting of JSON arrays and objects in a body or frame
+    max_depth: int = boundary.Limits().depth  # JSON nesting in a body or frame, as the boundary
     header_timeout: float = 10.0      # seconds for a request's headers to arrive in full
     body_timeout: float = 30.0        # seconds for a request's body to arrive in full (408)
 
@@ -165,23 +165,6 @@ async def read_body(headers: Mapping[str, str], chunks: AsyncIterator[bytes],
     return bytes(body)
 
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|$)', re.S)
-_BRACKET = re.compile(r"[\[\]{}]")
-
-
-def too_deep(text: str, max_depth: int) -> bool:
-    """Whether JSON ``text`` nests arrays and objects deeper than ``max_depth`` (no parsing,
-    so no recursion: brackets inside strings do not count)."""
-    if text.count("[") + text.count("{") <= max_depth:
-        return False
-    depth = 0
-    for bracket in _BRACKET.findall(_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        if depth > max_depth:
-            return True
-    return False
-
-
 def loads(text: str | bytes, max_depth: int, what: str) -> Any:
     """Parse JSON from a client: InvalidInput for bad UTF-8, bad JSON or nesting too deep."""
     if isinstance(text, bytes):
@@ -189,7 +172,7 @@ def loads(text: str | bytes, max_depth: int, what: str) -> Any:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidInput(f"{what} is not valid UTF-8; send UTF-8 JSON") from None
-    if too_deep(text, max_depth):
+    if boundary.too_deep(text.encode("utf-8", "surrogatepass"), max_depth):
         raise InvalidInput(f"{what} is nested deeper than {max_depth} levels of arrays and "
                            "objects; flatten it")
     try:

@@ -16,7 +16,7 @@ MODULES = ("store", "mail", "tasks", "agents", "sync", "serve", "integrate")
 # a command pays for its own dependencies and not for every other command's.
 NEEDS = {
     "init": ("store",), "where": ("store",), "doctor": ("store",), "index": ("store",),
-    "mail": ("mail",), "show": ("mail",), "cleanup": ("mail",), "whoami": ("mail",),
+    "mail": ("mail",), "show": ("mail",), "search": ("mail",), "cleanup": ("mail",), "whoami": ("mail",),
     "task": ("tasks",), "agent": ("agents", "serve"), "channel": ("agents",),
     "contacts": ("agents",), "dlq": ("agents",), "audit": ("agents",), "status": ("agents",),
     "sync": ("sync",), "serve": ("serve",),

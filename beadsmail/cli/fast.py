@@ -1,5 +1,5 @@
 """The hot mail commands without typer: ``check`` (after every tool call of an agent),
-``inbox`` and ``send``.
+``inbox``, ``send`` and ``search``.
 
 ``cli.main`` hands ``bd mail ...`` here (``FAST``) before anything imports
 typer (~30 ms, plus ~15 ms to build the commands). Arguments are parsed by hand
@@ -30,6 +30,8 @@ SPECS: dict[str, tuple[set[str], set[str], bool]] = {  # flags, valued options, 
     "send": ({"--json", "--urgent", "--ephemeral", "--permanent"},
              {"--subject", "--body", "--priority", "--type", "--reply-to", "--context",
               "--metadata", "--action", "--identity"}, True),
+    "search": ({"--json"}, {"--from", "--to", "--channel", "--thread", "--since", "--limit",
+                            "--identity"}, True),
 }
 REQUIRED = {"send": ("--subject", "--body")}
 
@@ -40,7 +42,8 @@ def parse(command: str, args: list[str]) -> tuple[dict, list[str]] | None:
 
     flags, valued, positional = SPECS[command]
     return argv.parse(args, flags=flags, options=valued, aliases=ALIASES, numbers=NUMBERS,
-                      positionals=(1, 10**6) if positional else (0, 0),
+                      positionals=((1, 1) if command == "search" else (1, 10**6))
+                      if positional else (0, 0),
                       required=REQUIRED.get(command, ()))
 
 
@@ -59,6 +62,11 @@ def fast(args: list[str]) -> bool:
                   opts.get("--wait"), sender=opts.get("--from"), priority=opts.get("--priority"),
                   type_=opts.get("--type"), unread=opts.get("--unread", False),
                   limit=opts.get("--limit"))
+    elif command == "search":
+        run_search(opts.get("--json", False), opts.get("--identity"), rest[0],
+                   sender=opts.get("--from"), to=opts.get("--to"), channel=opts.get("--channel"),
+                   thread=opts.get("--thread"), since=opts.get("--since"),
+                   limit=opts.get("--limit", 20))
     else:
         run_send(opts.get("--json", False), opts.get("--identity"), rest, opts["--subject"],
                  opts["--body"], reply_to=opts.get("--reply-to"),
@@ -121,6 +129,16 @@ def run_inbox(as_json: bool, identity: str | None, session: str | None, wait: fl
 
         result = wake.wait_inbox(ws, me, wait, session=env.session(session), **filters)
     emit(result, as_json, lambda d: mailtext.inbox(ws, me, d, wait))
+
+
+def run_search(as_json: bool, identity: str | None, query: str, **filters: Any) -> None:
+    from beadsmail import search
+    from beadsmail.cli import env, mailtext
+    from beadsmail.cli.output import emit
+
+    ws = env.workspace()
+    emit(search.search(ws, env.identity(ws, identity), query, kinds=("mail",), **filters),
+         as_json, mailtext.hits)
 
 
 def run_check(as_json: bool, claude: bool, session: str | None, identity: str | None) -> int:

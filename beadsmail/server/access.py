@@ -128,6 +128,13 @@ def _thread(reader: Reader, result: Any) -> Any:
     return [m for m in result if reader.may_read(m["from"], m["to"])]
 
 
+def _found(reader: Reader, result: Any) -> Any:
+    """Search hits: ``search`` scopes them by the caller's role already; this applies the
+    token's rule on top (the empty-roster rule does not widen a token)."""
+    return [h for h in result if h.get("kind") not in ("mail", "post")
+            or reader.may_read(h["from"], h["to"])]
+
+
 Check = Callable[[Any, Reader, dict, Any], None]
 RULES: dict[str, tuple[Check, Callable[[Reader, Any], Any] | None]] = {
     "log": (_anyone, None),            # filtered by the hub with Reader.may_read
@@ -154,6 +161,7 @@ RULES: dict[str, tuple[Check, Callable[[Reader, Any], Any] | None]] = {
     "task_move": (_anyone, None),
     "task_assign": (_anyone, None),
     "task_comment": (_anyone, None),
+    "search": (_anyone, _found),
 }
 
 

@@ -214,7 +214,7 @@ def reply(ws: Workspace, sender: str, token: str, body: str, *, subject: str | N
 
 
 def _store(ws: Workspace, sender: str, fields: dict, event: str) -> dict:
-    from beadsmail import addressing, hooks, permissions
+    from beadsmail import addressing, permissions
 
     warnings: list[str] = []
 
@@ -227,8 +227,7 @@ def _store(ws: Workspace, sender: str, fields: dict, event: str) -> dict:
                        + " ".join(fields["subject"].split())[:100], check=check)
     record = written.records[0]
     warnings += written.warnings
-    warnings += hooks.run(ws.loc.worktree, "on_message", record, event,
-                          timeout=float(ws.config["hooks"]["timeout"]))
+    warnings += ws.hook_runner().run(ws.loc.worktree, "on_message", record, event)
     return {**view(record), "warnings": warnings}
 
 

@@ -110,6 +110,7 @@ def test_a_token_reads_only_its_own_inbox(cast) -> None:
     ("get", "/api/messages/{id}/thread", None),
     ("post", "/api/messages/{id}/reply", {"body": "let me in"}),
     ("post", "/api/messages", {"to": "boss", "body": "x", "reply_to": "{id}"}),
+    ("post", "/api/messages", {"to": "boss", "body": "x", "replies_to": "{id}"}),
 ])
 def test_a_token_cannot_reach_a_message_it_may_not_read(cast, method, path, payload) -> None:
     bg, ids, secrets, _ = cast
@@ -203,7 +204,7 @@ def test_the_watch_feed_and_the_read_frame_follow_the_rule(cast) -> None:
         async with websockets.connect(agent) as sock:
             await sock.send(json.dumps({"type": "read", "id": ids["secret"], "ref": "r"}))
             await sock.send(json.dumps({"type": "status", "content": "x", "to": "boss",
-                                        "reply_to": ids["ops"], "ref": "s"}))
+                                        "replies_to": ids["ops"], "ref": "s"}))
             answers = {}
             while len(answers) < 2:
                 frame = json.loads(await sock.recv())

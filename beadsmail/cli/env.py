@@ -6,6 +6,7 @@ Kept free of typer so that the fast path (``cli.fast``) can use it too.
 from __future__ import annotations
 
 import os
+import sys
 
 from beadsmail import records
 from beadsmail.errors import InvalidInput
@@ -13,7 +14,10 @@ from beadsmail.workspace import Workspace
 
 
 def workspace() -> Workspace:
-    return Workspace.open(os.environ.get("BEADS_DIR") or None)
+    ws = Workspace.open(os.environ.get("BEADS_DIR") or None)
+    for notice in ws.notices:  # settings held back until approved, said once
+        print(notice, file=sys.stderr)
+    return ws
 
 
 def identity_source(ws: Workspace, flag: str | None = None) -> tuple[str, str]:

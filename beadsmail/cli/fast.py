@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 ALIASES = {"-s": "--subject", "-m": "--body", "-p": "--priority", "-t": "--type", "-n": "--limit"}
 NUMBERS = {"--priority": int, "--limit": int, "--wait": float}
 SPECS: dict[str, tuple[set[str], set[str], bool]] = {  # flags, valued options, positionals
-    "check": ({"--json", "--claude"}, {"--session", "--identity"}, False),
+    "check": ({"--json", "--claude"}, {"--session", "--identity", "--hook"}, False),
     "inbox": ({"--json", "--unread"}, {"--from", "--priority", "--type", "--limit", "--wait",
                                        "--session", "--identity"}, False),
     "send": ({"--json", "--urgent", "--ephemeral", "--permanent"},
@@ -55,8 +55,8 @@ def fast(args: list[str]) -> bool:
         return False
     opts, rest = parsed
     if command == "check":
-        run_check(opts.get("--json", False), opts.get("--claude", False), opts.get("--session"),
-                  opts.get("--identity"))
+        run_check(opts.get("--json", False), "claude" if opts.get("--claude") else opts.get("--hook"),
+                  opts.get("--session"), opts.get("--identity"))
     elif command == "inbox":
         run_inbox(opts.get("--json", False), opts.get("--identity"), opts.get("--session"),
                   opts.get("--wait"), sender=opts.get("--from"), priority=opts.get("--priority"),
@@ -141,20 +141,25 @@ def run_search(as_json: bool, identity: str | None, query: str, **filters: Any) 
          as_json, mailtext.hits)
 
 
-def run_check(as_json: bool, claude: bool, session: str | None, identity: str | None) -> int:
-    """Print the notice (or the JSON result); return 0 whatever happened."""
+def run_check(as_json: bool, hook: str | None, session: str | None, identity: str | None) -> int:
+    """Print the notice (or the JSON result, or the ``hook`` agent's hook reply); return 0
+    whatever happened."""
     import sqlite3
 
     from beadsmail import wake
     from beadsmail.cli import env
     from beadsmail.cli.output import fail
-    from beadsmail.errors import BeadsError, NotARepository
+    from beadsmail.errors import BeadsError, InvalidInput, NotARepository
 
-    hook_session = _claude_session() if claude and not session else None
+    hook_session = _claude_session() if hook and not session else None
     try:
+        reply = _hook_reply(hook) if hook else None
         ws = env.workspace()
         me = env.identity(ws, identity)
         result = wake.check(ws, me, env.session(session) or hook_session)
+    except InvalidInput as exc:  # (an unknown --hook too): a usage mistake is loud
+        fail(exc, as_json)
+        return 0
     except NotARepository as exc:
         if as_json:
             fail(exc, True)
@@ -164,12 +169,24 @@ def run_check(as_json: bool, claude: bool, session: str | None, identity: str | 
         return 0
     if as_json:
         print(json.dumps(result, ensure_ascii=False))
-    elif claude and result["notice"]:
-        print(json.dumps({"hookSpecificOutput": {"hookEventName": "PostToolUse",
-                                                 "additionalContext": result["notice"]}}))
+    elif reply is not None:
+        text = reply(result["notice"])
+        if text is not None:
+            print(text)
     elif result["notice"]:
         print(result["notice"])
     return 0
+
+
+def _hook_reply(agent: str):
+    """``notice -> what the agent's after-tool hook prints`` (None: print nothing)."""
+    from beadsmail.integrations import prime
+
+    if agent not in prime.HOOK_EVENTS:
+        from beadsmail.errors import InvalidInput
+
+        raise InvalidInput(f"unknown --hook {agent!r}: use one of {', '.join(prime.HOOK_EVENTS)}")
+    return lambda notice: prime.hook_reply(agent, "after", notice)
 
 
 def _claude_session() -> str | None:

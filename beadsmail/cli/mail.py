@@ -164,12 +164,14 @@ def _register_reads(mail_app: typer.Typer) -> None:
     def check(
         session_: Session = None,
         claude: Annotated[bool, typer.Option(
-            "--claude", help="Print a Claude Code PostToolUse hook reply (reads its stdin).")
-        ] = False,
+            "--claude", help="Same as --hook claude.")] = False,
+        hook: Annotated[str | None, typer.Option(
+            "--hook", help="Print the after-tool hook reply of this agent: claude, codex or "
+            "gemini (reads the hook's event on stdin).")] = None,
         identity_: Identity = None, json_: Json = False,
     ) -> None:
         """One line about new unread mail, nothing if none; exit 0.  Example: bd mail check --session "$BEADS_SESSION" """
-        fast.run_check(json_, claude, session_, identity_)
+        fast.run_check(json_, "claude" if claude else hook, session_, identity_)
 
 
     @mail_app.command()

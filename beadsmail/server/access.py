@@ -112,8 +112,9 @@ def _message(ws, reader: Reader, params: dict, body: Any) -> None:
 
 
 def _parent(ws, reader: Reader, params: dict, body: Any) -> None:
-    if isinstance(body, dict) and isinstance(body.get("reply_to"), str):
-        reader.message(ws, body["reply_to"])
+    for key in ("replies_to", "reply_to"):
+        if isinstance(body, dict) and isinstance(body.get(key), str):
+            reader.message(ws, body[key])
 
 
 def _inbox(ws, reader: Reader, params: dict, body: Any) -> None:

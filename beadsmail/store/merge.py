@@ -74,6 +74,13 @@ def merge_commits(writer, ours: bytes, theirs: bytes) -> Merged:
     return merged
 
 
+def merge_trees(writer, base: bytes | None, ours: bytes, theirs: bytes,
+                warnings: list[str]) -> bytes:
+    """Three-way merge of two root trees (``base`` None: a union that drops nothing)."""
+    tree = _merge_tree(writer, base, ours, theirs, b"", warnings)
+    return tree if tree is not None else _empty(writer)
+
+
 def _empty(writer) -> bytes:
     tree = Tree()
     writer._add(tree)

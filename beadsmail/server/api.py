@@ -19,8 +19,8 @@ from beadsmail import agents, channels, mail, reservations, search, status, task
 from beadsmail.errors import InvalidInput
 
 STATUS_CODES = {"invalid_input": 400, "ambiguous": 400, "usage": 400, "permission_denied": 403,
-                "not_found": 404, "conflict": 409, "not_a_repository": 503,
-                "store_error": 503, "remote_error": 502}
+                "not_found": 404, "timeout": 408, "conflict": 409, "too_large": 413,
+                "not_a_repository": 503, "store_error": 503, "remote_error": 502}
 
 ID = {"type": "string", "minLength": 1, "maxLength": 100}
 NAME = {"type": "string", "minLength": 1, "maxLength": 64}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from beadsmail.errors import InvalidInput, RemoteError
 from beadsmail.store import feed_prefix, feed_ref, read_ref, replica_id, store_heads
@@ -212,12 +213,49 @@ def updates(ws: Workspace, theirs: dict[str, str], pulled: bool,
             save_state(ws, state)
     legacy = theirs.get(ws.ref)
     mode = legacy_mode(ws)
-    if view is not None and mode != "never" and (legacy or mode == "always") and \
+    archive = bool(retirements(ws, theirs))  # the old branch keeps what retired feeds held
+    if view is not None and mode != "never" and (legacy or mode == "always" or archive) and \
             legacy != view.decode() and relation(ws.writer, view, legacy.encode() if legacy
                                                  else None) in ("ahead", "none"):
         out[ws.ref] = (legacy, view.decode())
     report["feed"] = mine
     return out, frozenset({ws.ref})
+
+
+def retirements(ws: Workspace, theirs: dict[str, str]) -> dict[str, tuple[str, None]]:
+    """Feeds of replicas gone for ``sync.retire_after_days`` (their newest commit is that
+    old), already merged here: ``ref: (commit, None)``, to delete from the remote once
+    its old branch holds them. None while ``sync.legacy_branch`` is ``never``."""
+    days = ws.config["sync"].get("retire_after_days", 90)
+    if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
+        raise InvalidInput(f"sync.retire_after_days {days!r} must be a number of days >= 0 "
+                           "(0: never retire); fix .beads/config.yaml")
+    if not days or legacy_mode(ws) == "never":
+        return {}
+    cutoff = time.time() - days * 86400
+    merged, mine = load_state(ws)["merged"], my_feed(ws)
+    return {ref: (sha, None) for ref, sha in sorted(theirs.items())
+            if ref not in (ws.ref, mine) and merged.get(ref) == sha
+            and ws.writer.commit(sha.encode()).commit_time < cutoff}
+
+
+def retire(ws: Workspace, transport, rem, theirs: dict[str, str], report: dict) -> None:
+    """Delete the remote's feeds of long-gone replicas, once its old branch holds all we do.
+
+    Each deletion expects the feed's commit, so a replica that came back meanwhile
+    keeps its ref (and one that returns later simply creates it again)."""
+    from beadsmail.store.remote import remove_tracking
+
+    gone = retirements(ws, theirs)
+    view = read_ref(ws.loc.common, ws.ref)
+    if not gone or view is None or report.get("remote_head") != view:
+        return
+    warnings = transport.push(rem, gone, frozenset(gone))
+    report["retired"] = sorted(ref for ref in gone if not any(ref in w for w in warnings))
+    if rem.name is not None:
+        with ws.lock():
+            for ref in report["retired"]:
+                remove_tracking(ws.loc.common, tracking(rem.name, ref), gone[ref][0])
 
 
 def pushed(ws: Workspace, rem, done: dict[str, tuple[str | None, str | None]],

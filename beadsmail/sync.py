@@ -60,7 +60,8 @@ def _report(token: str, pull: bool, push: bool) -> dict:
             "action": "up to date", "local_head": None, "remote_head": None,
             "received": 0, "sent": 0, "attempts": 0, "new_messages": [],
             "task_conflicts": [], "hooks_deferred": 0, "warnings": [], "feed": None,
-            "feed_head": None, "feeds_moved": 0, "bytes_fetched": 0, "legacy_pushed": False}
+            "feed_head": None, "feeds_moved": 0, "bytes_fetched": 0, "legacy_pushed": False,
+            "retired": []}
 
 
 def _unchanged(ws: Workspace, token: str, report: dict) -> bool:
@@ -116,6 +117,8 @@ def _rounds(ws: Workspace, transport, rem, pull: bool, push: bool, report: dict)
             return
         updates, best_effort = feedsync.updates(ws, theirs, pull, report)
         if not updates:
+            if pull:
+                feedsync.retire(ws, transport, rem, theirs, report)
             return
         try:
             warnings = transport.push(rem, updates, best_effort)
@@ -129,6 +132,8 @@ def _rounds(ws: Workspace, transport, rem, pull: bool, push: bool, report: dict)
                 if not any(ref in w for w in warnings)}
         feedsync.pushed(ws, rem, done, report)
         report["pushed"] = bool(done)
+        if pull:
+            feedsync.retire(ws, transport, rem, theirs, report)
         if report["action"] == "up to date" and done:
             feed = report.get("feed")
             first = feed in done and done[feed][0] is None

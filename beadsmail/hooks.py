@@ -2,8 +2,10 @@
 
 ``.beads/hooks/<hook> <record id> <event type>`` with the record as JSON on
 stdin, in the worktree root, with ``BEADS_HOOK``, ``BEADS_EVENT`` and
-``BEADS_RECORD_ID`` in the environment. Arguments are passed as a list, never
-through a shell.
+``BEADS_RECORD_ID`` in the environment. ``on_message`` keeps beads' interface:
+argument 2 is ``message`` and stdin carries beads' field names too
+(``compat.beads``); the finer event (send, reply, arrive) is ``BEADS_EVENT``.
+Arguments are passed as a list, never through a shell.
 
 A hook runs only when this clone approved its exact content (``approvals``): a
 hook that a pulled commit added or changed is reported once and not run.
@@ -74,6 +76,10 @@ class Runner:
                     f"(hooks.budget) is spent; {record['id']} is stored"]
         env = {**os.environ, "BEADS_HOOK": hook, "BEADS_EVENT": event,
                "BEADS_RECORD_ID": record["id"]}
+        if hook == "on_message":  # beads' interface: argument 2 is "message", stdin its fields
+            from beadsmail.compat import beads
+
+            record, event = beads.hook_payload(record), "message"
         payload = json.dumps(record, ensure_ascii=False, sort_keys=True).encode() + b"\n"
         return _execute([str(path), record["id"], event], worktree, env, payload, limit,
                         f"hook {hook}", record["id"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 
 from beadsmail import records
+from beadsmail.compat import beads
 from beadsmail.errors import InvalidInput, NotFound
 from beadsmail.index import mail as mail_index
 from beadsmail.index.sessions import Sessions
@@ -157,6 +158,7 @@ def compose(ws: Workspace, sender: str, to: list[str], subject: str, body: str, 
 def view(record: dict, state: int | None = None, read_at: str | None = None) -> dict:
     """A message as commands show it; with my state when it is addressed to me."""
     out = {key: record.get(key) for key in VIEW_FIELDS}
+    out.update(beads.fields(record))  # (beads' names: title, assignee, sender, status ...)
     if state is not None:
         out["state"] = mail_index.STATE_NAMES[state] if state >= 2 else "unread"
         out["status"] = "closed" if state >= 3 else "open"

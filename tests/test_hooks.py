@@ -47,10 +47,17 @@ def test_hook_receives_id_event_and_record(store: Path, bd) -> None:
     committed = git(store, "rev-parse", "beadsmail")
     reply = bd(store, "mail", "reply", mid, "-m", "ok", "--identity", "w1", "--json").json()
     args = (store / "hook-args.txt").read_text().splitlines()
-    assert args == [f"{mid} send send {mid}", f"{reply['id']} reply reply {reply['id']}"]
+    # argument 2 is beads' event type; the finer event is in BEADS_EVENT
+    assert args == [f"{mid} message send {mid}", f"{reply['id']} message reply {reply['id']}"]
     record = json.loads((store / f"hook-{mid}.json").read_text())
     assert record["id"] == mid and record["kind"] == "message" and record["subject"] == "Hello"
     assert record["from"] == "boss" and record["to"] == ["w1"] and record["clock"] >= 1
+    assert (record["type"], record["message_type"]) == ("message", "request")
+    assert (record["title"], record["description"]) == ("Hello", "body")
+    assert (record["assignee"], record["sender"], record["status"]) == ("w1", "boss", "open")
+    assert record["replies_to"] is None and record["ephemeral"] is True and record["priority"] == 2
+    replied = json.loads((store / f"hook-{reply['id']}.json").read_text())
+    assert replied["replies_to"] == mid and replied["assignee"] == "boss"
     assert (store / f"hook-head-{mid}.txt").read_text() == committed  # ran after the commit
     assert git(store, "status", "--porcelain", "--", ".beads/hooks").strip() == "?? .beads/hooks/"
 

@@ -88,7 +88,12 @@ async def conversation(alice: Client, bob: Client) -> None:
     assert answer["to"] == ["alice"] and answer["subject"] == "Re: Take the parser"
     thread = await call(alice, "thread", message_id=answer["id"])
     assert [m["id"] for m in thread["messages"]] == [sent["id"], answer["id"]]
-    assert (await call(bob, "ack", message_ids=[sent["id"]]))["acknowledged"] == [sent["id"]]
+    # more mail while the first is still open: the wait returns only what is new
+    second = await call(alice, "send", to=["bob"], subject="Also", body="The lexer too.")
+    again = await call(bob, "wait_for_mail", timeout_seconds=DEADLINE)
+    assert [m["id"] for m in again["messages"]] == [second["id"]]
+    closed = await call(bob, "ack", message_ids=[sent["id"], second["id"]])
+    assert closed["acknowledged"] == [sent["id"], second["id"]]
     assert (await call(bob, "inbox"))["count"] == 0
     # a task moved by alice; bob's move with the version he read first is refused
     task = (await call(alice, "task_create", title="Write the parser", assign="bob"))["task"]
@@ -160,6 +165,9 @@ def test_two_agents_over_streamable_http(two: list[Path]) -> None:
                 await conversation(alice, bob)
 
         anyio.run(main)
+        nobody = httpx.post(server.url + "/mcp", json={"jsonrpc": "2.0", "id": 1,
+                                                       "method": "tools/list"})
+        assert nobody.status_code == 401 and "X-Beads-Identity" in nobody.text
 
 
 def test_http_mcp_needs_a_valid_token_off_loopback_rules(two: list[Path]) -> None:

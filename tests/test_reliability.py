@@ -447,7 +447,7 @@ def test_hooks_get_shell_metacharacters_as_plain_argv_and_stdin(hostile_store: P
             return
         sent = result.json()
         seen = json.loads(record.read_text())
-        assert seen["argv"] == [sent["id"], "send"], "exactly two arguments, never split"
+        assert seen["argv"] == [sent["id"], "message"], "exactly two arguments, never split"
         payload = json.loads(seen["stdin"])
         assert (payload["subject"], payload["body"]) == (sent["subject"], sent["body"])
         assert not _canaries(repo.parent)

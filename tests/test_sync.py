@@ -401,22 +401,22 @@ def test_arrival_hook_fires_once_across_syncs_fetches_and_rebuilds(net, bd) -> N
     do_sync(clones[0])
     result = bd(clones[1], "sync", "--json").json()
     assert [m["id"] for m in result["new_messages"]] == [first]
-    assert logged(log) == [f"{first} arrive arrive"]
+    assert logged(log) == [f"{first} message arrive"]
     do_sync(clones[1])
     assert bd(clones[1], "index", "rebuild").code == 0
     do_sync(clones[1])
-    assert logged(log) == [f"{first} arrive arrive"]
+    assert logged(log) == [f"{first} message arrive"]
 
     second = send(clones[0], "alice", "bob", "two")["id"]
     do_sync(clones[0])
     git(clones[1], "fetch", "-q", "origin")
     assert state(clones[1])["records"].count(second) == 1  # a plain read sees it, fires nothing
-    assert logged(log) == [f"{first} arrive arrive"]
+    assert logged(log) == [f"{first} message arrive"]
     assert [m["id"] for m in do_sync(clones[1])["new_messages"]] == [second]
     own = send(wts[1], "bob", "bob", "a note to self")["id"]  # a local send is no arrival
     do_sync(clones[1])
-    assert logged(log) == [f"{first} arrive arrive", f"{second} arrive arrive",
-                           f"{own} send send"]
+    assert logged(log) == [f"{first} message arrive", f"{second} message arrive",
+                           f"{own} message send"]
 
 
 def test_first_sync_treats_mail_already_here_as_history(net) -> None:
@@ -683,7 +683,7 @@ def test_arrivals_by_broadcast_group_and_channel(net) -> None:
     do_sync(clones[0])
     result = do_sync(clones[1])
     assert sorted(m["id"] for m in result["new_messages"]) == sorted(ids)
-    assert sorted(logged(log)) == sorted(f"{i} arrive arrive" for i in ids)
+    assert sorted(logged(log)) == sorted(f"{i} message arrive" for i in ids)
 
 
 # -- feeds: plain git, the transition from the one-branch layout ------------------------

@@ -180,7 +180,7 @@ def run_check(as_json: bool, hook: str | None, session: str | None, identity: st
 
 def _hook_reply(agent: str):
     """``notice -> what the agent's after-tool hook prints`` (None: print nothing)."""
-    from beadsmail.integrations import prime
+    from beadsmail.integrations import hookreply as prime
 
     if agent not in prime.HOOK_EVENTS:
         from beadsmail.errors import InvalidInput

@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from beadsmail import arrivals, feedsync, records
+from beadsmail import arrivals, feedsync, records, reservations
 from beadsmail.errors import BeadsError, RemoteError
 from beadsmail.store import read_ref
 from beadsmail.workspace import Workspace
@@ -50,6 +50,8 @@ def sync(ws: Workspace, remote: str | None = None, pull: bool = True, push: bool
             _sync(ws, token, pull, push, ssh_command, report)
         if pull:
             arrivals.arrive(ws, ledger, set(identities), report)
+            report["reservations_lost"] = [
+                r["id"] for r in reservations.notify_lost(ws, ws.replica)]
     finally:
         ledger.close()
     return report

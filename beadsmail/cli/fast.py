@@ -174,7 +174,9 @@ def run_check(as_json: bool, hook: str | None, session: str | None, identity: st
         if text is not None:
             print(text)
     elif result["notice"]:
-        print(result["notice"])
+        from beadsmail.cli.output import visible
+
+        print(visible(result["notice"]))
     return 0
 
 

@@ -64,6 +64,9 @@ class StdioBackend:
     def seat(self, ctx: Context | None) -> Seat:
         return self.stdio_seat
 
+    async def reader(self, ctx: Context | None):
+        return None  # the local user reads everything, as the CLI does
+
     def waiting_workspace(self) -> Workspace:
         return Workspace(self.ws.loc, self.ws.config)
 
@@ -79,6 +82,21 @@ async def _run(backend, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> An
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes a tool error
         raise ToolError(surface.describe(exc)) from None
+
+
+async def _readable(backend, ctx: Context | None, message: str | None = None,
+                    channel: str | None = None):
+    """What this request's token may read (None: everything; see ``server.access``),
+    after refusing ``message`` or ``channel`` when it may not read them."""
+    try:
+        reader = await backend.reader(ctx)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a tool error
+        raise ToolError(surface.describe(exc)) from None
+    if reader is not None and message is not None:
+        await _run(backend, reader.message, message)
+    if reader is not None and channel:
+        await _run(backend, lambda ws: reader.channel(channel))
+    return reader
 
 
 def _me(backend, ctx: Context | None) -> tuple[str, str | None]:
@@ -188,6 +206,7 @@ def _mail_tools(app: MCPServer, backend) -> None:
                     action: Action = "none") -> dict[str, Any]:
         """Reply to a message, in its thread (to its sender; to its recipients if I sent it)."""
         me, _ = _me(backend, ctx)
+        await _readable(backend, ctx, message=message_id)
         return await _run(backend, surface.reply, me, message_id, body, subject, action)
 
     @app.tool()
@@ -205,6 +224,7 @@ def _mail_tools(app: MCPServer, backend) -> None:
     async def read(ctx: Context, message_id: MessageId) -> dict[str, Any]:
         """One message in full; marks it read for me (it stays open until ack)."""
         me, session = _me(backend, ctx)
+        await _readable(backend, ctx, message=message_id)
         return await _run(backend, surface.read, me, session, message_id)
 
 
@@ -228,7 +248,12 @@ def _closing_tools(app: MCPServer, backend) -> None:
     @app.tool()
     async def thread(ctx: Context, message_id: MessageId) -> dict[str, Any]:
         """A message's whole conversation, oldest first."""
-        return await _run(backend, surface.thread, message_id)
+        reader = await _readable(backend, ctx, message=message_id)
+        found = await _run(backend, surface.thread, message_id)
+        if reader is not None:
+            found["messages"] = [m for m in found["messages"]
+                                 if reader.may_read(m["from"], m["to"])]
+        return found
 
 
 def _channel_tools(app: MCPServer, backend) -> None:
@@ -247,6 +272,7 @@ def _channel_tools(app: MCPServer, backend) -> None:
                                description="Channel name; omit to list the channels.")] = None,
                            limit: Limit = 20) -> dict[str, Any]:
         """A channel's newest messages (oldest first), or, without a name, every channel."""
+        await _readable(backend, ctx, channel=channel)
         return await _run(backend, surface.channel_read, channel, limit)
 
 

@@ -61,7 +61,7 @@ def _report(token: str, pull: bool, push: bool) -> dict:
     return {"remote": token, "url": None, "ref": None, "pulled": pull, "pushed": False,
             "action": "up to date", "local_head": None, "remote_head": None,
             "received": 0, "sent": 0, "attempts": 0, "new_messages": [],
-            "task_conflicts": [], "hooks_deferred": 0, "warnings": [], "feed": None,
+            "task_conflicts": [], "hooks_deferred": 0, "hooks_held": 0, "warnings": [], "feed": None,
             "feed_head": None, "feeds_moved": 0, "bytes_fetched": 0, "legacy_pushed": False}
 
 

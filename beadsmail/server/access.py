@@ -165,9 +165,9 @@ RULES: dict[str, tuple[Check, Callable[[Reader, Any], Any] | None]] = {
     "task_assign": (_anyone, None),
     "task_comment": (_anyone, None),
     "search": (_anyone, _found),
-    "reservations": (_anyone, None),   # who holds which files: coordination, open to all
-    "reserve": (_anyone, None),
-    "release": (_anyone, None),
+    "reservations": (_anyone, None),   # who works where is for every agent to see
+    "reserve": (_anyone, None),        # written as the token's agent
+    "release": (_anyone, None),        # only the token's agent's own leases
 }
 
 

@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 
 from beadsmail import agents, channels, records
 from beadsmail.errors import BeadsError, InvalidInput, NotFound, PermissionDenied
-from beadsmail.server import api, openapi
+from beadsmail.server import api, openapi, spec13
 from beadsmail.server.feed import Feed
 from beadsmail.server.hub import (
     CLOSE_BAD_REQUEST,
@@ -228,14 +228,18 @@ class Server:
                 raise NotFound(f"no project {project!r} here; this server serves "
                                f"{', '.join(self.projects)}")
             agent = query.get("agent_id") or ""
-            records.check_identity(agent, "agent_id")
             me = self.who(websocket.headers, query.get("token"))
-            if (self.guard.require_tokens or query.get("token")) and me != agent:
-                raise PermissionDenied(f"the token acts as {me}; it cannot connect as {agent}")
+            if agent:
+                records.check_identity(agent, "agent_id")
+                if (self.guard.require_tokens or query.get("token")) and me != agent:
+                    raise PermissionDenied(f"the token acts as {me}; it cannot connect as {agent}")
         except BeadsError as exc:
             await websocket.send_json(error_frame(exc))
             code = {"not_found": CLOSE_NOT_FOUND, "permission_denied": CLOSE_UNAUTHORIZED}
             await websocket.close(code.get(exc.code, CLOSE_BAD_REQUEST))
+            return
+        if not agent:  # Spec 13's frontend: the project's message log
+            await spec13.serve_log(self.hub, websocket, project)
             return
         await self.hub.serve_agent(websocket, project, agent, query.get("since") or None)
 

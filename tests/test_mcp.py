@@ -165,6 +165,9 @@ def test_two_agents_over_streamable_http(two: list[Path]) -> None:
                 await conversation(alice, bob)
 
         anyio.run(main)
+        nobody = httpx.post(server.url + "/mcp", json={"jsonrpc": "2.0", "id": 1,
+                                                       "method": "tools/list"})
+        assert nobody.status_code == 401 and "X-Beads-Identity" in nobody.text
 
 
 def test_http_mcp_needs_a_valid_token_off_loopback_rules(two: list[Path]) -> None:

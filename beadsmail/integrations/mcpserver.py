@@ -132,7 +132,9 @@ def build(backend) -> MCPServer:
                     warn_on_duplicate_tools=False)
     _identity_tools(app, backend)
     _mail_tools(app, backend)
-    _work_tools(app, backend)
+    _closing_tools(app, backend)
+    _channel_tools(app, backend)
+    _task_tools(app, backend)
     _resources(app, backend)
     return app
 
@@ -205,6 +207,9 @@ def _mail_tools(app: MCPServer, backend) -> None:
         me, session = _me(backend, ctx)
         return await _run(backend, surface.read, me, session, message_id)
 
+
+
+def _closing_tools(app: MCPServer, backend) -> None:
     @app.tool()
     async def ack(ctx: Context, message_ids: Annotated[list[str], Field(
             min_length=1, description="Message ids to close for me.")]) -> dict[str, Any]:
@@ -226,7 +231,7 @@ def _mail_tools(app: MCPServer, backend) -> None:
         return await _run(backend, surface.thread, message_id)
 
 
-def _work_tools(app: MCPServer, backend) -> None:
+def _channel_tools(app: MCPServer, backend) -> None:
     @app.tool()
     async def channel_post(ctx: Context, channel: Annotated[str, Field(
                                description="Channel name, with or without '#'.")],
@@ -244,6 +249,9 @@ def _work_tools(app: MCPServer, backend) -> None:
         """A channel's newest messages (oldest first), or, without a name, every channel."""
         return await _run(backend, surface.channel_read, channel, limit)
 
+
+
+def _task_tools(app: MCPServer, backend) -> None:
     @app.tool()
     async def task_list(ctx: Context, status: Annotated[str | None, Field(
                             description="Only this status: " + ", ".join(tasks.STATUSES))]

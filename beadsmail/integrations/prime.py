@@ -4,13 +4,10 @@ compacted, in well under ~1,500 tokens.
 Who it is and its role; its unread mail (subjects only, urgent first) that this
 session has not been shown yet, marked as shown so it is never repeated; tasks
 assigned to it and tasks waiting in review; who else is active; and the handful
-of tools or commands it will use. Nothing is written to the store. ``hook_reply``
-wraps a text in the JSON a coding agent's hook reads back.
+of tools or commands it will use. Nothing is written to the store.
 """
 
 from __future__ import annotations
-
-import json
 
 from beadsmail import agents, mail, permissions, tasks
 from beadsmail.index import registry
@@ -24,12 +21,6 @@ TOOLS = ("inbox, read, ack, reply, send, wait_for_mail (blocks until mail comes)
 COMMANDS = ("bd mail inbox | read ID | ack ID | reply ID -m TEXT | send TO -s SUBJ -m TEXT; "
             "bd mail inbox --wait 60; bd task list --assigned ME | status ID STATUS --version N; "
             "bd status. Add --json for data.")
-
-# Which hook event each agent names, and whether its hooks must print JSON even when silent.
-HOOK_EVENTS = {"claude": ("SessionStart", "PostToolUse", False),
-               "codex": ("SessionStart", "PostToolUse", False),
-               "gemini": ("SessionStart", "AfterTool", True)}
-
 
 def prime(ws, me: str, source: str, session: str | None = None) -> dict:
     ws.refresh()
@@ -90,14 +81,3 @@ def render(d: dict, via_mcp: bool = False) -> str:
 def _clip(text: str) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= WIDTH else text[:WIDTH - 3] + "..."
-
-
-def hook_reply(agent: str, moment: str, text: str) -> str | None:
-    """What a hook prints: the agent's JSON carrying ``text`` as added context, or None
-    (print nothing) when there is nothing to say and the agent accepts silence."""
-    start, after, json_always = HOOK_EVENTS[agent]
-    if not text:
-        return "{}" if json_always else None
-    event = start if moment == "start" else after
-    return json.dumps({"hookSpecificOutput": {"hookEventName": event,
-                                              "additionalContext": text}}, ensure_ascii=False)

@@ -30,7 +30,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
-from beadsmail.index import build, generations, mail, registry, search, tasks
+from beadsmail.index import build, generations, mail, registry, reservations, search, tasks
 
 SCHEMA_VERSION = 15
 # How long a process waits for another's index transaction: a full rebuild of a
@@ -40,7 +40,7 @@ BUSY_SECONDS = 120
 # checkpoint runs at ~4 MB (1,000 pages), so this is about where it would start over.
 WAL_LIMIT = 4 << 20
 UPKEEP_WAIT_MS = 200
-DOMAINS = (mail, tasks, registry, search)
+DOMAINS = (mail, tasks, registry, reservations, search)
 # SQLite's primary result codes that mean "this file is not a usable index": SQLITE_ERROR
 # (a table missing), SQLITE_CORRUPT, SQLITE_NOTADB. Anything else (busy, out of file
 # descriptors, a disk error) is an error to report, not a reason to throw the index away.

@@ -9,7 +9,7 @@ of tools or commands it will use. Nothing is written to the store.
 
 from __future__ import annotations
 
-from beadsmail import agents, mail, permissions, tasks
+from beadsmail import agents, mail, permissions, reservations, tasks
 from beadsmail.index import registry
 
 LISTED = 8  # messages, tasks and agents named each; the rest are counted
@@ -35,6 +35,7 @@ def prime(ws, me: str, source: str, session: str | None = None) -> dict:
     mine = list(tasks.listing(ws, None, me, limit=LISTED + 1))
     review = list(tasks.listing(ws, ["review"], limit=LISTED + 1))
     others = [a for a in agents.list_agents(ws) if a["id"] != me and a["liveness"] == "alive"]
+    held = reservations.listing(ws)
     return {
         "identity": me, "source": source, "session": session,
         "registered": registry.registered_role(conn, me) is not None,
@@ -46,6 +47,9 @@ def prime(ws, me: str, source: str, session: str | None = None) -> dict:
         "review": [_task(t) for t in review[:LISTED]], "more_review": len(review) > LISTED,
         "active": [{"id": a["id"], "role": a["role"]} for a in others[:LISTED]],
         "more_active": max(0, len(others) - LISTED),
+        "reservations": [{k: r[k] for k in ("id", "holder", "pattern", "mode", "until", "state")}
+                         for r in held[:LISTED]],
+        "more_reservations": max(0, len(held) - LISTED),
     }
 
 
@@ -73,6 +77,13 @@ def render(d: dict, via_mcp: bool = False) -> str:
     active = ", ".join(f"{a['id']} ({a['role']})" for a in d["active"]) or "nobody else"
     more = f" and {d['more_active']} more" if d["more_active"] else ""
     lines.append(f"Active: {active}{more}.")
+    if d["reservations"]:
+        lines.append("Reserved files (bd reservations; the commit guard refuses others' "
+                     "exclusive ones): " + "; ".join(
+                         f"{r['pattern']} by {r['holder']}{' (shared)' if r['mode'] == 'shared' else ''}"
+                         for r in d["reservations"])
+                     + (f"; and {d['more_reservations']} more" if d["more_reservations"] else "")
+                     + ".")
     lines.append(("Tools (MCP server 'beadsmail'): " + TOOLS) if via_mcp
                  else ("Commands: " + COMMANDS))
     return "\n".join(lines)

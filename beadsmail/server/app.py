@@ -279,7 +279,7 @@ class Server:
             await websocket.close(code.get(exc.code, CLOSE_BAD_REQUEST))
             return
         if not agent:  # Spec 13's frontend: the project's message log
-            await spec13.serve_log(self.hub, websocket, project)
+            await spec13.serve_log(self.hub, websocket, project, me)
             return
         await self.hub.serve_agent(websocket, project, Principal(agent, me.token),
                                    query.get("since") or None)

@@ -75,12 +75,13 @@ def mark_delivered(ws, agent: str, ids: list[str]) -> None:
                  f"serve: {len(fresh)} delivered to {agent}")
 
 
-async def serve_log(hub, websocket, project: str) -> None:
+async def serve_log(hub, websocket, project: str, principal) -> None:
     """Spec 13's frontend: the project's log, then every new message of the project,
     until the client goes away (frames it sends are not read as messages)."""
     import asyncio
 
-    follow = asyncio.create_task(_follow_log(hub, websocket, project))
+    reader = await hub.reader(principal)  # (what the caller's token lets it read)
+    follow = asyncio.create_task(_follow_log(hub, websocket, project, reader))
     closed = asyncio.create_task(_until_closed(websocket))
     try:
         await asyncio.wait({follow, closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -95,16 +96,17 @@ async def _until_closed(websocket) -> None:
         pass
 
 
-async def _follow_log(hub, websocket, project: str) -> None:
+async def _follow_log(hub, websocket, project: str, reader) -> None:
     channel = "#" + project
     start = len(hub.stream.ids)
-    recent = await hub.log({"channel": project, "limit": LOG_LIMIT})
+    recent = await hub.log({"channel": project, "limit": LOG_LIMIT}, reader)
     await _send_rows(hub, websocket, project, recent)
     pos = start
     while True:
         await hub.stream.wait_beyond(pos)
         end = len(hub.stream.ids)
-        wanted = [mid for mid in hub.stream.ids[pos:end] if channel in hub.stream.meta[mid][1]]
+        wanted = [mid for mid in hub.stream.ids[pos:end] if channel in hub.stream.meta[mid][1]
+                  and reader.may_read(*hub.stream.meta[mid][:2])]
         await _send_rows(hub, websocket, project, await hub._records(wanted))
         pos = end
 

@@ -163,6 +163,9 @@ RULES: dict[str, tuple[Check, Callable[[Reader, Any], Any] | None]] = {
     "task_assign": (_anyone, None),
     "task_comment": (_anyone, None),
     "search": (_anyone, _found),
+    "reservations": (_anyone, None),   # who works where is for every agent to see
+    "reserve": (_anyone, None),        # written as the token's agent
+    "release": (_anyone, None),        # only the token's agent's own leases
 }
 
 

@@ -2,7 +2,9 @@
 
 ``.beads/hooks/<hook> <record id> <event type>`` with the record as JSON on
 stdin, in the worktree root, with ``BEADS_HOOK``, ``BEADS_EVENT`` and
-``BEADS_RECORD_ID`` in the environment. ``on_message`` keeps beads' interface:
+``BEADS_RECORD_ID`` in the environment. For a task's hooks the id is the task's,
+whichever record (the task, a move, a comment) fired it; the record's own id is
+``BEADS_RECORD_ID`` and the task's ``BEADS_TASK_ID``. ``on_message`` keeps beads' interface:
 argument 2 is ``message`` and stdin carries beads' field names too
 (``compat.beads``); the finer event (send, reply, arrive) is ``BEADS_EVENT``.
 Arguments are passed as a list, never through a shell.
@@ -85,12 +87,15 @@ class Runner:
                     f"(hooks.budget) is spent; {record['id']} is stored"]
         env = {**os.environ, "BEADS_HOOK": hook, "BEADS_EVENT": event,
                "BEADS_RECORD_ID": record["id"]}
+        subject = record["id"]
+        if hook != "on_message" and record.get("task"):  # a task's event or comment
+            subject = env["BEADS_TASK_ID"] = record["task"]
         if hook == "on_message":  # beads' interface: argument 2 is "message", stdin its fields
             from beadsmail.compat import beads
 
             record, event = beads.hook_payload(record), "message"
         payload = json.dumps(record, ensure_ascii=False, sort_keys=True).encode() + b"\n"
-        return _execute([str(path), record["id"], event], worktree, env, payload, limit,
+        return _execute([str(path), subject, event], worktree, env, payload, limit,
                         f"hook {hook}", record["id"])
 
 

@@ -323,16 +323,20 @@ def _hook(store: Path, name: str, body: str) -> None:
 def test_hooks_fire_for_tasks(store: Path, bd) -> None:
     log = store / "hooks.log"
     for name in ("on_create", "on_update", "on_close"):
-        _hook(store, name, f'echo "{name} $1 $2 $(head -c 40)" >> {log}')
+        _hook(store, name, f'echo "{name} $1 $2 $BEADS_TASK_ID $BEADS_RECORD_ID" >> {log}')
     task = create(bd, store)
     ok(bd, store, "task", "status", task["id"], "done", "--version", "1")
     ok(bd, store, "task", "comment", task["id"], "--content", "c")
     ok(bd, store, "task", "delete", task["id"])
-    lines = [line.split()[:3] for line in log.read_text().splitlines()]
-    assert [(h, e) for h, _, e in lines] == [("on_create", "create"), ("on_update", "status"),
-                                             ("on_close", "done"), ("on_update", "comment"),
-                                             ("on_close", "delete")]
-    assert lines[0][1] == task["id"]
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert [(h, e) for h, _, e, *_ in lines] == [("on_create", "create"), ("on_update", "status"),
+                                                 ("on_close", "done"), ("on_update", "comment"),
+                                                 ("on_close", "delete")]
+    assert {line[1] for line in lines} == {task["id"]}  # $1: the task, whatever the record
+    assert lines[0][3:] == [task["id"]]  # the task record itself: no BEADS_TASK_ID
+    events = [line[4] for line in lines[1:]]  # a move, a comment, a delete: their own ids
+    assert all(line[3] == task["id"] for line in lines[1:]) and task["id"] not in events
+    assert len(set(events)) == 3 and all(e.startswith("bd-") for e in events)
     _hook(store, "on_update", "echo broken >&2; exit 3")
     result = bd(store, "task", "assign", task["id"], "bob", env={"BEADS_IDENTITY": "alice"})
     assert result.code == 1  # deleted: refused before any hook

@@ -125,10 +125,13 @@ def setup(
 
 
 def _render_setup(d: dict) -> str:
-    verb = "would " if d["dry_run"] else ""
+    done = {"create": "created", "update": "updated", "delete": "deleted",
+            "unchanged": "unchanged (nothing to do)"}
     lines = []
     for f in d["files"]:
-        lines.append(f"{f['path']}: {verb}{f['action'] if f['action'] != 'unchanged' else 'stay unchanged'}")
+        action = f"would {f['action']}" if d["dry_run"] and f["action"] != "unchanged" \
+            else done[f["action"]]
+        lines.append(f"{f['path']}: {action}")
         if d["dry_run"] and f["diff"]:
             lines.append(f["diff"].rstrip("\n"))
     return "\n".join(lines)

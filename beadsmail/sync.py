@@ -170,10 +170,13 @@ def _merge(ws: Workspace, theirs: str | None, rem, report: dict) -> str | None:
             if kind in ("none", "same", "ahead"):
                 new = old
                 break
+            if kind == "behind" and _drops(ws, old, theirs, report):
+                kind = "diverged"  # never fast-forward to a tree that drops what we hold
             if kind in ("adopt", "behind"):
                 new = theirs.encode()  # type: ignore[union-attr]
             else:
-                merged = merge_commits(writer, old, theirs.encode())  # type: ignore[arg-type]
+                merged = merge_commits(writer, old, theirs.encode(),  # type: ignore[arg-type]
+                                       ws.limits, ws.replica)
                 report["warnings"] += merged.warnings
                 new = writer.add_commit(merged.tree, [old, theirs.encode()],  # type: ignore
                                         f"sync: merge {rem.name or rem.url}", "beadsmail")
@@ -186,6 +189,17 @@ def _merge(ws: Workspace, theirs: str | None, rem, report: dict) -> str | None:
             raise RemoteError("the local store ref kept moving during the merge; run 'bd sync' again")
         ws.refresh()
     return new.decode() if new else None
+
+
+def _drops(ws: Workspace, old: bytes, theirs: str, report: dict) -> bool:
+    """Whether the remote's history drops or rewrites records this clone holds (reported)."""
+    from beadsmail.store.merge import drops
+
+    found = drops(ws.writer, old, theirs.encode(), ws.limits, ws.replica)
+    report["warnings"] += [f"warning: the remote's history drops records this clone holds "
+                           f"({why}); merged instead of fast-forwarding, nothing dropped"
+                           for why in found]
+    return bool(found)
 
 
 def _check_push_only(ws: Workspace, theirs: str | None, rem) -> str | None:

@@ -15,7 +15,7 @@ import os
 
 KINDS = (
     "message", "receipt", "agent", "channel", "membership", "contact",
-    "task", "task_event", "comment", "tombstone", "purge", "dead_letter",
+    "task", "task_event", "comment", "tombstone", "purge", "dead_letter", "compaction",
 )
 
 

@@ -348,8 +348,10 @@ def segments(git, commit: bytes | None, limits: Limits) -> dict[str, bytes]:
 def compaction_of(old: bytes, new: bytes, owner: str, limits: Limits) -> list[str] | None:
     """The ids ``new`` dropped from ``old`` if ``new`` is a compaction of ``old`` by the
     segment's owner, else None: ``new`` holds a ``compaction`` record of replica
-    ``owner`` naming every record of ``old`` it lacks, and every record both hold is the
-    same bytes in both (a compaction only removes lines)."""
+    ``owner`` naming every record of ``old`` it lacks, every record both hold is the
+    same bytes in both (a compaction only removes lines), and what it removed are
+    ephemeral messages and receipts, which is all that cleanup removes. (Until feeds
+    are signed, anyone can write such a record; see docs/security.md.)"""
     from beadsmail.records import parse_line
 
     before = record_ids(old, limits)
@@ -366,4 +368,9 @@ def compaction_of(old: bytes, new: bytes, owner: str, limits: Limits) -> list[st
     missing = before.keys() - after.keys()
     if not missing <= removed or any(after[i] != raw for i, raw in before.items() if i in after):
         return None
+    for rid in missing:  # cleanup removes closed ephemeral messages and their receipts only
+        record = parse(before[rid], limits, parse_line)
+        if not isinstance(record, dict) or not (record["kind"] == "receipt" or (
+                record["kind"] == "message" and record.get("ephemeral") is True)):
+            return None
     return sorted(missing)

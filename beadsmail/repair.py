@@ -175,6 +175,8 @@ def owned_finding(ws: Workspace, finding: dict) -> bool:
     """Whether a finding is about this clone's own data: a line of one of its own
     segments, or a missing object. Everything else came from elsewhere."""
     path = finding.get("path") or ""
+    if finding.get("ref") not in (None, ws.ref):
+        return False  # found in a copy another clone published, not in this clone's ref
     if "is missing from the repository" in finding.get("error", ""):
         return True
     return path.startswith(ws.replica + "/") and (finding.get("line") or 0) > 0 \

@@ -196,9 +196,9 @@ def _drops(ws: Workspace, old: bytes, theirs: str, report: dict) -> bool:
     from beadsmail.store.merge import drops
 
     found = drops(ws.writer, old, theirs.encode(), ws.limits, ws.replica)
-    report["warnings"] += [f"warning: the remote's history drops records this clone holds "
-                           f"({why}); merged instead of fast-forwarding, nothing dropped"
-                           for why in found]
+    report["warnings"] += [f"warning: the remote's history drops records this clone holds or "
+                           f"holds what it refuses ({why}); merged instead of fast-forwarding, "
+                           "nothing dropped" for why in found]
     return bool(found)
 
 

@@ -116,7 +116,7 @@ def _listing(ctx: _Ctx, tree: bytes | None) -> dict[bytes, tuple[int, bytes]]:
 def _merge_entry(ctx: _Ctx, b, o, t, path: bytes):
     if o == t or b == t:
         return o
-    if b == o:
+    if b == o and path != b".beads":  # (records: never without the append check)
         return t
     if o is None or t is None:  # changed on one side, removed on the other: keep the data
         return o if o is not None else t
@@ -205,7 +205,8 @@ def _merge_segment(ctx: _Ctx, path: str, ours: bytes, theirs: bytes) -> bytes:
     if b.startswith(a):
         return theirs
     owner = path.split("/", 1)[0]
-    for old, new, sha in ((a, b, theirs), (b, a, ours)):
+    # (this clone compacts its own segments itself: another side's never counts as that)
+    for old, new, sha in ((a, b, theirs), (b, a, ours)) if owner != ctx.own else ():
         removed = boundary.compaction_of(old, new, owner, ctx.limits)
         if removed is not None:
             ctx.warnings.append(f"note: segment {path} was compacted by its owner "
@@ -275,11 +276,14 @@ def union_lines(a: bytes, b: bytes, limits) -> bytes:
 
 def drops(writer, ours: bytes, theirs: bytes, limits, own: str | None = None) -> list[str]:
     """Why moving from ``ours`` to ``theirs`` (a fast-forward) would drop or rewrite a
-    record this clone holds: each segment of ours that theirs lacks, or holds in a form
-    that is neither an append of ours nor its owner's compaction of it."""
+    record this clone holds, or take in what the boundary refuses: each segment of ours
+    that theirs lacks, or holds in a form that is neither an append of ours nor its
+    owner's compaction of it; a file added to this clone's own directory; a refused
+    entry theirs changed."""
     from beadsmail import boundary
 
-    found = []
+    changed = boundary.walk(writer, ours, theirs, limits)
+    found = [f"{r.path}: {r.why}" for r in changed.rejected]  # (a merge leaves them out)
     now = boundary.segments(writer, theirs, limits)
     if own is not None:
         held = boundary.segments(writer, ours, limits)
@@ -293,7 +297,8 @@ def drops(writer, ours: bytes, theirs: bytes, limits, own: str | None = None) ->
         new = boundary.read_blob(writer, path, now[path], limits)
         if not isinstance(old, bytes) or not isinstance(new, bytes) or new.startswith(old):
             continue
-        if boundary.compaction_of(old, new, path.split("/", 1)[0], limits) is None:
+        owner = path.split("/", 1)[0]
+        if owner == own or boundary.compaction_of(old, new, owner, limits) is None:
             found.append(f"segment {path} is rewritten there (not an append of this clone's)")
     return found
 

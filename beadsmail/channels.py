@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 
-from beadsmail import addressing, hooks, permissions, records
+from beadsmail import addressing, permissions, records
 from beadsmail.addressing import BUILTIN_CHANNELS
 from beadsmail.errors import Conflict, InvalidInput, NotFound
 from beadsmail.index import registry
@@ -133,8 +133,7 @@ def post(ws, actor: str, name: str, body: str, subject: str | None = None,
     written = ws.write(actor, [("message", fields)], f"channel: {actor} -> #{name}", check=check)
     record = written.records[0]
     warnings += written.warnings
-    warnings += hooks.run(ws.loc.worktree, "on_message", record, "send",
-                          float(ws.config["hooks"]["timeout"]))
+    warnings += ws.hook_runner().run(ws.loc.worktree, "on_message", record, "send")
     return {"channel": name, **_message(record)}, warnings
 
 

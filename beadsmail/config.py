@@ -27,8 +27,8 @@ DEFAULTS: dict[str, Any] = {
         "fsync": False,
         "lock_timeout": 120,
     },
-    "hooks": {"timeout": 10},
-    "sync": {"remote": "origin", "auto": False},
+    "hooks": {"timeout": 10, "budget": None},
+    "sync": {"remote": "origin", "auto": False, "legacy_branch": "auto"},
     "agents": {"stalled_after": 300, "heartbeat_interval": 60, "default_role": "worker"},
     "acl": {"contacts": False},
     "mail": {"max_body": 65536},
@@ -92,8 +92,14 @@ def _load_yaml(path: Path, cache_dir: Path | None) -> dict:
     return data
 
 
-def load(worktree: Path | None, cache_dir: Path | None = None) -> dict[str, Any]:
-    """Settings for a worktree: defaults, then config.json's identity, then config.yaml."""
+def load(worktree: Path | None, cache_dir: Path | None = None,
+         notices: list[str] | None = None) -> dict[str, Any]:
+    """Settings for a worktree: defaults, then config.json's identity, then config.yaml.
+
+    The settings that execute or send data elsewhere (``approvals.EXEC_KEYS``) take
+    effect only when this clone approved them (``cache_dir`` holds the approvals); else
+    they keep their defaults and a warning is added to ``notices`` (once per content).
+    """
     config = _copy(DEFAULTS)
     if worktree is None:
         return config
@@ -108,8 +114,36 @@ def load(worktree: Path | None, cache_dir: Path | None = None) -> dict[str, Any]
             config["identity"] = data["identity"]
     path = beads / "config.yaml"
     if path.is_file():
-        config = _merge(config, _load_yaml(path, cache_dir))
+        data = _load_yaml(path, cache_dir)
+        config = _merge(config, data)
+        _hold_unapproved(config, path, data, cache_dir, notices)
     return config
+
+
+def _hold_unapproved(config: dict, path: Path, data: dict, cache_dir: Path | None,
+                     notices: list[str] | None) -> None:
+    from beadsmail import approvals
+
+    values = {name: value for name, value in approvals.exec_settings(data).items()
+              if value != DEFAULTS[name.split(".")[0]][name.split(".")[1]]}
+    allowed, notice = approvals.check_settings(cache_dir, path, values)
+    if allowed:
+        return
+    for name in values:
+        section, key = name.split(".")
+        config[section][key] = DEFAULTS[section][key]
+    if notice and notices is not None:
+        notices.append(notice)
+
+
+def exec_values(worktree: Path) -> tuple[Path, dict]:
+    """The config file of a worktree and the exec-capable settings it sets (not defaults)."""
+    from beadsmail import approvals
+
+    path = worktree / ".beads" / "config.yaml"
+    data = _load_yaml(path, None) if path.is_file() else {}
+    return path, {name: value for name, value in approvals.exec_settings(data).items()
+                  if value != DEFAULTS[name.split(".")[0]][name.split(".")[1]]}
 
 
 TEMPLATE = """\
@@ -124,9 +158,11 @@ store:
   lock_timeout: 120           # seconds a writer waits for the store lock before giving up
 hooks:
   timeout: 10                 # seconds before a hook is killed
+  # budget: 10                # seconds one command spends in hooks in all (default: timeout)
 sync:
   remote: origin              # default remote of 'bd sync'
   auto: false                 # sync in the background after each write
+  legacy_branch: auto         # push the merged view to the one-branch layout: auto|always|never
 agents:
   stalled_after: 300          # seconds without a heartbeat before an agent is stalled
   heartbeat_interval: 60      # seconds between committed heartbeats

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 
 from beadsmail import records
+from beadsmail.compat import beads
 from beadsmail.errors import InvalidInput, NotFound
 from beadsmail.index import mail as mail_index
 from beadsmail.index.sessions import Sessions
@@ -157,6 +158,7 @@ def compose(ws: Workspace, sender: str, to: list[str], subject: str, body: str, 
 def view(record: dict, state: int | None = None, read_at: str | None = None) -> dict:
     """A message as commands show it; with my state when it is addressed to me."""
     out = {key: record.get(key) for key in VIEW_FIELDS}
+    out.update(beads.fields(record))  # (beads' names: title, assignee, sender, status ...)
     if state is not None:
         out["state"] = mail_index.STATE_NAMES[state] if state >= 2 else "unread"
         out["status"] = "closed" if state >= 3 else "open"
@@ -214,7 +216,7 @@ def reply(ws: Workspace, sender: str, token: str, body: str, *, subject: str | N
 
 
 def _store(ws: Workspace, sender: str, fields: dict, event: str) -> dict:
-    from beadsmail import addressing, hooks, permissions
+    from beadsmail import addressing, permissions
 
     warnings: list[str] = []
 
@@ -227,8 +229,7 @@ def _store(ws: Workspace, sender: str, fields: dict, event: str) -> dict:
                        + " ".join(fields["subject"].split())[:100], check=check)
     record = written.records[0]
     warnings += written.warnings
-    warnings += hooks.run(ws.loc.worktree, "on_message", record, event,
-                          timeout=float(ws.config["hooks"]["timeout"]))
+    warnings += ws.hook_runner().run(ws.loc.worktree, "on_message", record, event)
     return {**view(record), "warnings": warnings}
 
 

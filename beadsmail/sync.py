@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from beadsmail import arrivals, records
+from beadsmail import arrivals, feedsync, records
 from beadsmail.errors import BeadsError, RemoteError
 from beadsmail.store import read_ref
 from beadsmail.workspace import Workspace
@@ -34,7 +34,7 @@ MAX_ATTEMPTS = 5
 
 
 def tracking_ref(ws: Workspace, name: str) -> str:
-    return f"refs/remotes/{name}/{ws.ref.removeprefix('refs/heads/')}"
+    return feedsync.tracking(name, ws.ref)
 
 
 def sync(ws: Workspace, remote: str | None = None, pull: bool = True, push: bool = True,
@@ -59,7 +59,8 @@ def _report(token: str, pull: bool, push: bool) -> dict:
     return {"remote": token, "url": None, "ref": None, "pulled": pull, "pushed": False,
             "action": "up to date", "local_head": None, "remote_head": None,
             "received": 0, "sent": 0, "attempts": 0, "new_messages": [],
-            "task_conflicts": [], "warnings": []}
+            "task_conflicts": [], "hooks_deferred": 0, "warnings": [], "feed": None,
+            "feed_head": None, "feeds_moved": 0, "bytes_fetched": 0, "legacy_pushed": False}
 
 
 def _unchanged(ws: Workspace, token: str, report: dict) -> bool:
@@ -73,13 +74,10 @@ def _unchanged(ws: Workspace, token: str, report: dict) -> bool:
         base = ws.loc.worktree or ws.loc.main_worktree
         url = os.path.normpath(os.path.join(base, url)) if base and "://" not in url else None
     common = _local_common(url) if url else None
-    if common is None:
+    if common is None or not feedsync.unchanged(ws, token, common):
         return False
-    theirs = read_ref(common, ws.ref)
-    ours = read_ref(ws.loc.common, ws.ref)
-    if theirs is None or theirs != ours or read_ref(ws.loc.common, tracking_ref(ws, token)) != ours:
-        return False
-    report.update(url=url, ref=ws.ref, local_head=ours, remote_head=theirs)
+    report.update(url=url, ref=ws.ref, local_head=read_ref(ws.loc.common, ws.ref),
+                  remote_head=read_ref(common, ws.ref), feed=feedsync.my_feed(ws))
     ws.refresh()
     return True
 
@@ -105,120 +103,67 @@ def _sync(ws: Workspace, token: str, pull: bool, push: bool, ssh_command: str | 
 def _rounds(ws: Workspace, transport, rem, pull: bool, push: bool, report: dict) -> None:
     from beadsmail.store.remote import Diverged, Refused
 
-    refused: tuple[str | None, str] | None = None
+    refused: tuple[dict, str] | None = None
     for attempt in range(1, MAX_ATTEMPTS + 1):
         report["attempts"] = attempt
-        theirs = _fetch(ws, transport, rem, record=pull)
+        theirs = _fetch(ws, transport, rem, report)
         if refused is not None and refused[0] == theirs:
             raise RemoteError(f"{rem.label} refused the push: {refused[1]}; the local store "
                               "keeps everything, fix the remote's permissions or hooks")
-        ours = _merge(ws, theirs, rem, report) if pull else _check_push_only(ws, theirs, rem)
-        report.update(local_head=ours, remote_head=theirs)
-        if not push or ours is None or ours == theirs:
+        ours = feedsync.merge(ws, theirs, rem, report) if pull else _head(ws)
+        report.update(local_head=ours, remote_head=theirs.get(ws.ref))
+        if not push or ours is None:
+            return
+        updates, best_effort = feedsync.updates(ws, theirs, pull, report)
+        if not updates:
             return
         try:
-            transport.push(rem, ours, theirs)
+            warnings = transport.push(rem, updates, best_effort)
         except Diverged:
             continue
         except Refused as exc:
             refused = (theirs, str(exc))
             continue
-        report["sent"] += _count(ws, theirs, ours)
-        report.update(pushed=True, remote_head=ours)
-        if report["action"] == "up to date":
-            report["action"] = "pushed" if theirs else "created the remote branch"
-        if rem.name is not None:
-            _track(ws, rem.name, ours)
+        report["warnings"] += warnings
+        done = {ref: change for ref, change in updates.items()
+                if not any(ref in w for w in warnings)}
+        feedsync.pushed(ws, rem, done, report)
+        report["pushed"] = bool(done)
+        if report["action"] == "up to date" and done:
+            feed = report.get("feed")
+            first = feed in done and done[feed][0] is None
+            report["action"] = "created the feed" if first else "pushed"
         return
     raise RemoteError(f"{rem.label} kept moving during {MAX_ATTEMPTS} attempts to push; "
                       "run 'bd sync' again")
 
 
-def _fetch(ws: Workspace, transport, rem, record: bool) -> str | None:
-    heads = [sha for sha in ws.heads().values()]
-    theirs = transport.fetch(rem, heads)
-    if theirs is None:
-        return None
+def _head(ws: Workspace) -> str | None:
+    head = ws.writer.head()
+    return head.decode() if head else None
+
+
+def _fetch(ws: Workspace, transport, rem, report: dict) -> dict[str, str]:
+    """The remote's store refs, each checked to be a beadsmail store where it moved."""
+    known = feedsync.tracked(ws, rem.name)
+    before = transport.received
+    theirs = transport.fetch(rem, list(ws.heads().values()), known)
+    report["bytes_fetched"] += transport.received - before
     ws._writer = None
-    if not ws.writer.is_store(theirs.encode()):
-        raise RemoteError(
-            f"the branch {ws.ref} of {rem.label} is not a beadsmail store (no .beads/store.json); "
-            "nothing was changed: choose another branch with store.branch in .beads/config.yaml")
-    if record and rem.name is not None:
-        _track(ws, rem.name, theirs)
+    for ref, sha in sorted(theirs.items()):
+        if known.get(ref) == sha or ws.writer.is_store(sha.encode()):
+            continue
+        if ref == ws.ref:
+            raise RemoteError(
+                f"the branch {ws.ref} of {rem.label} is not a beadsmail store (no "
+                ".beads/store.json); nothing was changed: choose another branch with "
+                "store.branch in .beads/config.yaml")
+        report["warnings"].append(f"warning: {ref} of {rem.label} is not a beadsmail feed; "
+                                  "left out")
+        del theirs[ref]
+    report["feeds_moved"] += sum(1 for ref, sha in theirs.items()
+                                 if ref != ws.ref and known.get(ref) != sha)
     return theirs
-
-
-def _track(ws: Workspace, name: str, sha: str) -> None:
-    from beadsmail.store.remote import set_tracking
-
-    with ws.lock():
-        set_tracking(ws.loc.common, tracking_ref(ws, name), sha)
-
-
-def _merge(ws: Workspace, theirs: str | None, rem, report: dict) -> str | None:
-    """Bring ``theirs`` into the local store ref under the lock; return the new local head."""
-    from beadsmail.store.merge import merge_commits, relation
-    from beadsmail.store.remote import break_stale_lock
-
-    with ws.lock():
-        break_stale_lock(ws.loc.common, ws.ref)
-        writer = ws.writer
-        for _ in range(20):
-            old = writer.head()
-            kind = relation(writer, old, theirs.encode() if theirs else None)
-            if kind in ("none", "same", "ahead"):
-                new = old
-                break
-            if kind == "behind" and _drops(ws, old, theirs, report):
-                kind = "diverged"  # never fast-forward to a tree that drops what we hold
-            if kind in ("adopt", "behind"):
-                new = theirs.encode()  # type: ignore[union-attr]
-            else:
-                merged = merge_commits(writer, old, theirs.encode(),  # type: ignore[arg-type]
-                                       ws.limits, ws.replica)
-                report["warnings"] += merged.warnings
-                new = writer.add_commit(merged.tree, [old, theirs.encode()],  # type: ignore
-                                        f"sync: merge {rem.name or rem.url}", "beadsmail")
-            if writer.set_ref(old, new):
-                report["action"] = {"adopt": "adopted the remote store", "behind": "fast-forward",
-                                    "diverged": "merged"}[kind]
-                report["received"] += _count(ws, old.decode() if old else None, new.decode())
-                break
-        else:
-            raise RemoteError("the local store ref kept moving during the merge; run 'bd sync' again")
-        ws.refresh()
-    return new.decode() if new else None
-
-
-def _drops(ws: Workspace, old: bytes, theirs: str, report: dict) -> bool:
-    """Whether the remote's history drops or rewrites records this clone holds (reported)."""
-    from beadsmail.store.merge import drops
-
-    found = drops(ws.writer, old, theirs.encode(), ws.limits, ws.replica)
-    report["warnings"] += [f"warning: the remote's history drops records this clone holds or "
-                           f"holds what it refuses ({why}); merged instead of fast-forwarding, "
-                           "nothing dropped" for why in found]
-    return bool(found)
-
-
-def _check_push_only(ws: Workspace, theirs: str | None, rem) -> str | None:
-    from beadsmail.store.merge import relation
-
-    writer = ws.writer
-    ours = writer.head()
-    kind = relation(writer, ours, theirs.encode() if theirs else None)
-    if kind in ("behind", "diverged"):
-        raise RemoteError(f"{rem.label} has records this clone lacks, so --push-only cannot "
-                          "push; run 'bd sync' without --push-only to merge them first")
-    return ours.decode() if ours and kind != "adopt" else theirs
-
-
-def _count(ws: Workspace, old: str | None, new: str | None) -> int:
-    from beadsmail.store.merge import new_records
-
-    return new_records(ws.writer, old.encode() if old else None, new.encode() if new else None,
-                       ws.limits)
 
 
 def _task_conflicts(ws: Workspace) -> list:

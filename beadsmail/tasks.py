@@ -136,12 +136,10 @@ def _posted(records: list[dict]) -> list[dict]:
 
 
 def _hooks(ws, runs: list[tuple[str, dict, str]]) -> list[str]:
-    from beadsmail import hooks  # subprocess: only writes need it
-
-    timeout = float(ws.config["hooks"]["timeout"])
+    runner = ws.hook_runner()  # one time budget for all of this command's hooks
     warnings: list[str] = []
     for hook, record, event in runs:
-        warnings += hooks.run(ws.loc.worktree, hook, record, event, timeout)
+        warnings += runner.run(ws.loc.worktree, hook, record, event)
     return warnings
 
 

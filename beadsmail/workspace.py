@@ -112,9 +112,11 @@ def _tail(content: bytes, size: int) -> str:
 
 
 class Workspace:
-    def __init__(self, loc: Location, settings: dict[str, Any]) -> None:
+    def __init__(self, loc: Location, settings: dict[str, Any],
+                 notices: list[str] | None = None) -> None:
         self.loc = loc
         self.config = settings
+        self.notices = notices if notices is not None else []  # for stderr: unapproved settings
         self.ref = branch_ref(settings["store"]["branch"])
         self.prefix = settings["store"]["id_prefix"]
         if not rec.PREFIX_RE.match(self.prefix):
@@ -128,7 +130,8 @@ class Workspace:
     def open(cls, start: str | os.PathLike[str] | None = None) -> Workspace:
         loc = locate(start)
         cache = loc.state_dir if loc.state_dir.is_dir() else None
-        return cls(loc, config_mod.load(loc.worktree, cache))
+        notices: list[str] = []
+        return cls(loc, config_mod.load(loc.worktree, cache, notices), notices)
 
     # -- parts ---------------------------------------------------------------
 
@@ -164,6 +167,14 @@ class Workspace:
         rid = replica_id(self.loc)
         assert rid is not None
         return rid
+
+    def hook_runner(self):  # -> hooks.Runner: one per command, sharing its time budget
+        from beadsmail import hooks
+
+        settings = self.config["hooks"]
+        budget = settings.get("budget")
+        return hooks.Runner(self.loc.state_dir, float(settings["timeout"]),
+                            None if budget is None else float(budget))
 
     def heads(self) -> dict[str, str]:
         return store_heads(self.loc.common, self.ref)

@@ -4,7 +4,7 @@ Creates a temporary repository with two linked worktrees (one per agent), a
 bare "remote" and a second clone standing for another machine, then runs the
 real ``bd`` CLI in each place: registration, mail with threads and receipts,
 a channel, the task board with a version conflict and the review queue, sync
-between clones, and the overview. Everything runs against real git.
+between clones, an MCP agent (the SDK's client over ``bd mcp``), and the overview. Everything runs against real git.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main() -> None:
     (repo / "README.md").write_text("# project\n")
     git(repo, "add", "README.md")
     git(repo, "commit", "-q", "-m", "initial commit")
-    for name in ("worker-1", "reviewer"):
+    for name in ("worker-1", "reviewer", "helper"):
         git(repo, "worktree", "add", "-q", "-b", name, str(root / name))
     manager = Agent("manager", repo, "project")
     worker = Agent("worker-1", root / "worker-1", "worker-1 worktree")
@@ -119,6 +119,12 @@ def main() -> None:
     remote_agent.bd("sync")
     manager.bd("sync")
     manager.bd("mail", "inbox")
+
+    say("an agent that speaks MCP: bd setup claude writes its .mcp.json; the SDK's own client "
+        "starts bd mcp from it")
+    from mcp_agent import run as mcp_agent
+
+    mcp_agent(root / "helper", manager, GIT_ENV, say)
 
     say("the overview, and a health check")
     manager.bd("status")

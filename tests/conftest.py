@@ -24,6 +24,10 @@ GIT_ENV = {
 }
 
 
+# Variables that name the caller: tests set them explicitly, never inherit them.
+IDENTITY_ENV = ("BEADS_IDENTITY", "BEADS_SESSION", "BTMSG_AGENT_ID", "CLAUDE_SESSION_ID")
+
+
 def git(cwd: Path, *args: str, check: bool = True) -> str:
     env = {**os.environ, **GIT_ENV}
     proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
@@ -51,8 +55,8 @@ def run_bd(cwd: Path, *args: str, env: dict | None = None, input: str | bytes | 
     code = 0
     try:
         os.chdir(cwd)
-        os.environ.pop("BEADS_IDENTITY", None)
-        os.environ.pop("BEADS_SESSION", None)
+        for name in IDENTITY_ENV:
+            os.environ.pop(name, None)
         os.environ.update(env or {})
         if input is not None:
             data = input.encode() if isinstance(input, str) else input
@@ -73,7 +77,7 @@ def run_bd(cwd: Path, *args: str, env: dict | None = None, input: str | bytes | 
 def run_bd_proc(cwd: Path, *args: str, env: dict | None = None, input: str | None = None,
                 timeout: float = 60) -> Result:
     """Run the real ``bd`` in a subprocess."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("BEADS_IDENTITY", "BEADS_SESSION")}
+    full_env = {k: v for k, v in os.environ.items() if k not in IDENTITY_ENV}
     full_env.update(GIT_ENV)
     full_env.update(env or {})
     proc = subprocess.run([sys.executable, "-m", "beadsmail", *args], cwd=cwd, env=full_env,

@@ -38,3 +38,11 @@ def store_commits(repo) -> list[str]:
     from conftest import git
 
     return git(repo, "log", "--format=%s", "beadsmail").splitlines()
+
+
+def approve_hooks(worktree) -> dict:
+    """Approve the hooks and settings of ``worktree`` as they are now (``bd hooks trust``)."""
+    from beadsmail import approvals
+
+    ws = Workspace.open(worktree)
+    return approvals.trust(ws.loc.worktree, ws.loc.state_dir)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git
+from helpers import approve_hooks
 
 EXAMPLES = Path(__file__).resolve().parent.parent / ".beads-example" / "hooks"
 
@@ -26,6 +27,7 @@ def install(repo: Path, text: str, name: str = "on_message") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(0o755)
+    approve_hooks(repo)
     return path
 
 
@@ -45,10 +47,17 @@ def test_hook_receives_id_event_and_record(store: Path, bd) -> None:
     committed = git(store, "rev-parse", "beadsmail")
     reply = bd(store, "mail", "reply", mid, "-m", "ok", "--identity", "w1", "--json").json()
     args = (store / "hook-args.txt").read_text().splitlines()
-    assert args == [f"{mid} send send {mid}", f"{reply['id']} reply reply {reply['id']}"]
+    # argument 2 is beads' event type; the finer event is in BEADS_EVENT
+    assert args == [f"{mid} message send {mid}", f"{reply['id']} message reply {reply['id']}"]
     record = json.loads((store / f"hook-{mid}.json").read_text())
     assert record["id"] == mid and record["kind"] == "message" and record["subject"] == "Hello"
     assert record["from"] == "boss" and record["to"] == ["w1"] and record["clock"] >= 1
+    assert (record["type"], record["message_type"]) == ("message", "request")
+    assert (record["title"], record["description"]) == ("Hello", "body")
+    assert (record["assignee"], record["sender"], record["status"]) == ("w1", "boss", "open")
+    assert record["replies_to"] is None and record["ephemeral"] is True and record["priority"] == 2
+    replied = json.loads((store / f"hook-{reply['id']}.json").read_text())
+    assert replied["replies_to"] == mid and replied["assignee"] == "boss"
     assert (store / f"hook-head-{mid}.txt").read_text() == committed  # ran after the commit
     assert git(store, "status", "--porcelain", "--", ".beads/hooks").strip() == "?? .beads/hooks/"
 
@@ -95,6 +104,66 @@ def test_non_executable_hook_is_skipped_with_a_warning(store: Path, bd) -> None:
     assert not (store / "hook-args.txt").exists()
 
 
+def test_output_is_capped_and_a_child_holding_stderr_does_not_hold_bd(store: Path, bd) -> None:
+    cfg = store / ".beads" / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("timeout: 10", "timeout: 120"))
+    install(store, "#!/bin/sh\nhead -c 20000000 /dev/zero | tr '\\0' x >&2\n"
+                   "echo >&2; echo 'the last line' >&2\n(sleep 300; echo late >&2) &\n"
+                   "echo $! > child.pid\nexit 4\n")
+    started = time.monotonic()
+    result = bd(store, "mail", "send", "w1", "-s", "s", "-m", "b", "--identity", "a", "--json")
+    assert result.code == 0 and time.monotonic() - started < 60  # not the 300 s child
+    assert "hook on_message exited 4: the last line;" in result.err
+    assert len(result.err) < 2000
+    os.kill(int((store / "child.pid").read_text()), 9)
+
+
+def test_a_new_or_changed_hook_is_reported_once_and_runs_only_approved(store: Path, bd) -> None:
+    hook = store / ".beads" / "hooks" / "on_message"
+    hook.parent.mkdir(parents=True)
+    hook.write_text(RECORDER)
+    hook.chmod(0o755)  # as a pulled commit would put it there: not approved
+    send = ("mail", "send", "w1", "-s", "s", "-m", "b", "--identity", "a")
+    first = bd(store, *send)
+    assert first.code == 0 and "is new and did not run" in first.err
+    assert "bd hooks trust" in first.err and not (store / "hook-args.txt").exists()
+    second = bd(store, *send)
+    assert second.code == 0 and second.err == "" and not (store / "hook-args.txt").exists()
+    status = bd(store, "hooks", "status", "--json").json()
+    assert status["unapproved"] == ["on_message"] and status["approve"] == "bd hooks trust"
+    assert bd(store, "hooks", "list", "--json").json()[0]["state"] == "new"
+    trusted = bd(store, "hooks", "trust", "on_message", "--json").json()
+    assert [a["name"] for a in trusted["approved"]] == ["on_message"]
+    assert bd(store, *send).code == 0 and len((store / "hook-args.txt").read_text().splitlines()) == 1
+    hook.write_text(RECORDER + "touch changed\n")
+    changed = bd(store, *send)
+    assert "changed since it was approved and did not run" in changed.err
+    assert not (store / "changed").exists()
+    assert bd(store, "hooks", "list", "--json").json()[0]["state"] == "changed"
+    assert bd(store, "hooks", "trust", "nope").code == 1
+
+
+def test_settings_that_run_or_send_wait_for_approval(store: Path, bd, tmp_path: Path) -> None:
+    cfg = store / ".beads" / "config.yaml"
+    elsewhere = tmp_path / "elsewhere.git"
+    git(tmp_path, "init", "-q", "--bare", str(elsewhere))
+    cfg.write_text(cfg.read_text().replace("remote: origin ", f"remote: {elsewhere}")
+                   .replace("auto: false", "auto: true "))
+    first = bd(store, "mail", "send", "w1", "-s", "s", "-m", "b", "--identity", "a")
+    assert first.code == 0 and "sync.auto, sync.remote, which are not approved" in first.err
+    assert bd(store, "mail", "send", "w1", "-s", "s", "-m", "b", "--identity", "a").err == ""
+    where = bd(store, "sync", "--json")  # the default remote, not the configured one
+    assert where.code == 1 and "origin" in where.json()["error"]["message"]
+    assert git(elsewhere, "for-each-ref").strip() == ""
+    status = bd(store, "hooks", "status", "--json").json()
+    assert status["settings"]["state"] == "new" and status["unapproved"] == ["config.yaml"]
+    assert bd(store, "hooks", "trust").code == 0
+    synced = bd(store, "sync", "--json")
+    assert synced.code == 0, synced.err
+    assert synced.json()["remote"] == str(elsewhere)
+    assert "beadsmail" in git(elsewhere, "for-each-ref")
+
+
 def test_example_notification_file_hook(store: Path, bd) -> None:
     install(store, (EXAMPLES / "on_message").read_text())
     notify = store / "notes" / "mail.log"
@@ -133,7 +202,48 @@ def test_example_tmux_hook_nudges_recipient_session_on_urgent_mail(store: Path, 
         while time.monotonic() < deadline and not typed.read_text():
             time.sleep(0.05)
         lines = typed.read_text().splitlines()
-        assert lines == [f"[bd] URGENT mail {mid} from boss: Prod down (read it with: "
-                         f"bd mail read {mid})"]
+        assert lines == [f"[bd] URGENT mail {mid} (read it with: bd mail read {mid})"]
+    finally:
+        subprocess.run(["tmux", "kill-server"], env=full, capture_output=True)
+
+
+def test_example_tmux_hook_never_types_what_another_agent_wrote(store: Path, bd,
+                                                                tmp_path: Path) -> None:
+    """A real tmux pane running a shell: a subject crafted to run there stays mail."""
+    install(store, (EXAMPLES / "on_message.tmux").read_text())
+    env = _tmux_env(tmp_path)
+    full = {**os.environ, **env}
+    shell = tmp_path / "shell"
+    shell.mkdir()
+    subprocess.run(["tmux", "new-session", "-d", "-s", "worker-1", "-x", "200", "-y", "20",
+                    "-c", str(shell), "sh"], env=full, check=True)
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", "=worker-1:"], env=full,
+                              capture_output=True, text=True).stdout
+
+    try:
+        urgent = bd(store, "mail", "send", "worker-1", "-s", "x; touch PWNED #", "-m",
+                    "`touch PWNED2`", "--urgent", "--identity", "boss", "--json", env=env)
+        assert urgent.code == 0 and "hook" not in urgent.err, urgent.err
+        mid = urgent.json()["id"]
+        # as a record from another clone could be: a newline in the subject, a hostile id
+        forged = {**urgent.json(), "kind": "message", "priority": 0, "to": ["worker-1"],
+                  "from": "boss; touch PWNED3", "subject": "y\ntouch PWNED4 #\n"}
+        for record in (forged, {**forged, "id": "bd-1; touch PWNED5 #"}):
+            subprocess.run([str(store / ".beads" / "hooks" / "on_message"), record["id"], "arrive"],
+                           input=json.dumps(record), text=True, env=full, check=True, cwd=store)
+        deadline = time.monotonic() + 30
+        while screen().count(f"bd mail read {mid}") < 2 or "bd mail inbox" not in screen():
+            assert time.monotonic() < deadline, screen()
+            time.sleep(0.05)
+        subprocess.run(["tmux", "send-keys", "-t", "=worker-1:", "-l", "touch finished"],
+                       env=full, check=True)
+        subprocess.run(["tmux", "send-keys", "-t", "=worker-1:", "Enter"], env=full, check=True)
+        while not (shell / "finished").exists():  # the shell has run everything typed before
+            assert time.monotonic() < deadline, screen()
+            time.sleep(0.05)
+        assert sorted(p.name for p in shell.iterdir()) == ["finished"]
+        assert "PWNED" not in screen() and "touch" not in screen().replace("touch finished", "")
     finally:
         subprocess.run(["tmux", "kill-server"], env=full, capture_output=True)

@@ -292,7 +292,13 @@ def test_whoami_identity_order(store: Path, bd) -> None:
     cfg = store / ".beads" / "config.yaml"
     cfg.write_text(cfg.read_text() + "identity: from-yaml\n")
     assert bd(store, "whoami", "--json").json()["identity"] == "from-yaml"
-    env = bd(store, "whoami", "--json", env={"BEADS_IDENTITY": "from-env"}).json()
+    claude = bd(store, "whoami", "--json", env={"CLAUDE_SESSION_ID": "orch-epic4"}).json()
+    assert claude["identity"] == "orch-epic4" and claude["source"] == "CLAUDE_SESSION_ID"
+    btmsg = bd(store, "whoami", "--json", env={"CLAUDE_SESSION_ID": "orch-epic4",
+                                               "BTMSG_AGENT_ID": "mgr-1"}).json()
+    assert btmsg["identity"] == "mgr-1" and btmsg["source"] == "BTMSG_AGENT_ID"
+    env = bd(store, "whoami", "--json", env={"BEADS_IDENTITY": "from-env",
+                                             "BTMSG_AGENT_ID": "mgr-1"}).json()
     assert env["identity"] == "from-env" and env["source"] == "BEADS_IDENTITY"
     flag = bd(store, "whoami", "--identity", "from-flag", "--json",
               env={"BEADS_IDENTITY": "from-env"}).json()

@@ -88,7 +88,12 @@ async def conversation(alice: Client, bob: Client) -> None:
     assert answer["to"] == ["alice"] and answer["subject"] == "Re: Take the parser"
     thread = await call(alice, "thread", message_id=answer["id"])
     assert [m["id"] for m in thread["messages"]] == [sent["id"], answer["id"]]
-    assert (await call(bob, "ack", message_ids=[sent["id"]]))["acknowledged"] == [sent["id"]]
+    # more mail while the first is still open: the wait returns only what is new
+    second = await call(alice, "send", to=["bob"], subject="Also", body="The lexer too.")
+    again = await call(bob, "wait_for_mail", timeout_seconds=DEADLINE)
+    assert [m["id"] for m in again["messages"]] == [second["id"]]
+    closed = await call(bob, "ack", message_ids=[sent["id"], second["id"]])
+    assert closed["acknowledged"] == [sent["id"], second["id"]]
     assert (await call(bob, "inbox"))["count"] == 0
     # a task moved by alice; bob's move with the version he read first is refused
     task = (await call(alice, "task_create", title="Write the parser", assign="bob"))["task"]

@@ -22,6 +22,7 @@ import faults
 import pytest
 import workloads
 from conftest import fsck, git, run_bd_proc
+from helpers import approve_hooks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -437,6 +438,7 @@ def test_hooks_get_shell_metacharacters_as_plain_argv_and_stdin(hostile_store: P
                     f"open({str(record)!r}, 'w').write(json.dumps("
                     "{'argv': sys.argv[1:], 'stdin': sys.stdin.read()}))\n")
     hook.chmod(0o755)
+    approve_hooks(repo)
     try:
         result = bd(repo, "mail", "send", "bob", "-s", subject, "-m", body, "--identity",
                     "alice", "--json")
@@ -445,7 +447,7 @@ def test_hooks_get_shell_metacharacters_as_plain_argv_and_stdin(hostile_store: P
             return
         sent = result.json()
         seen = json.loads(record.read_text())
-        assert seen["argv"] == [sent["id"], "send"], "exactly two arguments, never split"
+        assert seen["argv"] == [sent["id"], "message"], "exactly two arguments, never split"
         payload = json.loads(seen["stdin"])
         assert (payload["subject"], payload["body"]) == (sent["subject"], sent["body"])
         assert not _canaries(repo.parent)
@@ -557,14 +559,17 @@ def test_eight_agents_across_worktrees_exact_counts_and_one_winner_per_version(
 def test_push_blocked_by_a_dead_process_lock_on_the_remote_names_the_file(store: Path,
                                                                           bd) -> None:
     remote = workloads.bare_remote(store)
-    assert bd(store, "sync", "origin", "--json").code == 0
+    send(bd, store, "before")
+    first = bd(store, "sync", "origin", "--json")
+    assert first.code == 0
+    feed = first.json()["feed"]
     sent = send(bd, store, "while the remote is locked")
-    lock = remote / "refs" / "heads" / "beadsmail.lock"
+    lock = remote / (feed + ".lock")  # this clone's feed ref, the only one it pushes
     lock.write_text("")
     result = bd(store, "sync", "origin", "--json")
     assert result.code == 1
     assert f"locked by {lock}" in result.json()["error"]["message"]
-    assert git(store, "rev-parse", "beadsmail") != git(remote, "rev-parse", "beadsmail")
+    assert sent["id"] not in git(remote, "show", f"{feed}:.beads/log/" + own_segment(store))
     lock.unlink()
     assert bd(store, "sync", "origin", "--json").json()["pushed"] is True
-    assert sent["id"] in git(remote, "show", "beadsmail:.beads/log/" + own_segment(store))
+    assert sent["id"] in git(remote, "show", f"{feed}:.beads/log/" + own_segment(store))

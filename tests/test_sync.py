@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import GIT_ENV, fsck, git, make_repo
-from helpers import write_message
+from helpers import approve_hooks, write_message
 
 from beadsmail import mail, sync, tasks
 from beadsmail.workspace import Workspace
@@ -72,6 +72,12 @@ def state(path: Path) -> dict:
         ws.close()
 
 
+def feed_of(clone: Path) -> str:
+    """The name of a clone's feed ref."""
+    replica = (clone / ".git" / "beadsmail" / "replica").read_text().strip()
+    return f"refs/heads/beadsmail.feeds/{replica}"
+
+
 def segment_ids(path: Path) -> list[str]:
     """Every record id stored on the local store branch, with repetitions."""
     ids: list[str] = []
@@ -93,6 +99,7 @@ def hook(worktree: Path, identity: str) -> Path:
     script = beads / "hooks" / "on_message"
     script.write_text(f'#!/bin/sh\necho "$1 $2 $BEADS_EVENT" >> {log}\n')
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    approve_hooks(worktree)
     return log
 
 
@@ -103,16 +110,25 @@ def logged(log: Path) -> list[str]:
 # -- basics ---------------------------------------------------------------------
 
 
-def test_first_sync_creates_remote_branch_and_a_new_clone_adopts_it(net, bd) -> None:
+def test_first_sync_creates_the_feed_and_a_new_clone_adopts_it(net, bd) -> None:
     remote, clones, wts = net
     sent = send(wts[0], "alice", "bob", "hello")
     result = bd(clones[0], "sync", "--json")
     assert result.code == 0, result.err
     data = result.json()
-    assert data["action"] == "created the remote branch" and data["pushed"] is True
+    assert data["action"] == "created the feed" and data["pushed"] is True
     assert data["sent"] == 1 and data["remote"] == "origin"
-    assert git(remote, "rev-parse", "beadsmail").strip() == data["local_head"]
-    assert git(clones[0], "rev-parse", "refs/remotes/origin/beadsmail").strip() == data["local_head"]
+    feed = data["feed"]
+    replica = (clones[0] / ".git" / "beadsmail" / "replica").read_text().strip()
+    assert feed == f"refs/heads/beadsmail.feeds/{replica}"
+    assert git(remote, "rev-parse", feed).strip() == data["feed_head"]
+    # only this replica's files travel in its feed; no old-layout branch is created
+    segments = git(clones[0], "ls-tree", "--name-only", f"beadsmail:.beads/log/{replica}").split()
+    assert git(remote, "ls-tree", "-r", "--name-only", feed).split() == [
+        f".beads/log/{replica}/{name}" for name in segments] + [".beads/store.json"]
+    assert git(remote, "rev-parse", "-q", "--verify", "beadsmail", check=False) == ""
+    tracking = feed.replace("refs/heads/", "refs/remotes/origin/")
+    assert git(clones[0], "rev-parse", tracking).strip() == data["feed_head"]
 
     other = bd(wts[1], "sync", "--json").json()  # from a linked worktree of a clone without a store
     assert other["action"] == "adopted the remote store" and other["received"] == 1
@@ -145,19 +161,22 @@ def test_mail_on_every_side_converges_in_any_order(tmp_path: Path, order: list[i
         fsck(clone)
 
 
-def test_diverged_clones_merge_with_a_merge_commit(net) -> None:
+def test_diverged_clones_each_push_their_own_feed(net) -> None:
     remote, clones, wts = net
     do_sync(clones[0])
     do_sync(clones[1])
     send(clones[0], "alice", "bob", "a")
     send(clones[1], "bob", "alice", "b")
-    do_sync(clones[0])
+    first = do_sync(clones[0])
     result = do_sync(clones[1])
     assert result["action"] == "merged" and result["received"] == 1 and result["sent"] == 1
-    parents = git(clones[1], "rev-list", "--parents", "-n", "1", "beadsmail").split()
-    assert len(parents) == 3  # a merge commit: itself and two parents
-    assert git(remote, "rev-parse", "beadsmail").strip() == parents[0]
-    assert result["warnings"] == []
+    assert result["attempts"] == 1 and result["warnings"] == []
+    # each feed is a chain of single-parent commits moved only by its owner
+    for data in (first, result):
+        assert git(remote, "rev-parse", data["feed"]).strip() == data["feed_head"]
+        parents = git(remote, "rev-list", "--parents", "-n", "1", data["feed"]).split()
+        assert len(parents) <= 2
+    assert first["feed"] != result["feed"]
     do_sync(clones[0])
     assert state(clones[0]) == state(clones[1])
     fsck(remote)
@@ -192,7 +211,7 @@ def test_copied_git_dir_same_segment_on_both_sides_is_unioned_with_a_warning(net
     assert state(clones[0]) == state(twin)
 
 
-def test_push_race_is_retried_by_fetching_and_merging_again(net, monkeypatch) -> None:
+def test_another_clone_pushing_meanwhile_is_no_race(net, monkeypatch) -> None:
     from beadsmail.store import remote as remote_mod
 
     remote, clones, wts = net
@@ -202,20 +221,56 @@ def test_push_race_is_retried_by_fetching_and_merging_again(net, monkeypatch) ->
     raced = []
     real_fetch = remote_mod.Transport.fetch
 
-    def fetch_then_someone_pushes(self, rem, heads):
-        sha = real_fetch(self, rem, heads)
+    def fetch_then_someone_pushes(self, rem, heads, known=None):
+        refs = real_fetch(self, rem, heads, known)
         if not raced:
             raced.append(send(clones[0], "alice", "bob", "raced")["id"])
             do_sync(clones[0])  # the remote moves between our fetch and our push
-        return sha
+        return refs
 
     monkeypatch.setattr(remote_mod.Transport, "fetch", fetch_then_someone_pushes)
     result = do_sync(clones[1])
-    assert result["attempts"] == 2 and result["pushed"] is True
+    assert result["attempts"] == 1 and result["pushed"] is True
     monkeypatch.undo()
     do_sync(clones[0])
+    do_sync(clones[1])
     assert sorted(state(clones[0])["records"]) == sorted([mine, raced[0]])
     assert state(clones[0]) == state(clones[1])
+
+
+def test_own_feed_moved_by_a_copy_of_the_git_dir_is_merged_and_retried(net, monkeypatch) -> None:
+    from beadsmail.store import remote as remote_mod
+
+    remote, clones, wts = net
+    do_sync(clones[0])
+    send(clones[0], "alice", "bob", "before the copy")
+    do_sync(clones[0])
+    twin = clones[0].parent / "twin"
+    shutil.copytree(clones[0], twin, symlinks=True)  # same replica id: two writers of one feed
+    a = send(clones[0], "alice", "bob", "on the original")["id"]
+    raced = []
+    real_fetch = remote_mod.Transport.fetch
+
+    def fetch_then_twin_pushes(self, rem, heads, known=None):
+        refs = real_fetch(self, rem, heads, known)
+        if not raced:
+            raced.append(send(twin, "alice", "bob", "on the twin")["id"])
+            do_sync(twin)
+        return refs
+
+    monkeypatch.setattr(remote_mod.Transport, "fetch", fetch_then_twin_pushes)
+    result = do_sync(clones[0])
+    monkeypatch.undo()
+    assert result["attempts"] == 2 and result["pushed"] is True
+    feed = result["feed"]
+    # the remote's feed moved only by fast-forwards: the twin's commit is in its history
+    assert git(remote, "merge-base", "--is-ancestor",
+               git(twin, "rev-parse", feed).strip(), feed, check=False) == ""
+    do_sync(twin)
+    for clone in (clones[0], twin):
+        stored = segment_ids(clone)
+        assert len(stored) == len(set(stored)) == 3 and {a, raced[0]} <= set(stored)
+    assert state(clones[0]) == state(twin)
 
 
 def test_pull_only_and_push_only(net, bd) -> None:
@@ -225,12 +280,13 @@ def test_pull_only_and_push_only(net, bd) -> None:
     send(clones[0], "alice", "bob", "a")
     pulled = bd(clones[0], "sync", "--pull-only", "--json").json()
     assert pulled["pushed"] is False and pulled["sent"] == 0
-    assert git(remote, "rev-parse", "beadsmail").strip() != pulled["local_head"]
+    assert git(remote, "rev-parse", "-q", "--verify", feed_of(clones[0]), check=False) == ""
     pushed = bd(clones[0], "sync", "--push-only", "--json").json()
     assert pushed["pushed"] is True and pushed["sent"] == 1
     send(clones[1], "bob", "alice", "b")
-    refused = bd(clones[1], "sync", "--push-only", "--json")
-    assert refused.code == 1 and "without --push-only" in refused.json()["error"]["message"]
+    # the remote holds a feed this clone has not merged: its own feed is pushed all the same
+    alone = bd(clones[1], "sync", "--push-only", "--json").json()
+    assert alone["pushed"] is True and alone["sent"] == 1 and alone["received"] == 0
     both = bd(clones[1], "sync", "--push-only", "--pull-only")
     assert both.code == 2 and both.err.count("\n") == 1
 
@@ -329,7 +385,7 @@ def test_ssh_transport_and_a_refused_push(tmp_path: Path, bd) -> None:
     assert error["type"] == "remote_error" and "refused" in error["message"]
     assert git(clones[1], "rev-parse", "beadsmail") == before_head
     assert state(clones[1]) == before and a in before["records"]
-    assert git(remote, "rev-parse", "beadsmail") != before_head
+    assert git(remote, "rev-parse", "-q", "--verify", feed_of(clones[1]), check=False) == ""
 
 
 # -- arrivals --------------------------------------------------------------------
@@ -345,22 +401,22 @@ def test_arrival_hook_fires_once_across_syncs_fetches_and_rebuilds(net, bd) -> N
     do_sync(clones[0])
     result = bd(clones[1], "sync", "--json").json()
     assert [m["id"] for m in result["new_messages"]] == [first]
-    assert logged(log) == [f"{first} arrive arrive"]
+    assert logged(log) == [f"{first} message arrive"]
     do_sync(clones[1])
     assert bd(clones[1], "index", "rebuild").code == 0
     do_sync(clones[1])
-    assert logged(log) == [f"{first} arrive arrive"]
+    assert logged(log) == [f"{first} message arrive"]
 
     second = send(clones[0], "alice", "bob", "two")["id"]
     do_sync(clones[0])
     git(clones[1], "fetch", "-q", "origin")
     assert state(clones[1])["records"].count(second) == 1  # a plain read sees it, fires nothing
-    assert logged(log) == [f"{first} arrive arrive"]
+    assert logged(log) == [f"{first} message arrive"]
     assert [m["id"] for m in do_sync(clones[1])["new_messages"]] == [second]
     own = send(wts[1], "bob", "bob", "a note to self")["id"]  # a local send is no arrival
     do_sync(clones[1])
-    assert logged(log) == [f"{first} arrive arrive", f"{second} arrive arrive",
-                           f"{own} send send"]
+    assert logged(log) == [f"{first} message arrive", f"{second} message arrive",
+                           f"{own} message send"]
 
 
 def test_first_sync_treats_mail_already_here_as_history(net) -> None:
@@ -430,7 +486,7 @@ def test_remote_branch_that_is_not_a_store_is_refused(net, bd) -> None:
 
 @pytest.mark.parametrize("stage", ["fetch", "merge", "push"])
 def test_interrupted_sync_is_completed_by_the_next(net, monkeypatch, stage: str) -> None:
-    from beadsmail.store import merge as merge_mod
+    from beadsmail.store import feeds as feeds_mod
     from beadsmail.store import remote as remote_mod
 
     remote, clones, wts = net
@@ -439,7 +495,7 @@ def test_interrupted_sync_is_completed_by_the_next(net, monkeypatch, stage: str)
     a = send(clones[0], "alice", "bob", "a")["id"]
     do_sync(clones[0])
     b = send(clones[1], "bob", "alice", "b")["id"]
-    target = {"fetch": (remote_mod.Transport, "fetch"), "merge": (merge_mod, "merge_commits"),
+    target = {"fetch": (remote_mod.Transport, "fetch"), "merge": (feeds_mod, "merge_into"),
               "push": (remote_mod.Transport, "push")}[stage]
     real = getattr(*target)
 
@@ -451,8 +507,9 @@ def test_interrupted_sync_is_completed_by_the_next(net, monkeypatch, stage: str)
     with pytest.raises(KeyboardInterrupt):
         do_sync(clones[1])
     monkeypatch.undo()
-    result = do_sync(clones[1])
-    assert result["local_head"] == result["remote_head"]
+    do_sync(clones[1])
+    feed = feed_of(clones[1])
+    assert git(remote, "rev-parse", feed) == git(clones[1], "rev-parse", feed)
     do_sync(clones[0])
     assert sorted(state(clones[0])["records"]) == sorted([a, b])
     assert state(clones[0]) == state(clones[1])
@@ -492,10 +549,14 @@ def test_auto_sync_pushes_in_the_background_and_never_blocks_a_write(net) -> Non
     do_sync(clones[0])
     (clones[0] / ".beads").mkdir(exist_ok=True)
     (clones[0] / ".beads" / "config.yaml").write_text("sync:\n  auto: true\n")
+    approve_hooks(clones[0])
     sent = send(clones[0], "alice", "bob", "auto")
     assert not [w for w in sent["warnings"] if "sync" in w]
     deadline = time.monotonic() + 30
-    while git(remote, "rev-parse", "beadsmail").strip() != git(clones[0], "rev-parse", "beadsmail").strip():
+    feed = feed_of(clones[0])
+    while git(remote, "rev-parse", "-q", "--verify", feed, check=False).strip() != \
+            git(clones[0], "rev-parse", "-q", "--verify", feed, check=False).strip() or \
+            not git(remote, "rev-parse", "-q", "--verify", feed, check=False):
         assert time.monotonic() < deadline, "the background sync never pushed"
         time.sleep(0.1)
     log = clones[0] / ".git" / "beadsmail" / "sync.log"
@@ -622,4 +683,49 @@ def test_arrivals_by_broadcast_group_and_channel(net) -> None:
     do_sync(clones[0])
     result = do_sync(clones[1])
     assert sorted(m["id"] for m in result["new_messages"]) == sorted(ids)
-    assert sorted(logged(log)) == sorted(f"{i} arrive arrive" for i in ids)
+    assert sorted(logged(log)) == sorted(f"{i} message arrive" for i in ids)
+
+
+# -- feeds: plain git, the transition from the one-branch layout ------------------------
+
+
+def test_plain_git_fetch_of_feeds_delivers_mail(net, bd) -> None:
+    remote, clones, wts = net
+    sent = send(clones[0], "alice", "bob", "through a feed")
+    do_sync(clones[0])
+    git(clones[1], "fetch", "-q", "origin")  # default refspecs: refs/heads/* -> refs/remotes/origin/*
+    assert git(clones[1], "rev-parse", "-q", "--verify",
+               feed_of(clones[0]).replace("refs/heads/", "refs/remotes/origin/"), check=False)
+    inbox = bd(wts[1], "mail", "inbox", "--identity", "bob", "--json")
+    assert [m["id"] for m in inbox.json()] == [sent["id"]]
+    result = do_sync(clones[1])  # merges what git fetched into the view
+    assert result["received"] == 1 and result["action"] == "adopted the remote store"
+    assert sent["id"] in segment_ids(clones[1])
+
+
+def test_old_layout_branch_is_merged_and_pushed_best_effort(net, bd) -> None:
+    remote, clones, wts = net
+    old = send(clones[0], "alice", "bob", "from an old clone")["id"]
+    git(clones[0], "push", "-q", "origin", "beadsmail")  # what an old client's sync leaves
+    new = send(clones[1], "bob", "alice", "from a new clone")["id"]
+    result = do_sync(clones[1])
+    assert result["received"] == 1 and result["legacy_pushed"] is True
+    # an old client fetching only the branch sees the new clone's mail
+    assert new in git(remote, "log", "-p", "beadsmail")
+    assert old in segment_ids(clones[1])
+    hook_path = remote / "hooks" / "update"  # the old branch refused, the feed accepted
+    hook_path.write_text('#!/bin/sh\n[ "$1" = refs/heads/beadsmail ] && exit 1\nexit 0\n')
+    hook_path.chmod(0o755)
+    later = send(clones[1], "bob", "alice", "later")["id"]
+    refused = do_sync(clones[1])
+    assert refused["pushed"] is True and refused["legacy_pushed"] is False
+    assert any("refs/heads/beadsmail" in w for w in refused["warnings"])
+    assert later in git(remote, "show", f"{feed_of(clones[1])}:.beads/log/"
+                        + git(clones[1], "ls-tree", "--name-only", "-r",
+                              f"{feed_of(clones[1])}:.beads/log").split()[-1])
+    hook_path.unlink()
+    (clones[1] / ".beads").mkdir(exist_ok=True)
+    (clones[1] / ".beads" / "config.yaml").write_text("sync:\n  legacy_branch: never\n")
+    send(clones[1], "bob", "alice", "never")
+    quiet = do_sync(clones[1])
+    assert quiet["pushed"] is True and quiet["legacy_pushed"] is False and quiet["warnings"] == []

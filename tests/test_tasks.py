@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git, run_bd_proc
+from helpers import approve_hooks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -316,6 +317,7 @@ def _hook(store: Path, name: str, body: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("#!/bin/sh\n" + body + "\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    approve_hooks(store)
 
 
 def test_hooks_fire_for_tasks(store: Path, bd) -> None:

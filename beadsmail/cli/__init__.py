@@ -11,15 +11,15 @@ TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need
 if TYPE_CHECKING:
     import typer
 
-MODULES = ("store", "mail", "tasks", "agents", "sync", "serve", "integrate")
+MODULES = ("store", "mail", "tasks", "agents", "sync", "serve", "integrate", "hooks")
 # Which command modules a top-level command needs: only those are imported, so
 # a command pays for its own dependencies and not for every other command's.
 NEEDS = {
     "init": ("store",), "where": ("store",), "doctor": ("store",), "index": ("store",),
-    "mail": ("mail",), "show": ("mail",), "cleanup": ("mail",), "whoami": ("mail",),
+    "mail": ("mail",), "show": ("mail",), "search": ("mail",), "cleanup": ("mail",), "whoami": ("mail",),
     "task": ("tasks",), "agent": ("agents", "serve"), "channel": ("agents",),
     "contacts": ("agents",), "dlq": ("agents",), "audit": ("agents",), "status": ("agents",),
-    "sync": ("sync",), "serve": ("serve",),
+    "sync": ("sync",), "serve": ("serve",), "hooks": ("hooks",),
     "mcp": ("integrate",), "setup": ("integrate",), "prime": ("integrate",),
 }
 

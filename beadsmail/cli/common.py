@@ -10,4 +10,5 @@ from beadsmail.cli.env import identity, identity_source, session, workspace  # n
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 Identity = Annotated[str | None, typer.Option(
-    "--identity", help="Act as this identity (else BEADS_IDENTITY, config, user name).")]
+    "--identity", help="Act as this identity (else BEADS_IDENTITY, BTMSG_AGENT_ID, "
+    "CLAUDE_SESSION_ID, config, user name).")]

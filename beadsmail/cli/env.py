@@ -6,6 +6,7 @@ Kept free of typer so that the fast path (``cli.fast``) can use it too.
 from __future__ import annotations
 
 import os
+import sys
 
 from beadsmail import records
 from beadsmail.errors import InvalidInput
@@ -13,13 +14,23 @@ from beadsmail.workspace import Workspace
 
 
 def workspace() -> Workspace:
-    return Workspace.open(os.environ.get("BEADS_DIR") or None)
+    ws = Workspace.open(os.environ.get("BEADS_DIR") or None)
+    for notice in ws.notices:  # settings held back until approved, said once
+        print(notice, file=sys.stderr)
+    return ws
+
+
+# The environment variables that name the caller, in order: beadsmail's own, then those
+# of the tools it replaces (btmsg and bttask agents, message-bus orchestrators).
+IDENTITY_VARIABLES = ("BEADS_IDENTITY", "BTMSG_AGENT_ID", "CLAUDE_SESSION_ID")
 
 
 def identity_source(ws: Workspace, flag: str | None = None) -> tuple[str, str]:
-    """(identity, where it came from): --identity, BEADS_IDENTITY, config, the user name."""
-    for source, value in (("--identity", flag), ("BEADS_IDENTITY", os.environ.get("BEADS_IDENTITY")),
-                          ("config", ws.config.get("identity"))):
+    """(identity, where it came from): --identity, BEADS_IDENTITY, BTMSG_AGENT_ID,
+    CLAUDE_SESSION_ID, config, the user name."""
+    sources = [("--identity", flag), *((name, os.environ.get(name)) for name in IDENTITY_VARIABLES),
+               ("config", ws.config.get("identity"))]
+    for source, value in sources:
         if value or (source == "--identity" and value is not None):  # an empty flag is an error
             where = ".beads/config.yaml identity" if source == "config" else source
             return records.check_identity(str(value), f"identity from {where}"), source
@@ -37,7 +48,8 @@ def identity_source(ws: Workspace, flag: str | None = None) -> tuple[str, str]:
 
 
 def identity(ws: Workspace, flag: str | None = None) -> str:
-    """Identity order: --identity, BEADS_IDENTITY, config ``identity``, the system user name."""
+    """Identity order: --identity, BEADS_IDENTITY, BTMSG_AGENT_ID, CLAUDE_SESSION_ID, config
+    ``identity``, the system user name."""
     return identity_source(ws, flag)[0]
 
 

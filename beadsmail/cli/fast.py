@@ -1,5 +1,5 @@
 """The hot mail commands without typer: ``check`` (after every tool call of an agent),
-``inbox`` and ``send``.
+``inbox``, ``send`` and ``search``.
 
 ``cli.main`` hands ``bd mail ...`` here (``FAST``) before anything imports
 typer (~30 ms, plus ~15 ms to build the commands). Arguments are parsed by hand
@@ -24,12 +24,14 @@ if TYPE_CHECKING:
 ALIASES = {"-s": "--subject", "-m": "--body", "-p": "--priority", "-t": "--type", "-n": "--limit"}
 NUMBERS = {"--priority": int, "--limit": int, "--wait": float}
 SPECS: dict[str, tuple[set[str], set[str], bool]] = {  # flags, valued options, positionals
-    "check": ({"--json", "--claude"}, {"--session", "--identity"}, False),
+    "check": ({"--json", "--claude"}, {"--session", "--identity", "--hook"}, False),
     "inbox": ({"--json", "--unread"}, {"--from", "--priority", "--type", "--limit", "--wait",
                                        "--session", "--identity"}, False),
     "send": ({"--json", "--urgent", "--ephemeral", "--permanent"},
              {"--subject", "--body", "--priority", "--type", "--reply-to", "--context",
               "--metadata", "--action", "--identity"}, True),
+    "search": ({"--json"}, {"--from", "--to", "--channel", "--thread", "--since", "--limit",
+                            "--identity"}, True),
 }
 REQUIRED = {"send": ("--subject", "--body")}
 
@@ -40,7 +42,8 @@ def parse(command: str, args: list[str]) -> tuple[dict, list[str]] | None:
 
     flags, valued, positional = SPECS[command]
     return argv.parse(args, flags=flags, options=valued, aliases=ALIASES, numbers=NUMBERS,
-                      positionals=(1, 10**6) if positional else (0, 0),
+                      positionals=((1, 1) if command == "search" else (1, 10**6))
+                      if positional else (0, 0),
                       required=REQUIRED.get(command, ()))
 
 
@@ -52,13 +55,18 @@ def fast(args: list[str]) -> bool:
         return False
     opts, rest = parsed
     if command == "check":
-        run_check(opts.get("--json", False), opts.get("--claude", False), opts.get("--session"),
-                  opts.get("--identity"))
+        run_check(opts.get("--json", False), "claude" if opts.get("--claude") else opts.get("--hook"),
+                  opts.get("--session"), opts.get("--identity"))
     elif command == "inbox":
         run_inbox(opts.get("--json", False), opts.get("--identity"), opts.get("--session"),
                   opts.get("--wait"), sender=opts.get("--from"), priority=opts.get("--priority"),
                   type_=opts.get("--type"), unread=opts.get("--unread", False),
                   limit=opts.get("--limit"))
+    elif command == "search":
+        run_search(opts.get("--json", False), opts.get("--identity"), rest[0],
+                   sender=opts.get("--from"), to=opts.get("--to"), channel=opts.get("--channel"),
+                   thread=opts.get("--thread"), since=opts.get("--since"),
+                   limit=opts.get("--limit", 20))
     else:
         run_send(opts.get("--json", False), opts.get("--identity"), rest, opts["--subject"],
                  opts["--body"], reply_to=opts.get("--reply-to"),
@@ -123,20 +131,35 @@ def run_inbox(as_json: bool, identity: str | None, session: str | None, wait: fl
     emit(result, as_json, lambda d: mailtext.inbox(ws, me, d, wait))
 
 
-def run_check(as_json: bool, claude: bool, session: str | None, identity: str | None) -> int:
-    """Print the notice (or the JSON result); return 0 whatever happened."""
+def run_search(as_json: bool, identity: str | None, query: str, **filters: Any) -> None:
+    from beadsmail import search
+    from beadsmail.cli import env, mailtext
+    from beadsmail.cli.output import emit
+
+    ws = env.workspace()
+    emit(search.search(ws, env.identity(ws, identity), query, kinds=("mail",), **filters),
+         as_json, mailtext.hits)
+
+
+def run_check(as_json: bool, hook: str | None, session: str | None, identity: str | None) -> int:
+    """Print the notice (or the JSON result, or the ``hook`` agent's hook reply); return 0
+    whatever happened."""
     import sqlite3
 
     from beadsmail import wake
     from beadsmail.cli import env
     from beadsmail.cli.output import fail
-    from beadsmail.errors import BeadsError, NotARepository
+    from beadsmail.errors import BeadsError, InvalidInput, NotARepository
 
-    hook_session = _claude_session() if claude and not session else None
+    hook_session = _claude_session() if hook and not session else None
     try:
+        reply = _hook_reply(hook) if hook else None
         ws = env.workspace()
         me = env.identity(ws, identity)
         result = wake.check(ws, me, env.session(session) or hook_session)
+    except InvalidInput as exc:  # (an unknown --hook too): a usage mistake is loud
+        fail(exc, as_json)
+        return 0
     except NotARepository as exc:
         if as_json:
             fail(exc, True)
@@ -146,12 +169,24 @@ def run_check(as_json: bool, claude: bool, session: str | None, identity: str | 
         return 0
     if as_json:
         print(json.dumps(result, ensure_ascii=False))
-    elif claude and result["notice"]:
-        print(json.dumps({"hookSpecificOutput": {"hookEventName": "PostToolUse",
-                                                 "additionalContext": result["notice"]}}))
+    elif reply is not None:
+        text = reply(result["notice"])
+        if text is not None:
+            print(text)
     elif result["notice"]:
         print(result["notice"])
     return 0
+
+
+def _hook_reply(agent: str):
+    """``notice -> what the agent's after-tool hook prints`` (None: print nothing)."""
+    from beadsmail.integrations import prime
+
+    if agent not in prime.HOOK_EVENTS:
+        from beadsmail.errors import InvalidInput
+
+        raise InvalidInput(f"unknown --hook {agent!r}: use one of {', '.join(prime.HOOK_EVENTS)}")
+    return lambda notice: prime.hook_reply(agent, "after", notice)
 
 
 def _claude_session() -> str | None:

@@ -8,6 +8,7 @@ import typer
 
 from beadsmail import cleanup as cleanup_mod
 from beadsmail import mail, wake
+from beadsmail import search as search_mod
 from beadsmail.cli import fast, mailtext
 from beadsmail.cli.common import Identity, Json, identity, identity_source, session, workspace
 from beadsmail.cli.output import emit, emit_line
@@ -26,6 +27,12 @@ Metadata = Annotated[str | None, typer.Option("--metadata", help="JSON object of
 Action = Annotated[str, typer.Option(
     "--action", help="Action requested: none, acknowledge, respond or execute.")]
 Body = Annotated[str, typer.Option("--body", "-m", help="Message body ('-' reads stdin).")]
+Query = Annotated[str, typer.Argument(help=(
+    "Words to find (all must match); \"a phrase\"; word* (prefix); a OR b; -word or NOT word "
+    "(exclude); subject:word, body:word; ( ) to group."))]
+Since = Annotated[str | None, typer.Option(
+    "--since", help="Only since this time (ISO time or an age: 90s, 15m, 2h, 7d).")]
+SearchLimit = Annotated[int, typer.Option("--limit", "-n", help="At most N hits (1-200).")]
 
 
 def _payload(context: str | None, metadata: str | None) -> dict:
@@ -157,15 +164,50 @@ def _register_reads(mail_app: typer.Typer) -> None:
     def check(
         session_: Session = None,
         claude: Annotated[bool, typer.Option(
-            "--claude", help="Print a Claude Code PostToolUse hook reply (reads its stdin).")
-        ] = False,
+            "--claude", help="Same as --hook claude.")] = False,
+        hook: Annotated[str | None, typer.Option(
+            "--hook", help="Print the after-tool hook reply of this agent: claude, codex or "
+            "gemini (reads the hook's event on stdin).")] = None,
         identity_: Identity = None, json_: Json = False,
     ) -> None:
         """One line about new unread mail, nothing if none; exit 0.  Example: bd mail check --session "$BEADS_SESSION" """
-        fast.run_check(json_, claude, session_, identity_)
+        fast.run_check(json_, "claude" if claude else hook, session_, identity_)
+
+
+    @mail_app.command()
+    def search(
+        query: Query,
+        from_: Annotated[str | None, typer.Option("--from", help="Only from this sender.")] = None,
+        to: Annotated[str | None, typer.Option(
+            "--to", help="Only mail with this recipient (an agent, @group or *).")] = None,
+        channel: Annotated[str | None, typer.Option(
+            "--channel", help="Only posts to this channel.")] = None,
+        thread: Annotated[str | None, typer.Option(
+            "--thread", help="Only this message's conversation.")] = None,
+        since: Since = None, limit: SearchLimit = 20, identity_: Identity = None,
+        json_: Json = False,
+    ) -> None:
+        """Search mail and channel posts I may read, best match first.  Example: bd mail search 'parser OR lexer' --since 7d"""
+        fast.run_search(json_, identity_, query, sender=from_, to=to, channel=channel,
+                        thread=thread, since=since, limit=limit)
 
 
 def _register_top(app: typer.Typer) -> None:
+    @app.command(name="search")
+    def search_all(
+        query: Query,
+        kind: Annotated[list[str] | None, typer.Option(
+            "--kind", "-k", help="Only these kinds: mail (with channel posts), task, comment.")
+        ] = None,
+        since: Since = None, limit: SearchLimit = 20, identity_: Identity = None,
+        json_: Json = False,
+    ) -> None:
+        """Search mail, channel posts, tasks and comments, best match first.  Example: bd search 'flaky test*'"""
+        ws = workspace()
+        hits = search_mod.search(ws, identity(ws, identity_), query,
+                                 kinds=tuple(kind or search_mod.KINDS), since=since, limit=limit)
+        emit(hits, json_, mailtext.hits)
+
     @app.command()
     def show(
         record_id: Annotated[str, typer.Argument(help="Any record id (or a unique prefix).")],

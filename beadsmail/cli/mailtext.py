@@ -129,3 +129,22 @@ def whoami(d: dict) -> str:
     role = f"registered, role {d['role']}" if d["registered"] else f"not registered, acts as {d['role']}"
     session = f"; session {d['session']}" if d["session"] else ""
     return f"{d['identity']} (from {where}; {role}{session})"
+
+
+def hits(found: list[dict]) -> str:
+    """Search hits, best first: what matched, where, and the words around the match."""
+    if not found:
+        return "No matches."
+    lines = []
+    for h in found:
+        title = h["title_snippet"] if "**" in (h["title_snippet"] or "") else None
+        if h["kind"] in ("mail", "post"):
+            head = (f"{h['kind']} {h['id']}  {h['from']} -> {', '.join(h['to'])}  "
+                    f"{title or h['subject']}")
+        elif h["kind"] == "task":
+            head = f"task {h['id']}  [{h['status']}]  {title or h['title']}"
+        else:
+            head = f"comment {h['id']} on {h['task']}  by {h['actor']}"
+        snippet = " ".join((h["snippet"] or h["title_snippet"] or "").split())
+        lines += [f"{head}  ({ago(h['created_at'])})", f"    {snippet}" if snippet else ""]
+    return "\n".join(line for line in lines if line)

@@ -20,7 +20,9 @@ stdout, everything else to stderr. Exit codes: 0 ok, 1 a domain error (one line
 on stderr, or `{"error": {"type": ..., "message": ...}}` under `--json`), 2 a
 usage error. Ids are accepted as any unique prefix (at least 4 characters after
 `bd-`). The identity a command acts as comes from `--identity`, then
-`BEADS_IDENTITY`, then `identity` in `.beads/config.yaml` (or `.beads/config.json`),
+`BEADS_IDENTITY`, then `BTMSG_AGENT_ID` (btmsg and bttask agents), then
+`CLAUDE_SESSION_ID` (message-bus orchestrators, see `compat.md`), then
+`identity` in `.beads/config.yaml` (or `.beads/config.json`),
 then the system user name.
 
 See also: `storage.md`, `mail.md`, `hooks.md`, `tasks.md`, `agents.md`, `sync.md`, `server.md`.

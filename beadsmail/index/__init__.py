@@ -30,13 +30,13 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
-from beadsmail.index import build, generations, mail, registry, tasks
+from beadsmail.index import build, generations, mail, registry, search, tasks
 
 SCHEMA_VERSION = 14
 # How long a process waits for another's index transaction: a full rebuild of a
 # million records takes ~40 s here, and waiting beats failing.
 BUSY_SECONDS = 120
-DOMAINS = (mail, tasks, registry)
+DOMAINS = (mail, tasks, registry, search)
 # SQLite's primary result codes that mean "this file is not a usable index": SQLITE_ERROR
 # (a table missing), SQLITE_CORRUPT, SQLITE_NOTADB. Anything else (busy, out of file
 # descriptors, a disk error) is an error to report, not a reason to throw the index away.

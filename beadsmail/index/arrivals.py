@@ -1,42 +1,74 @@
-"""The arrivals ledger: which synced messages already fired ``on_message`` here.
+"""The arrivals ledger: which messages from other clones this clone has accounted for.
 
 Unlike the index this is *not* a cache: it records side effects (hooks that
 ran), so it lives in its own small file next to the index,
 ``<common git dir>/beadsmail/arrivals.sqlite3``, which ``bd index rebuild``
 never touches. It holds:
 
-- ``notified``: ids of messages whose arrival hook was fired (insert-once), so
-  a message fires at most once per clone, across syncs, plain ``git fetch``
-  followed by a read, and index rebuilds;
-- ``examined``: per segment of another replica, the blob ``bd sync`` last looked
-  at for arrivals, so each sync reads only the bytes appended since, and a
-  first sync treats what the clone already had as history;
+- ``seen``: the id of every message of another replica that this clone has
+  accounted for, whether its hook fired, it was history at the first sync, or it
+  was addressed to no one here. A message is an arrival only the first time its
+  id enters ``seen``, so repeated lines, rebuilds, and the other side's cleanup
+  or compaction (which rewrite segments, never ids) cannot make it new again;
+- ``pending``: arrival hooks due and not run yet (a command's time for hooks ran
+  out), run by the next sync; a row is deleted before its hook runs, so a hook
+  never fires twice;
+- ``meta``: the index generation and position (``Index.arrival``) examined last,
+  so a sync reads only the records folded since; after a rebuild (another
+  generation) it compares the index's message ids with ``seen`` instead;
 - ``local_actors``: identities that wrote records from this replica (found
   incrementally by clock, since a replica's own records only get higher clocks).
 
-The recipient queries at the end run on the index connection and address mail
-exactly as inboxes do (``index.mail.reach``).
+Candidates come from the index, never from git: only records that passed the
+checks of the fold can fire a hook, and with the fields the fold kept. The
+queries that read the index attach this file to the index connection.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from beadsmail.index import BUSY_SECONDS
 
 DDL = """
+CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS notified (id TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS examined (path TEXT PRIMARY KEY, blob TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (
+    n INTEGER PRIMARY KEY, id TEXT NOT NULL, worktree TEXT NOT NULL, at TEXT NOT NULL,
+    UNIQUE (id, worktree));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS local_actors (name TEXT PRIMARY KEY) WITHOUT ROWID;
 """
+FOREIGN = "kind = 'message' AND replica != ?"
+
+
+@contextmanager
+def _attached(index_conn: sqlite3.Connection, path: Path) -> Iterator[None]:
+    index_conn.execute("ATTACH DATABASE ? AS ledger", (str(path),))
+    try:
+        yield
+    finally:
+        index_conn.execute("DETACH DATABASE ledger")
+
+
+def generation(index) -> str:
+    """A token naming the index file in use: a rebuild makes a new one (new positions)."""
+    token = index.kv_get("arrivals.generation")
+    if token is None:
+        token = os.urandom(8).hex()
+        index.kv_set("arrivals.generation", token)
+    return token
 
 
 class Ledger:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.conn = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None)
         self.conn.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -52,31 +84,87 @@ class Ledger:
         return row[0] if row else None
 
     def started(self) -> bool:
-        return self.meta("started") is not None
+        """Whether this clone's first sync has run (in the ledger's current format)."""
+        return self.meta("generation") is not None
 
-    def examined(self) -> dict[str, str]:
-        return dict(self.conn.execute("SELECT path, blob FROM examined"))
+    def baseline(self, index, replica: str, at: str) -> None:
+        """First sync: every message of another replica the index holds is history."""
+        with _attached(index.conn, self.path):
+            index.conn.execute(f"INSERT OR IGNORE INTO ledger.seen SELECT id FROM records "
+                               f"WHERE {FOREIGN}", (replica,))
+        self._mark(generation(index), index.arrival(), at)
 
-    def record(self, head: str | None, segments: dict[str, str],
-               notify: Iterable[str], at: str) -> list[str]:
-        """Store what was examined and mark messages notified; return the ids new to the ledger."""
-        fresh = []
+    def new_messages(self, index, replica: str) -> list[dict]:
+        """Messages of other replicas folded since the last look and not seen before, in
+        fold order (not yet marked seen: ``take`` does that)."""
+        token, top = generation(index), index.arrival()
+        self._position = (token, top)
+        if token == self.meta("generation"):
+            since = int(self.meta("position") or 0)
+            if since >= top:
+                return []
+            found = [json.loads(d) for (d,) in index.conn.execute(
+                f"SELECT data FROM records WHERE rowid > ? AND {FOREIGN} ORDER BY rowid",
+                (since, replica))]
+            known = self._seen([m["id"] for m in found])
+            found = [m for m in found if m["id"] not in known]
+        else:  # another index file: positions start afresh, compare ids instead
+            with _attached(index.conn, self.path):
+                rows = index.conn.execute(
+                    f"SELECT data FROM records WHERE {FOREIGN} AND NOT EXISTS "
+                    "(SELECT 1 FROM ledger.seen s WHERE s.id = records.id) ORDER BY rowid",
+                    (replica,)).fetchall()
+            found = [json.loads(d) for (d,) in rows]
+        return found
+
+    def _seen(self, ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            known.update(i for (i,) in self.conn.execute(
+                f"SELECT id FROM seen WHERE id IN ({','.join('?' * len(part))})", part))
+        return known
+
+    def take(self, seen: Iterable[str], due: Iterable[tuple[str, str]], at: str) -> list[str]:
+        """Mark ``seen`` ids seen and queue ``due`` (id, worktree) hooks for those that were
+        new; return the ids that were new (another sync may have taken some meanwhile)."""
+        token, top = self._position
+        fresh: list[str] = []
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            for message_id in notify:
-                cur = self.conn.execute("INSERT OR IGNORE INTO notified VALUES (?, ?)",
-                                        (message_id, at))
-                if cur.rowcount:
+            for message_id in seen:
+                if self.conn.execute("INSERT OR IGNORE INTO seen VALUES (?)",
+                                     (message_id,)).rowcount:
                     fresh.append(message_id)
-            self.conn.executemany("INSERT OR REPLACE INTO examined VALUES (?, ?)",
-                                  segments.items())
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head or "",))
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('started', ?)", (at,))
+            new = set(fresh)
+            for message_id, worktree in due:
+                if message_id in new:
+                    self.conn.execute("INSERT OR IGNORE INTO notified VALUES (?, ?)", (message_id, at))
+                    self.conn.execute("INSERT OR IGNORE INTO pending (id, worktree, at) "
+                                      "VALUES (?, ?, ?)", (message_id, worktree, at))
+            self._set(token, top, at)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         return fresh
+
+    def pending(self) -> list[tuple[str, str]]:
+        return list(self.conn.execute("SELECT id, worktree FROM pending ORDER BY n"))
+
+    def claim(self, message_id: str, worktree: str) -> bool:
+        """Take one pending hook to run now (False: another process took it)."""
+        return bool(self.conn.execute("DELETE FROM pending WHERE id = ? AND worktree = ?",
+                                      (message_id, worktree)).rowcount)
+
+    def _mark(self, token: str, top: int, at: str) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._set(token, top, at)
+        self.conn.execute("COMMIT")
+
+    def _set(self, token: str, top: int, at: str) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                              [("generation", token), ("position", str(top)), ("started", at)])
 
     def is_notified(self, message_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM notified WHERE id=?",

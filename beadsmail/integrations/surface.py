@@ -140,8 +140,14 @@ def ack(ws: Workspace, me: str, session: str | None, message_ids: list[str]) -> 
 
 def wait(ws: Workspace, me: str, session: str | None, seconds: float,
          stop: threading.Event | None = None) -> dict:
-    """Block until mail this session has not been shown arrives, or ``seconds`` pass."""
-    found = wake.wait_inbox(ws, me, seconds, session=session, stop=stop)
+    """Block until mail this session has not been shown arrives, or ``seconds`` pass;
+    return that new mail (the rest of the inbox was shown before)."""
+    shown: set[str] = set()
+    if session:
+        ws.refresh()
+        shown = mail.sessions(ws).seen(session, me, [m["id"] for m in mail.open_mail(ws, me)])
+    found = [m for m in wake.wait_inbox(ws, me, seconds, session=session, stop=stop)
+             if m["id"] not in shown]
     return {"identity": me, "timed_out": not found, "count": len(found),
             "messages": [brief(m) for m in found]}
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from beadsmail import agents, channels, mail, status, tasks
+from beadsmail import agents, channels, mail, search, status, tasks
 from beadsmail.errors import InvalidInput
 
 STATUS_CODES = {"invalid_input": 400, "ambiguous": 400, "usage": 400, "permission_denied": 403,
@@ -109,6 +109,13 @@ def _post(ws, me, p, b):
     return {**message, "warnings": warnings}
 
 
+def _search(ws, me, p, b):
+    kinds = tuple(p["kind"].split(",")) if p.get("kind") else tuple(search.KINDS)
+    return search.search(ws, me, p["q"], kinds=kinds, sender=p.get("from"), to=p.get("to"),
+                         channel=p.get("channel"), thread=p.get("thread"),
+                         since=p.get("since"), limit=p.get("limit", 20))
+
+
 P_ID = Param("id", "path", ID, True, "message id or unique prefix")
 P_TASK = Param("id", "path", ID, True, "task id or unique prefix")
 P_NAME = Param("name", "path", NAME, True, "channel name (without '#')")
@@ -140,6 +147,14 @@ ROUTES: list[Route] = [
                                urgent={"type": "boolean"}), writes=True),
     Route("GET", "/api/messages/{id}/thread", "thread", "The whole conversation (bd show --thread)",
           lambda ws, me, p, b: mail.show(ws, p["id"], thread=True), [P_ID]),
+    Route("GET", "/api/search", "search", "Full-text search of the mail, posts, tasks and "
+          "comments the caller may read, best first (bd search; query syntax in docs/mail.md)",
+          _search, [Param("q", schema={"type": "string", "maxLength": 500}, required=True,
+                          description="the query"),
+                    Param("kind", description="comma-separated: mail, task, comment"),
+                    Param("from"), Param("to"), Param("channel"), Param("thread"),
+                    Param("since", description="ISO time or an age: 90s, 15m, 2h, 7d"),
+                    Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200})]),
     Route("GET", "/api/channels", "channels", "Channels with members and counts "
           "(bd channel list)", lambda ws, me, p, b: channels.list_channels(ws), tag="channels"),
     Route("GET", "/api/channels/{name}", "channel_read", "A channel's newest messages "

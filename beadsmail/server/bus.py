@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from beadsmail import addressing, hooks, mail, permissions, records
+from beadsmail import addressing, mail, permissions, records
 from beadsmail.errors import BeadsError, InvalidInput, PermissionDenied
 
 MESSAGE_FIELDS = {"type", "content", "body", "subject", "to", "metadata", "context", "priority",
@@ -184,8 +184,7 @@ def send_many(ws, agent: str, project: str, frames: list[dict]) -> list[dict]:
 def _sent(ws, frame: dict, record: dict, warnings: list[str]) -> dict:
     """Run the ``on_message`` hook for a stored message; the ``sent`` answer to its frame."""
     event = "reply" if record["replies_to"] else "send"
-    warnings = warnings + hooks.run(ws.loc.worktree, "on_message", record, event,
-                                    float(ws.config["hooks"]["timeout"]))
+    warnings = warnings + ws.hook_runner().run(ws.loc.worktree, "on_message", record, event)
     return {"type": "sent", "ref": frame.get("ref"), "id": record["id"],
             "message": mail.view(record), "warnings": warnings}
 

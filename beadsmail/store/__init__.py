@@ -4,7 +4,7 @@ The store is the tree of commits on one branch (default ``refs/heads/beadsmail``
 in the repository's *common* git dir, so every linked worktree sees the same
 store. Records live in ``.beads/log/<replica>/<date>-<n>.jsonl`` segments; each
 replica (clone) appends only to its own. A read needs only the commit ids of the
-store ref and of its remote-tracking copies (``refs/remotes/*/<branch>``), which
+store ref, of the feed refs and of their remote-tracking copies, which
 this module reads from the ref files directly. Writing, tree reading and
 transport live in ``store.writer`` and ``store.remote`` (the only dulwich users).
 """
@@ -110,39 +110,84 @@ def branch_ref(branch: str) -> str:
     return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
 
 
+FEEDS = ".feeds"  # refs/heads/<branch>.feeds/<replica>: one feed ref per replica
+FEED_NAME_LEN = 12  # (as boundary.REPLICA_RE)
+
+
+def feed_prefix(branch: str) -> str:
+    """``refs/heads/<branch>.feeds/``: where each replica publishes its own feed.
+
+    A sibling of the store branch, not a child: git cannot hold both
+    ``refs/heads/beadsmail`` and ``refs/heads/beadsmail/<x>``."""
+    return branch_ref(branch) + FEEDS + "/"
+
+
+def feed_ref(branch: str, replica: str) -> str:
+    return feed_prefix(branch) + replica
+
+
+def is_feed_name(name: str) -> bool:
+    """A replica id as a feed ref's last component: 12 lower-case letters or digits."""
+    return len(name) == FEED_NAME_LEN and all(c.isdigit() or "a" <= c <= "z" for c in name)
+
+
+def _is_store_ref(name: str, local: str) -> bool:
+    """The store ref, its feeds, and their ``refs/remotes/<remote>/`` copies."""
+    if name.startswith("refs/remotes/"):
+        remote, _, rest = name[len("refs/remotes/"):].partition("/")
+        if not remote or not rest:
+            return False
+        name = "refs/heads/" + rest
+    if name == local:
+        return True
+    head, _, replica = name.rpartition("/")
+    return head + "/" == local + FEEDS + "/" and is_feed_name(replica)
+
+
 def store_heads(common: Path, branch: str) -> dict[str, str]:
-    """The local store ref and every ``refs/remotes/*/<branch>`` copy, name -> commit id."""
+    """Every ref a read folds, name -> commit id: the local store ref (the merged view), the
+    feed refs (``<branch>.feeds/<replica>``) and every ``refs/remotes/*/`` copy of both."""
     local = branch_ref(branch)
     short = local.removeprefix("refs/heads/")
-    heads: dict[str, str] = {}
-    packed = _packed_refs(common)
-    for name, sha in packed.items():
-        if name == local or (name.startswith("refs/remotes/") and name.endswith("/" + short)
-                             and name.count("/") == 3 + short.count("/")):
+    heads = {name: sha for name, sha in _packed_refs(common).items()
+             if _is_store_ref(name, local)}
+    for name, path in _loose_store_refs(common, local, short):
+        sha = read_ref_file(path)
+        if sha:
             heads[name] = sha
-    sha = read_ref_file(common / local)
-    if sha:
-        heads[local] = sha
-    remotes = common / "refs" / "remotes"
-    if remotes.is_dir():
-        for remote in os.listdir(remotes):
-            sha = read_ref_file(remotes / remote / short)
-            if sha:
-                heads[f"refs/remotes/{remote}/{short}"] = sha
     return heads
+
+
+def _loose_store_refs(common: Path, local: str, short: str) -> list[tuple[str, Path]]:
+    """(name, path) of the loose ref files ``store_heads`` reads (they may not exist)."""
+    out = [(local, common / local)]
+    bases = [("refs/heads/", common / "refs" / "heads")]
+    remotes = common / "refs" / "remotes"
+    try:
+        bases += [(f"refs/remotes/{r}/", remotes / r) for r in sorted(os.listdir(remotes))]
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    for prefix, base in bases:
+        if prefix != "refs/heads/":
+            out.append((prefix + short, base / short))
+        feeds = base / (short + FEEDS)
+        try:
+            names = sorted(os.listdir(feeds))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        out += [(f"{prefix}{short}{FEEDS}/{n}", feeds / n) for n in names if is_feed_name(n)]
+    return out
 
 
 def heads_stamp(common: Path, branch: str) -> tuple:
     """A cheap fingerprint of everything ``store_heads`` reads (stat calls only).
 
-    Waiters poll this; when it changes they read the heads themselves.
-    """
-    short = branch_ref(branch).removeprefix("refs/heads/")
-    paths = [common / branch_ref(branch), common / "packed-refs", common / "refs" / "remotes"]
-    try:
-        paths += [common / "refs" / "remotes" / r / short for r in os.listdir(paths[2])]
-    except (FileNotFoundError, NotADirectoryError):
-        pass
+    Waiters poll this; when it changes they read the heads themselves. A ref file is
+    replaced by a rename, so its inode changes with every update."""
+    local = branch_ref(branch)
+    short = local.removeprefix("refs/heads/")
+    paths = [common / "packed-refs", common / "refs" / "remotes"]
+    paths += [path for _, path in _loose_store_refs(common, local, short)]
     stamp = []
     for path in paths:
         try:

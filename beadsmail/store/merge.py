@@ -75,10 +75,20 @@ def merge_commits(writer, ours: bytes, theirs: bytes, limits, own: str | None = 
     bases = find_merge_base(_Graph(writer.objects), [ours, theirs])
     base_tree = writer.commit(bases[0]).tree if bases else None
     merged = Merged(b"")
-    ctx = _Ctx(writer, limits, merged.warnings, own)
-    tree = _merge_tree(ctx, base_tree, writer.commit(ours).tree, writer.commit(theirs).tree, b"")
-    merged.tree = tree if tree is not None else _empty(writer)
+    merged.tree = merge_trees(writer, base_tree, writer.commit(ours).tree,
+                              writer.commit(theirs).tree, merged.warnings, limits, own)
     return merged
+
+
+def merge_trees(writer, base: bytes | None, ours: bytes, theirs: bytes, warnings: list[str],
+                limits=None, own: str | None = None) -> bytes:
+    """Merge two root trees: ``.beads/log`` by the append rule whatever ``base`` says
+    (see ``_merge_log``), the rest three-way (``base`` None: a union)."""
+    from beadsmail.boundary import Limits
+
+    ctx = _Ctx(writer, limits or Limits(), warnings, own)
+    tree = _merge_tree(ctx, base, ours, theirs, b"")
+    return tree if tree is not None else _empty(writer)
 
 
 def _empty(writer) -> bytes:

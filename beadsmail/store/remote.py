@@ -5,14 +5,17 @@ Any location dulwich speaks works: a local path or bare repository, ``file://``,
 A remote *name* resolves through the repository's git config
 (``remote.<name>.url``); a URL or a path is accepted as it is.
 
-Only the store branch moves. ``fetch`` asks for that one ref (negotiating with
-the store heads only, never the user's branches) and returns the remote's
-commit id; the caller records it in ``refs/remotes/<name>/<branch>`` once it
-has checked that the commit really is a beadsmail store. ``push`` sends the
-objects the remote lacks (counting only the remote's store commit as
-common) and moves the remote ref from the exact commit it was merged with;
-if the remote moved meanwhile it raises ``Diverged`` and the caller fetches
-and merges again. Porcelain push/pull/fetch are never used: they run a
+Only store refs move: the store branch and its feeds
+(``<branch>.feeds/<replica>``). ``fetch`` asks for those whose commit moved
+since the last fetch (negotiating with the store heads only, never the user's
+branches) and returns every store ref the remote holds; the caller records them
+in ``refs/remotes/<name>/`` once it has checked each is a beadsmail store.
+``push`` sends the objects the remote lacks (counting only the remote's old
+commits of the pushed refs as common) and moves each ref from the exact commit
+it expects; if one moved meanwhile it raises ``Diverged`` and the caller
+fetches and merges again, unless that ref is pushed only on a best-effort
+basis (the old-layout branch), which is then left out with a warning.
+Porcelain push/pull/fetch are never used: they run a
 foreground gc past a few thousand loose objects.
 """
 
@@ -36,6 +39,7 @@ from dulwich.refs import DiskRefsContainer
 from dulwich.repo import Repo
 
 from beadsmail.errors import InvalidInput, RemoteError, StoreError
+from beadsmail.store import FEEDS, is_feed_name
 
 STALE_LOCK_AGE = 1.0
 
@@ -155,49 +159,76 @@ class Transport:
         self.ref = ref.encode()
         self.ssh_command = ssh_command
         self.repo = Repo(str(common))
+        self.received = 0  # pack bytes fetched
 
     def close(self) -> None:
         self.repo.close()
 
-    def fetch(self, remote: Remote, local_heads: list[str]) -> str | None:
-        """Bring the remote's store commit and its history here; return its id (None: no branch)."""
+    def fetch(self, remote: Remote, local_heads: list[str],
+              known: dict[str, str] | None = None) -> dict[str, str]:
+        """Bring the remote's store refs (the store branch and its feeds) here; return them.
+
+        Only refs whose commit differs from ``known`` (what we hold of them) and is not
+        here yet are asked for; the rest costs one line of the ref advertisement each.
+        ``self.received`` counts the pack bytes that came."""
         client, path = _client(self.common, remote.url, "pull", self.ssh_command)
         store = self.repo.object_store
-        seen: dict[str, bytes | None] = {}
+        known = known or {}
+        seen: dict[str, str] = {}
 
         def wants(refs, depth=None):  # noqa: ARG001 - dulwich's signature
-            sha = refs.get(self.ref)
-            seen["sha"] = sha
-            return [sha] if sha and sha != ZERO_SHA and sha not in store else []
+            for name, sha in refs.items():
+                if sha and sha != ZERO_SHA and self.wanted(name):
+                    seen[name.decode()] = sha.decode()
+            return sorted({sha.encode() for name, sha in seen.items()
+                           if known.get(name) != sha and sha.encode() not in store})
 
         walker = self.repo.get_graph_walker(heads=[h.encode() for h in local_heads])
+        target = _Target(self.repo, walker)
         try:
             with _fetch_lock(self.common):
-                result = client.fetch(path, _Target(self.repo, walker), determine_wants=wants,
-                                      ref_prefix=[self.ref])
+                client.fetch(path, target, determine_wants=wants, ref_prefix=[self.ref])
         except Exception as exc:  # noqa: BLE001 - transport errors come in many kinds
             raise RemoteError(f"cannot fetch from {remote.label}: {_reason(exc)}; check that "
                               "the remote exists and is reachable") from None
-        sha = seen.get("sha", (result.refs or {}).get(self.ref))
-        return sha.decode() if sha and sha != ZERO_SHA else None
+        self.received += target.received
+        return seen
 
-    def push(self, remote: Remote, new: str, expected: str | None) -> None:
-        """Move the remote's store ref from ``expected`` to ``new`` (raise Diverged if it moved)."""
+    def wanted(self, name: bytes) -> bool:
+        """The store branch itself, or one of its feeds."""
+        if name == self.ref:
+            return True
+        head, _, replica = name.rpartition(b"/")
+        return head == self.ref + FEEDS.encode() and is_feed_name(replica.decode("ascii", "replace"))
+
+    def push(self, remote: Remote, updates: dict[str, tuple[str | None, str | None]],
+             best_effort: frozenset[str] = frozenset()) -> list[str]:
+        """Move remote refs, each ``ref: (expected, new)`` (new None deletes it).
+
+        A ref in ``best_effort`` that moved, or that the remote refused, is left
+        out and named in the returned warnings; any other raises ``Diverged``
+        (it moved: fetch and merge again) or ``Refused``."""
         client, path = _client(self.common, remote.url, "push", self.ssh_command)
-        new_b, old_b = new.encode(), expected.encode() if expected else None
         moved: dict[str, bytes | None] = {}
+        skipped: list[str] = []
+        sent: dict[bytes, bytes] = {}
 
         def update_refs(refs):
-            current = refs.get(self.ref)
-            if current == ZERO_SHA:
-                current = None
-            if current != old_b:
-                moved["to"] = current
-                raise Diverged(current)
-            return {self.ref: new_b}
+            for ref, (old, new) in updates.items():
+                current = refs.get(ref.encode())
+                current = None if current == ZERO_SHA else current
+                if current != (old.encode() if old else None):
+                    if ref in best_effort:
+                        skipped.append(ref)
+                        continue
+                    moved["to"] = current
+                    raise Diverged(current)
+                sent[ref.encode()] = new.encode() if new else ZERO_SHA
+            return dict(sent)
 
         def pack_data(have, want, *, ofs_delta=False, progress=None):
-            common = {old_b} if old_b and old_b in have else set()
+            olds = {old.encode() for old, _ in updates.values() if old}
+            common = {sha for sha in have if sha in olds}  # (never the user's branches)
             return self.repo.object_store.generate_pack_data(
                 common, set(want), progress=progress, ofs_delta=ofs_delta)
 
@@ -211,9 +242,22 @@ class Transport:
                 raise Diverged(moved["to"]) from None
             raise RemoteError(f"push to {remote.label} failed: {_reason(exc)}; the local "
                               "store is unchanged, run 'bd sync' again later") from None
-        status = (result.ref_status or {}).get(self.ref)
-        if status:
-            raise Refused(_locked(remote, self.ref.decode()) or " ".join(str(status).split()))
+        return self._statuses(remote, result.ref_status or {}, sent, best_effort, skipped)
+
+    def _statuses(self, remote: Remote, status: dict, sent: dict, best_effort: frozenset[str],
+                  skipped: list[str]) -> list[str]:
+        warnings = [f"warning: {ref} moved on {remote.label} meanwhile; not pushed this time"
+                    for ref in skipped]
+        for name in sent:
+            why = status.get(name)
+            if not why:
+                continue
+            ref = name.decode()
+            reason = _locked(remote, ref) or " ".join(str(why).split())
+            if ref not in best_effort:
+                raise Refused(reason)
+            warnings.append(f"warning: {remote.label} refused {ref} ({reason}); not pushed")
+        return warnings
 
 
 def _locked(remote: Remote, ref: str) -> str | None:
@@ -236,12 +280,47 @@ class _Target:
     def __init__(self, repo: Repo, walker) -> None:
         self._repo = repo
         self._walker = walker
+        self.received = 0
+        self.object_store = _CountingStore(repo.object_store, self)
 
     def get_graph_walker(self, heads=None):  # noqa: ARG002 - dulwich's signature
         return self._walker
 
     def __getattr__(self, name: str):
         return getattr(self._repo, name)
+
+
+class _CountingStore:
+    """The object store, counting the pack bytes a fetch writes into it."""
+
+    def __init__(self, store, target: _Target) -> None:
+        self._store = store
+        self._target = target
+
+    def add_thin_pack(self, read_all, read_some, progress=None):
+        def counted(n):
+            data = read_all(n)
+            self._target.received += len(data)
+            return data
+
+        return self._store.add_thin_pack(counted, read_some, progress=progress)
+
+    def add_pack(self):
+        f, commit, abort = self._store.add_pack()
+        target = self._target
+
+        class _Counted:
+            def write(self, data):
+                target.received += len(data)
+                return f.write(data)
+
+            def __getattr__(self, name):
+                return getattr(f, name)
+
+        return _Counted(), commit, abort
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
 
 
 @contextmanager
@@ -290,3 +369,14 @@ def set_tracking(common: Path, tracking: str, sha: str) -> None:
         time.sleep(0.005 * min(attempt + 1, 10))
     raise StoreError(f"could not update {tracking}: its lock file stays held; "
                      "is a git command running?")
+
+
+def remove_tracking(common: Path, tracking: str, sha: str) -> None:
+    """Drop a tracking ref whose remote ref is gone, if it still points at ``sha``.
+
+    Call under the store lock."""
+    refs = DiskRefsContainer(str(common))
+    try:
+        refs.remove_if_equals(tracking.encode(), sha.encode())
+    except FileLocked:
+        pass  # (a git command is updating it: the next sync tries again)

@@ -269,4 +269,36 @@ $("#new-task").addEventListener("submit", async (ev) => {
   try { await api("/api/tasks", { title: $("#t-title").value }); $("#t-title").value = ""; }
   catch (e) { showError("new task: " + e.message); }
 });
+// -- search ------------------------------------------------------------------------
+
+function marked(text) {  // "**word**" marks from the server become <mark>, never markup
+  const out = el("span");
+  (text || "").split("**").forEach((part, i) => out.append(i % 2 ? el("mark", {}, part) : part));
+  return out;
+}
+
+function renderHit(h) {
+  const head = h.kind === "task" ? `task ${h.id} [${h.status}] ${h.title}`
+    : h.kind === "comment" ? `comment on ${h.task} by ${h.actor}`
+    : `${h.kind} ${h.id} ${h.from} → ${h.to.join(", ")}: ${h.subject}`;
+  return el("li", { class: "hit", dataset: { id: h.id, kind: h.kind } },
+    el("div", { class: "meta" }, el("span", { class: "badge" }, h.kind), head, when(h.created_at)),
+    el("div", { class: "body" }, marked(h.snippet || h.title_snippet)));
+}
+
+$("#search").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const q = $("#s-q").value.trim();
+  const box = $("#results");
+  if (!q) return;
+  try {
+    const hits = await api("/api/search?" + new URLSearchParams({ q, limit: "30" }));
+    box.replaceChildren(...(hits.length ? hits.map(renderHit)
+                                        : [el("li", { class: "hit" }, "No matches.")]));
+    box.hidden = false; $("#s-clear").hidden = false;
+  } catch (e) { showError("search: " + e.message); }
+});
+$("#s-clear").addEventListener("click", () => {
+  $("#results").hidden = true; $("#s-clear").hidden = true; $("#s-q").value = "";
+});
 start();

@@ -20,7 +20,8 @@ had as history, not as arrivals.
 
 The hooks of one sync share its time for hooks (``hooks.budget``): hooks it
 could not run stay queued in the ledger and run at the next sync, never twice
-(each is taken off the queue before it runs).
+(each is taken off the queue before it runs). So do the arrivals of a hook that
+waits for approval (``approvals``): once approved, it runs for them.
 """
 
 from __future__ import annotations
@@ -72,28 +73,36 @@ def arrive(ws: Workspace, ledger, identities: set[str], report: dict) -> None:
 
 
 def run_pending(ws: Workspace, ledger, report: dict) -> None:
-    """Run queued arrival hooks, oldest first, while this command has time for hooks."""
+    """Run queued arrival hooks, oldest first, while this command has time for hooks. A
+    hook waiting for approval keeps its queue: approved, it runs what arrived meanwhile."""
     queue = ledger.pending()
     if not queue:
         return
     runner = ws.hook_runner()
-    left = len(queue)
+    states: dict[str, str] = {}
+    deferred = held = 0
     for message_id, worktree in queue:
+        if worktree not in states:
+            states[worktree], notes = runner.check(Path(worktree), "on_message")
+            report["warnings"] += notes
+        if states[worktree] == "held":
+            held += 1
+            continue
         if runner.spent():
-            break
-        left -= 1
-        if not ledger.claim(message_id, worktree):
-            continue  # another sync took it
+            deferred += 1
+            continue
+        if not ledger.claim(message_id, worktree) or states[worktree] == "absent":
+            continue  # another sync took it; or there is no hook to run
         message = ws.index.record(message_id)
         if message is None or ledger_mod.is_deleted(ws.index.conn, message_id):
             continue  # purged meanwhile: nothing to announce
         report["warnings"] += runner.run(Path(worktree), "on_message", message, "arrive")
-    report["hooks_deferred"] = left
-    if left:
+    report["hooks_deferred"], report["hooks_held"] = deferred, held
+    if deferred:
         report["warnings"].append(
-            f"warning: {left} arrival hook{'s' if left != 1 else ''} not run yet: this "
-            "command's time for hooks (hooks.budget) is spent; the next 'bd sync' runs "
-            f"{'them' if left != 1 else 'it'}")
+            f"warning: {deferred} arrival hook{'s' if deferred != 1 else ''} not run yet: "
+            "this command's time for hooks (hooks.budget) is spent; the next 'bd sync' "
+            f"runs {'them' if deferred != 1 else 'it'}")
 
 
 def _worktrees(ws: Workspace) -> list[Path]:

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "agents": {"stalled_after": 300, "heartbeat_interval": 60, "default_role": "worker"},
     "acl": {"contacts": False},
     "mail": {"max_body": 65536},
+    "reservations": {"ttl": "2h"},
     "boundary": {"line_bytes": 1 << 20, "depth": 32, "blob_bytes": 16 << 20,
                  "tree_entries": 20_000},
 }
@@ -171,6 +172,8 @@ acl:
   contacts: false             # only message contacts (tier 1 agents exempt)
 mail:
   max_body: 65536             # bytes
+reservations:
+  ttl: 2h                     # how long 'bd reserve' holds a lease unless --ttl says
 boundary:                     # bounds on what is read from git (docs/security.md)
   line_bytes: 1048576         # bytes per record line
   depth: 32                   # JSON nesting levels per record

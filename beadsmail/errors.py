@@ -39,6 +39,12 @@ class PermissionDenied(BeadsError):
     code = "permission_denied"
 
 
+class Reserved(BeadsError):
+    """A commit touches paths another agent reserved exclusively (the commit guard)."""
+
+    code = "reserved"
+
+
 class StoreError(BeadsError):
     code = "store_error"
 

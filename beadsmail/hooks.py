@@ -58,16 +58,25 @@ class Runner:
         path = worktree / ".beads" / "hooks" / hook
         return path if path.is_file() else None
 
+    def check(self, worktree: Path | None, hook: str) -> tuple[str, list[str]]:
+        """('run' | 'absent' | 'held', warnings): whether the hook exists and may run; a
+        hook held for approval is reported once (the warning comes back only then)."""
+        path = self.path(worktree, hook)
+        if path is None:
+            return "absent", []
+        verdict = approvals.check_hook(self.state_dir, path)
+        if verdict is True:
+            return "run", []
+        return "held", [verdict] if verdict else []
+
     def run(self, worktree: Path | None, hook: str, record: dict, event: str) -> list[str]:
         """Run one hook if it exists and is approved; return warnings (empty when it
         succeeded or is absent)."""
-        path = self.path(worktree, hook)
-        if path is None:
-            return []
+        state, notes = self.check(worktree, hook)
+        if state != "run":
+            return notes
         assert worktree is not None
-        verdict = approvals.check_hook(self.state_dir, path)
-        if verdict is not True:
-            return [verdict] if verdict else []
+        path = worktree / ".beads" / "hooks" / hook
         if not os.access(path, os.X_OK):
             return [f"warning: hook {path} is not executable (chmod +x it); skipped"]
         limit = min(self.timeout, self.left())

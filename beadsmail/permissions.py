@@ -5,6 +5,11 @@ Roles: manager, architect, tester, reviewer, project (registered with
 (``agents.default_role``, ``worker``). While nobody at all is registered, every
 identity acts as a manager, so a single user or a fresh repository is never
 locked out; the matrix applies once a roster exists.
+
+``mail.read.others`` (reading other agents' mail and channels one is not in,
+which only a ``bd serve`` token is ever refused) is checked with
+``registered_can``: the empty-roster rule does not grant it, so a token never
+reads more than its own agent's mail unless that agent is a registered manager.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ MATRIX: dict[str, set[str]] = {
     "manager": EVERYONE | {"task.create", "task.status", "task.assign", "task.edit", "task.order",
                            "task.delete", "channel.create", "channel.delete", "message.delete",
                            "agent.status.others", "agent.register.others", "contacts.manage",
-                           "dlq.resolve"},
+                           "dlq.resolve", "mail.read.others"},
     "reviewer": EVERYONE | {"task.status"},
     "architect": EVERYONE | {"task.create"},
     "tester": EVERYONE,
@@ -38,6 +43,12 @@ def role_of(index, identity: str, default_role: str = "worker") -> str:
 
 def can(role: str, capability: str) -> bool:
     return capability in MATRIX.get(role, EVERYONE)
+
+
+def registered_can(index, identity: str, capability: str) -> bool:
+    """``can`` for the role an identity registered with; never through the empty-roster rule."""
+    role = registry.registered_role(index.conn, identity)
+    return bool(role) and can(role, capability)
 
 
 def require(index, identity: str, capability: str, default_role: str = "worker") -> str:

@@ -1,12 +1,13 @@
 """``bd status``: the coordination overview in one call.
 
-Agents with liveness and pending mail, channels, the dead-letter queue and the
-depth of the review queue, all read from the index (nothing is written).
+Agents with liveness and pending mail, channels, the dead-letter queue, the
+depth of the review queue and the open file reservations, all read from the
+index (nothing is written).
 """
 
 from __future__ import annotations
 
-from beadsmail import addressing, agents, channels
+from beadsmail import addressing, agents, channels, reservations
 from beadsmail.index import registry
 
 
@@ -27,4 +28,5 @@ def overview(ws, me: str) -> dict:
         "dead_letters": len(dead),
         "dead_letter_recipients": sorted({d["recipient"] for d in dead}),
         "review_queue": registry.review_queue_depth(conn),
+        "reservations": reservations.listing(ws),
     }

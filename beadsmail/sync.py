@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from beadsmail import arrivals, feedsync, records
+from beadsmail import arrivals, feedsync, records, reservations
 from beadsmail.errors import BeadsError, RemoteError
 from beadsmail.store import read_ref
 from beadsmail.workspace import Workspace
@@ -50,6 +50,8 @@ def sync(ws: Workspace, remote: str | None = None, pull: bool = True, push: bool
             _sync(ws, token, pull, push, ssh_command, report)
         if pull:
             arrivals.arrive(ws, ledger, set(identities), report)
+            report["reservations_lost"] = [
+                r["id"] for r in reservations.notify_lost(ws, ws.replica)]
     finally:
         ledger.close()
     return report
@@ -59,7 +61,7 @@ def _report(token: str, pull: bool, push: bool) -> dict:
     return {"remote": token, "url": None, "ref": None, "pulled": pull, "pushed": False,
             "action": "up to date", "local_head": None, "remote_head": None,
             "received": 0, "sent": 0, "attempts": 0, "new_messages": [],
-            "task_conflicts": [], "hooks_deferred": 0, "warnings": [], "feed": None,
+            "task_conflicts": [], "hooks_deferred": 0, "hooks_held": 0, "warnings": [], "feed": None,
             "feed_head": None, "feeds_moved": 0, "bytes_fetched": 0, "legacy_pushed": False}
 
 

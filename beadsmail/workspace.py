@@ -205,6 +205,7 @@ class Workspace:
                 return 0
             new = self._fold_heads(folded, heads)
             index.set_heads(heads)
+        index.upkeep()
         return len(new)
 
     def rebuild_index(self) -> int:
@@ -388,6 +389,7 @@ class Workspace:
             commit, path = self.writer.append(replica, lines, message, actor, day,
                                               int(self.config["store"]["segment_bytes"]))
             warnings = self._fold_written(old_head, commit, path, records, lines)
+        self.index.upkeep()  # (after the lock: a checkpoint never holds up other writers)
         try:
             self.writer.maybe_pack(int(self.config["store"]["pack_after"]))
         except OSError as exc:

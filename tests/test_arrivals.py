@@ -109,5 +109,12 @@ def test_an_unapproved_hook_does_not_fire_on_arrival(net) -> None:
     report = do_sync(wts[1])
     assert [m["id"] for m in report["new_messages"]] == [sent] and logged(log) == []
     assert [w for w in report["warnings"] if "bd hooks trust" in w]
+    assert report["hooks_held"] == 1
     ws = Workspace.open(wts[1])
     assert mail.inbox(ws, "bob")[0]["id"] == sent  # the mail itself is there
+    again = do_sync(wts[1])
+    assert again["hooks_held"] == 1 and not [w for w in again["warnings"] if "hook" in w]
+    approve_hooks(wts[1])  # reviewed and approved: it runs for what arrived meanwhile
+    assert do_sync(wts[1])["hooks_held"] == 0 and _ids(log) == [sent]
+    do_sync(wts[1])
+    assert _ids(log) == [sent]

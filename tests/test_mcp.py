@@ -142,10 +142,12 @@ def test_identity_comes_from_register_then_is_fixed(two: list[Path], bd) -> None
 
 
 def test_errors_are_tool_errors_with_the_cli_message(two: list[Path], bd) -> None:
+    said: list[str] = []
+
     async def main() -> None:
         async with stdio_agent(two[0], "alice") as agent:
             why = await refused(agent, "read", message_id="bd-nosuchthing")
-            assert "no message with id bd-nosuchthing" in why
+            said.append(why)
             why = await refused(agent, "send", to=["bad name"], subject="s", body="b")
             assert "invalid recipient 'bad name'" in why
             why = await refused(agent, "task_move", task_id="bd-x", status="todo", version=1)
@@ -153,7 +155,7 @@ def test_errors_are_tool_errors_with_the_cli_message(two: list[Path], bd) -> Non
 
     anyio.run(main)
     cli = bd(two[0], "mail", "read", "bd-nosuchthing", env={"BEADS_IDENTITY": "alice"})
-    assert cli.code == 1 and "no message with id bd-nosuchthing" in cli.err
+    assert cli.code == 1 and cli.err.strip() == "error: " + said[0]
 
 
 def test_two_agents_over_streamable_http(two: list[Path]) -> None:
@@ -165,6 +167,9 @@ def test_two_agents_over_streamable_http(two: list[Path]) -> None:
                 await conversation(alice, bob)
 
         anyio.run(main)
+        nobody = httpx.post(server.url + "/mcp", json={"jsonrpc": "2.0", "id": 1,
+                                                       "method": "tools/list"})
+        assert nobody.status_code == 401 and "X-Beads-Identity" in nobody.text
 
 
 def test_http_mcp_needs_a_valid_token_off_loopback_rules(two: list[Path]) -> None:

@@ -505,7 +505,7 @@ def test_http_bad_input_is_4xx_with_one_json_error(shared_server, method, path, 
 def test_malformed_json_body_is_400(shared_server) -> None:
     r = httpx.post(shared_server.url + "/api/messages", content=b"{nope",
                    headers={"Content-Type": "application/json"})
-    assert r.status_code == 400 and "not JSON" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
 
 
 def test_openapi_document_describes_the_api(shared_server) -> None:

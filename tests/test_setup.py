@@ -298,3 +298,18 @@ def test_the_mcp_entry_it_writes_starts_the_server(place, bd) -> None:
             return (await client.call_tool("whoami", {})).structured_content["identity"]
 
     assert anyio.run(main) == "carol"
+
+
+def test_bd_itself_stays_light(place) -> None:
+    """Neither the MCP SDK nor tomlkit is imported unless bd mcp or bd setup codex runs."""
+    wt, _, _ = place
+    code = ("import sys\nfrom beadsmail.cli import main\n"
+            "for args in (['mail', 'check', '--hook', 'gemini'], ['prime'], ['mail', 'inbox']):\n"
+            "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('mcp', 'tomlkit', 'pydantic', 'anyio', 'starlette')))")
+    env = {**os.environ, **GIT_ENV, "BEADS_IDENTITY": "bob"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=wt, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -11,7 +11,8 @@ TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need
 if TYPE_CHECKING:
     import typer
 
-MODULES = ("store", "mail", "tasks", "agents", "sync", "serve", "integrate", "hooks")
+MODULES = ("store", "mail", "tasks", "agents", "sync", "serve", "integrate", "hooks",
+           "reservations")
 # Which command modules a top-level command needs: only those are imported, so
 # a command pays for its own dependencies and not for every other command's.
 NEEDS = {
@@ -21,13 +22,16 @@ NEEDS = {
     "contacts": ("agents",), "dlq": ("agents",), "audit": ("agents",), "status": ("agents",),
     "sync": ("sync",), "serve": ("serve",), "hooks": ("hooks",),
     "mcp": ("integrate",), "setup": ("integrate",), "prime": ("integrate",),
+    "reserve": ("reservations",), "release": ("reservations",), "renew": ("reservations",),
+    "reservations": ("reservations",), "guard": ("reservations",),
 }
 
 
 # Hot read commands a module runs without typer (~30 ms to import): its
 # ``fast(args) -> bool`` handles the arguments it fully understands and returns
 # False for anything else, which typer then parses as usual.
-FAST = {"task": "tasks", "mail": "fast", "agent": "agents", "sync": "sync"}
+FAST = {"task": "tasks", "mail": "fast", "agent": "agents", "sync": "sync",
+        "guard": "guardcheck"}
 
 
 def build_app(modules: tuple[str, ...] = MODULES) -> typer.Typer:

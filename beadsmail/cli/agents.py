@@ -75,6 +75,10 @@ def render_status(d: dict) -> str:
               f"review queue: {d['review_queue']} task(s)"]
     if d["stalled"]:
         lines.append(f"stalled: {', '.join(d['stalled'])}")
+    held = d.get("reservations", [])
+    lines.append(f"reservations: {len(held)}" + "".join(
+        f"\n  {r['holder']:<14} {r['mode']:<9} {r['pattern']}  until {r['until'][11:16]} UTC"
+        + ("  (LOST)" if r["state"] == "lost" else "") for r in held[:20]))
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ import sys
 
 from beadsmail.cli import argv as argv_mod
 from beadsmail.cli import env
-from beadsmail.cli.output import emit, fail
+from beadsmail.cli.output import emit, fail, visible
 from beadsmail.errors import InvalidInput
 
 TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need it here
@@ -56,7 +56,7 @@ def run(tool: str, usage: str, args: list[str], call: Callable[[list[str], bool]
         emit(data, as_json, lambda _: text)
         return 0
     except Usage as exc:
-        print(f"{tool}: {exc}\n{usage}", file=sys.stderr)
+        print(f"{tool}: {visible(str(exc))}\n{usage}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,7 +6,6 @@ Kept free of typer so that the fast path (``cli.fast``) can use it too.
 from __future__ import annotations
 
 import os
-import sys
 
 from beadsmail import records
 from beadsmail.errors import InvalidInput
@@ -15,8 +14,10 @@ from beadsmail.workspace import Workspace
 
 def workspace() -> Workspace:
     ws = Workspace.open(os.environ.get("BEADS_DIR") or None)
+    from beadsmail.cli.output import warn
+
     for notice in ws.notices:  # settings held back until approved, said once
-        print(notice, file=sys.stderr)
+        warn(notice)
     return ws
 
 

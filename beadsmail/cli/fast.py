@@ -174,13 +174,15 @@ def run_check(as_json: bool, hook: str | None, session: str | None, identity: st
         if text is not None:
             print(text)
     elif result["notice"]:
-        print(result["notice"])
+        from beadsmail.cli.output import visible
+
+        print(visible(result["notice"]))
     return 0
 
 
 def _hook_reply(agent: str):
     """``notice -> what the agent's after-tool hook prints`` (None: print nothing)."""
-    from beadsmail.integrations import prime
+    from beadsmail.integrations import hookreply as prime
 
     if agent not in prime.HOOK_EVENTS:
         from beadsmail.errors import InvalidInput

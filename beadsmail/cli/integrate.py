@@ -59,18 +59,19 @@ def prime(
 ) -> None:
     """What an agent needs at the start of a session, in a few lines.  Example: bd prime --hook claude"""
     from beadsmail.cli.fast import _claude_session
+    from beadsmail.integrations import hookreply
     from beadsmail.integrations import prime as prime_mod
 
-    if hook is not None and hook not in prime_mod.HOOK_EVENTS:
+    if hook is not None and hook not in hookreply.HOOK_EVENTS:
         raise InvalidInput(f"unknown --hook {hook!r}: use one of "
-                           f"{', '.join(prime_mod.HOOK_EVENTS)}")
+                           f"{', '.join(hookreply.HOOK_EVENTS)}")
     ws = workspace()
     me, source = identity_source(ws, identity_)
     sid = session(session_) or (_claude_session() if hook else None)
     result = prime_mod.prime(ws, me, source, sid)
     text = prime_mod.render(result, via_mcp=mcp_)
     if hook and not json_:
-        reply = prime_mod.hook_reply(hook, "start", text)
+        reply = hookreply.hook_reply(hook, "start", text)
         emit(reply, False, lambda d: d or "")
         return
     emit({**result, "text": text}, json_, lambda d: d["text"])

@@ -2,12 +2,20 @@
 
 Data goes to stdout (exactly one JSON document under ``--json``), everything
 else to stderr. Exit codes: 0 ok, 1 a domain error, 2 a usage error.
+
+Text for a terminal shows text, never control sequences: whatever a record's
+fields hold (they may come from any clone), every text view, warning and error
+passes through ``visible()`` here, which writes C0 controls other than newline
+and tab, ESC, DEL and C1 controls as ``\\xNN``. ``--json`` keeps the exact text
+(JSON escapes what it must). A renderer that builds terminal styling itself
+escapes its fields with ``visible()`` and returns ``Escaped`` text.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import re
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -19,10 +27,24 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters (but newline and tab) shown as ``\\xNN``."""
+    if not CONTROLS.search(text):
+        return text
+    return CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class Escaped(str):
+    """Text whose fields a renderer escaped itself (it may hold its own styling)."""
+
+
 def emit(data: Any, as_json: bool, render: Callable[[Any], str] | None = None,
          warnings: list[str] | None = None) -> None:
     for warning in warnings or ():
-        print(warning, file=sys.stderr)
+        print(visible(str(warning)), file=sys.stderr)
     if as_json:
         # A value that already holds its JSON text (a large listing read from the
         # index) offers ``__json__()``: it is printed as it is, not encoded again.
@@ -31,7 +53,7 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], str] | None = None,
         return
     text = render(data) if render else _plain(data)
     if text:
-        print(text)
+        print(text if isinstance(text, Escaped) else visible(text))
 
 
 def emit_line(data: Any) -> None:
@@ -40,7 +62,7 @@ def emit_line(data: Any) -> None:
 
 
 def warn(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(visible(message), file=sys.stderr)
 
 
 def _plain(data: Any, indent: str = "") -> str:
@@ -102,5 +124,5 @@ def fail(exc: BaseException, as_json: bool) -> int:
         print(json.dumps({"error": {"type": kind, "message": message, **details}},
                          ensure_ascii=False, default=str))
     else:
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {visible(message)}", file=sys.stderr)
     return code

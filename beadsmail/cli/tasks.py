@@ -97,10 +97,13 @@ def render_board(d: dict) -> str:
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from beadsmail.cli.output import Escaped, visible
 
     table = Table(expand=True, show_lines=False)
     for col in d["columns"]:
-        table.add_column(f"{col['status']} ({col['count']})", overflow="fold", ratio=1,
+        table.add_column(Text(f"{col['status']} ({col['count']})"), overflow="fold", ratio=1,
                          no_wrap=False, min_width=16)
     cells = []
     for col in d["columns"]:
@@ -108,12 +111,12 @@ def render_board(d: dict) -> str:
                  f"v{t['version']}" for t in col["tasks"]]
         if col["count"] > len(col["tasks"]):
             lines.append(f"... {col['count'] - len(col['tasks'])} more")
-        cells.append("\n\n".join(lines))
+        cells.append(Text(visible("\n\n".join(lines))))  # Text: no markup, fields as text
     table.add_row(*cells)
     out = io.StringIO()
     width = max(shutil.get_terminal_size((120, 40)).columns, 100)  # five readable columns
     Console(file=out, width=width, force_terminal=sys.stdout.isatty()).print(table)
-    return out.getvalue().rstrip("\n")
+    return Escaped(out.getvalue().rstrip("\n"))
 
 
 def _emit(result: dict, json_: bool, render) -> None:

@@ -4,8 +4,9 @@ The endpoint sits behind the server's ``Guard`` (Host and Origin checks, as
 every route) and its own gate, which settles the identity of each request from
 its headers before a byte of the body is read: an agent token
 (``Authorization: Bearer bdt_...``; required off loopback) or, on loopback,
-``X-Beads-Identity``. A request with neither may still call ``register``, which
-fixes the identity for that MCP session (``Mcp-Session-Id``). What a session
+``X-Beads-Identity``; a request with neither is refused (401), since streamable
+HTTP clients need not keep a session in which a ``register`` call could fix an
+identity. What a session
 has been shown (so ``wait_for_mail`` returns only new mail) is kept under
 ``X-Beads-Session`` if given, else the MCP session id, else the identity. Tool calls run on
 the server's store thread, like every other request of ``bd serve``.
@@ -14,21 +15,19 @@ the server's store thread, like every other request of ``bd serve``.
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 
-from beadsmail.errors import BeadsError
+from beadsmail.errors import BeadsError, PermissionDenied
 from beadsmail.integrations import mcpserver
 from beadsmail.integrations.surface import Seat
 from beadsmail.workspace import Workspace
 
 PATH = "/mcp"
 MAX_BODY = 1 << 20
-MAX_SEATS = 1000
 
 
 class ServeBackend:
@@ -36,7 +35,6 @@ class ServeBackend:
 
     def __init__(self, server) -> None:
         self.feed = server.feed
-        self.seats: OrderedDict[str, Seat] = OrderedDict()
 
     async def call(self, fn, *args, **kwargs):
         return await self.feed.call(fn, *args, **kwargs)
@@ -46,17 +44,8 @@ class ServeBackend:
         identity, source = request.scope.get("state", {}).get("beads_identity", (None, None))
         sid = request.headers.get("mcp-session-id") or ""
         session = request.headers.get("x-beads-session") or (
-            "mcp-" + sid[:64] if sid else f"mcp-http-{identity}" if identity else None)
-        if identity is not None:
-            return Seat(identity, source, session[:128])
-        if not sid:
-            return Seat(None, "register", None)
-        seat = self.seats.get(sid)
-        if seat is None:
-            seat = self.seats[sid] = Seat(None, "register", session)
-            while len(self.seats) > MAX_SEATS:
-                self.seats.popitem(last=False)
-        return seat
+            "mcp-" + sid[:64] if sid else f"mcp-http-{identity}")
+        return Seat(identity, source, session[:128])
 
     def waiting_workspace(self) -> Workspace:
         return Workspace(self.feed.ws.loc, self.feed.ws.config)
@@ -68,11 +57,12 @@ class Gate:
     def __init__(self, server, handler) -> None:
         self.server, self.handler = server, handler
 
-    def identity(self, headers: Headers) -> tuple[str | None, str | None]:
+    def identity(self, headers: Headers) -> tuple[str, str]:
         token = headers.get("authorization")
-        claimed = headers.get("x-beads-identity")
-        if not (token or claimed or self.server.guard.require_tokens):
-            return None, None
+        if not (token or headers.get("x-beads-identity") or self.server.guard.require_tokens):
+            raise PermissionDenied("say who this MCP client is: send 'X-Beads-Identity: NAME' "
+                                   "(or 'Authorization: Bearer <token>', see 'bd agent token "
+                                   "create NAME')", status=401)
         return self.server.who(headers), "token" if token else "X-Beads-Identity"
 
     async def __call__(self, scope, receive, send) -> None:

@@ -32,6 +32,7 @@ import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
 from beadsmail import mail, tasks
@@ -79,6 +80,30 @@ async def _run(backend, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> An
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes a tool error
         raise ToolError(surface.describe(exc)) from None
+
+
+async def _call(backend, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> CallToolResult:
+    return _result(await _run(backend, fn, *args, **kwargs))
+
+
+def _result(value: Any) -> CallToolResult:
+    """The value as structured content, and as compact JSON text for clients that read
+    only text (the SDK would indent it: more of the model's context for nothing)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return CallToolResult(content=[TextContent(type="text", text=text)],
+                          structured_content=json.loads(text))
+
+
+def _exact(tool: Callable[..., Any]) -> Callable[..., Any]:
+    """A failed call's result carries exactly the CLI's message (the SDK would prefix it)."""
+    @functools.wraps(tool)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await tool(*args, **kwargs)
+        except ToolError as exc:
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))],
+                                  is_error=True)
+    return call
 
 
 def _me(backend, ctx: Context | None) -> tuple[str, str | None]:
@@ -132,18 +157,22 @@ def build(backend) -> MCPServer:
                     warn_on_duplicate_tools=False)
     _identity_tools(app, backend)
     _mail_tools(app, backend)
-    _work_tools(app, backend)
+    _closing_tools(app, backend)
+    _channel_tools(app, backend)
+    _task_tools(app, backend)
     _resources(app, backend)
     return app
 
 
 def _identity_tools(app: MCPServer, backend) -> None:
     @app.tool()
+    @_exact
     async def whoami(ctx: Context) -> dict[str, Any]:
         """Who this session acts as, its role, and how much unread and urgent mail it has."""
-        return await _run(backend, surface.whoami, backend.seat(ctx))
+        return await _call(backend, surface.whoami, backend.seat(ctx))
 
     @app.tool()
+    @_exact
     async def register(
         ctx: Context,
         agent_id: Annotated[str | None, Field(description=(
@@ -158,37 +187,41 @@ def _identity_tools(app: MCPServer, backend) -> None:
         model: Annotated[str | None, Field(description="The model this agent runs on.")] = None,
     ) -> dict[str, Any]:
         """Register this agent (or update its profile). Fixes the session's identity."""
-        return await _run(backend, surface.register, backend.seat(ctx), agent_id, role, name,
+        return await _call(backend, surface.register, backend.seat(ctx), agent_id, role, name,
                           group, model)
 
     @app.tool()
+    @_exact
     async def status(ctx: Context) -> dict[str, Any]:
         """Everyone's liveness and pending mail, channels, dead letters and the review queue."""
         me, _ = _me(backend, ctx)
-        return await _run(backend, surface.overview, me)
+        return await _call(backend, surface.overview, me)
 
 
 def _mail_tools(app: MCPServer, backend) -> None:
     @app.tool()
+    @_exact
     async def send(ctx: Context, to: Recipients,
                    subject: Annotated[str, Field(description="One line.")], body: Body,
                    priority: Priority = None, type: MessageType = None,  # noqa: A002
                    action: Action = "none") -> dict[str, Any]:
         """Send a message. Returns it with its id."""
         me, _ = _me(backend, ctx)
-        return await _run(backend, surface.send, me, to, subject, body, priority=priority,
+        return await _call(backend, surface.send, me, to, subject, body, priority=priority,
                           type_=type, action=action)
 
     @app.tool()
+    @_exact
     async def reply(ctx: Context, message_id: MessageId, body: Body,
                     subject: Annotated[str | None, Field(
                         description="Default: 'Re: ' and the parent's subject.")] = None,
                     action: Action = "none") -> dict[str, Any]:
         """Reply to a message, in its thread (to its sender; to its recipients if I sent it)."""
         me, _ = _me(backend, ctx)
-        return await _run(backend, surface.reply, me, message_id, body, subject, action)
+        return await _call(backend, surface.reply, me, message_id, body, subject, action)
 
     @app.tool()
+    @_exact
     async def inbox(ctx: Context, unread_only: Annotated[bool, Field(
                         description="Only messages not yet read.")] = False,
                     sender: Annotated[str | None, Field(
@@ -196,38 +229,46 @@ def _mail_tools(app: MCPServer, backend) -> None:
                     limit: Limit = 20) -> dict[str, Any]:
         """Open (not yet acked) mail for me, urgent first, with a body preview. Changes nothing."""
         me, session = _me(backend, ctx)
-        return await _run(backend, surface.inbox, me, session, unread_only=unread_only,
+        return await _call(backend, surface.inbox, me, session, unread_only=unread_only,
                           sender=sender, limit=limit)
 
     @app.tool()
+    @_exact
     async def read(ctx: Context, message_id: MessageId) -> dict[str, Any]:
         """One message in full; marks it read for me (it stays open until ack)."""
         me, session = _me(backend, ctx)
-        return await _run(backend, surface.read, me, session, message_id)
+        return await _call(backend, surface.read, me, session, message_id)
 
+
+
+def _closing_tools(app: MCPServer, backend) -> None:
     @app.tool()
+    @_exact
     async def ack(ctx: Context, message_ids: Annotated[list[str], Field(
             min_length=1, description="Message ids to close for me.")]) -> dict[str, Any]:
         """Acknowledge (close) messages for me; they leave my inbox."""
         me, session = _me(backend, ctx)
-        return await _run(backend, surface.ack, me, session, message_ids)
+        return await _call(backend, surface.ack, me, session, message_ids)
 
     @app.tool()
+    @_exact
     async def wait_for_mail(ctx: Context, timeout_seconds: Annotated[float, Field(
             ge=0, le=MAX_WAIT, description="Give up after this many seconds.")] = 60
     ) -> dict[str, Any]:
         """Block until new mail for me arrives (returns it), or until the timeout
         (timed_out true). Use instead of calling inbox in a loop."""
-        return await _wait(backend, ctx, timeout_seconds)
+        return _result(await _wait(backend, ctx, timeout_seconds))
 
     @app.tool()
+    @_exact
     async def thread(ctx: Context, message_id: MessageId) -> dict[str, Any]:
         """A message's whole conversation, oldest first."""
-        return await _run(backend, surface.thread, message_id)
+        return await _call(backend, surface.thread, message_id)
 
 
-def _work_tools(app: MCPServer, backend) -> None:
+def _channel_tools(app: MCPServer, backend) -> None:
     @app.tool()
+    @_exact
     async def channel_post(ctx: Context, channel: Annotated[str, Field(
                                description="Channel name, with or without '#'.")],
                            body: Body, subject: Annotated[str | None, Field(
@@ -235,16 +276,21 @@ def _work_tools(app: MCPServer, backend) -> None:
                            ) -> dict[str, Any]:
         """Post to a channel: every member sees it."""
         me, _ = _me(backend, ctx)
-        return await _run(backend, surface.channel_post, me, channel, body, subject)
+        return await _call(backend, surface.channel_post, me, channel, body, subject)
 
     @app.tool()
+    @_exact
     async def channel_read(ctx: Context, channel: Annotated[str | None, Field(
                                description="Channel name; omit to list the channels.")] = None,
                            limit: Limit = 20) -> dict[str, Any]:
         """A channel's newest messages (oldest first), or, without a name, every channel."""
-        return await _run(backend, surface.channel_read, channel, limit)
+        return await _call(backend, surface.channel_read, channel, limit)
 
+
+
+def _task_tools(app: MCPServer, backend) -> None:
     @app.tool()
+    @_exact
     async def task_list(ctx: Context, status: Annotated[str | None, Field(
                             description="Only this status: " + ", ".join(tasks.STATUSES))]
                         = None,
@@ -252,9 +298,10 @@ def _work_tools(app: MCPServer, backend) -> None:
                         = False, limit: Limit = 50) -> dict[str, Any]:
         """Tasks on the board with their version (done only when asked for by status)."""
         me, _ = _me(backend, ctx)
-        return await _run(backend, surface.task_list, me, status, mine, limit)
+        return await _call(backend, surface.task_list, me, status, mine, limit)
 
     @app.tool()
+    @_exact
     async def task_create(ctx: Context, title: Annotated[str, Field(description="One line.")],
                           description: Annotated[str, Field(description="Details.")] = "",
                           priority: Annotated[str, Field(
@@ -266,23 +313,25 @@ def _work_tools(app: MCPServer, backend) -> None:
                           status: Status = tasks.DEFAULT_STATUS) -> dict[str, Any]:
         """Create a task (version 1)."""
         me, _ = _me(backend, ctx)
-        return await _run(backend, surface.task_create, me, title, description, priority,
+        return await _call(backend, surface.task_create, me, title, description, priority,
                           assign, parent, status)
 
     @app.tool()
+    @_exact
     async def task_move(ctx: Context, task_id: TaskId, status: Status,
                         version: Annotated[int, Field(ge=1, description=(
                             "The task's version as you last read it; refused if it moved "
                             "since."))]) -> dict[str, Any]:
         """Move a task to another status (entering review posts to #review-queue)."""
         me, _ = _me(backend, ctx)
-        return await _run(backend, surface.task_move, me, task_id, status, version)
+        return await _call(backend, surface.task_move, me, task_id, status, version)
 
     @app.tool()
+    @_exact
     async def task_comment(ctx: Context, task_id: TaskId, text: Body) -> dict[str, Any]:
         """Comment on a task."""
         me, _ = _me(backend, ctx)
-        return await _run(backend, surface.task_comment, me, task_id, text)
+        return await _call(backend, surface.task_comment, me, task_id, text)
 
 
 def _resources(app: MCPServer, backend) -> None:

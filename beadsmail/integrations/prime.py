@@ -4,15 +4,12 @@ compacted, in well under ~1,500 tokens.
 Who it is and its role; its unread mail (subjects only, urgent first) that this
 session has not been shown yet, marked as shown so it is never repeated; tasks
 assigned to it and tasks waiting in review; who else is active; and the handful
-of tools or commands it will use. Nothing is written to the store. ``hook_reply``
-wraps a text in the JSON a coding agent's hook reads back.
+of tools or commands it will use. Nothing is written to the store.
 """
 
 from __future__ import annotations
 
-import json
-
-from beadsmail import agents, mail, permissions, tasks
+from beadsmail import agents, mail, permissions, reservations, tasks
 from beadsmail.index import registry
 
 LISTED = 8  # messages, tasks and agents named each; the rest are counted
@@ -24,12 +21,6 @@ TOOLS = ("inbox, read, ack, reply, send, wait_for_mail (blocks until mail comes)
 COMMANDS = ("bd mail inbox | read ID | ack ID | reply ID -m TEXT | send TO -s SUBJ -m TEXT; "
             "bd mail inbox --wait 60; bd task list --assigned ME | status ID STATUS --version N; "
             "bd status. Add --json for data.")
-
-# Which hook event each agent names, and whether its hooks must print JSON even when silent.
-HOOK_EVENTS = {"claude": ("SessionStart", "PostToolUse", False),
-               "codex": ("SessionStart", "PostToolUse", False),
-               "gemini": ("SessionStart", "AfterTool", True)}
-
 
 def prime(ws, me: str, source: str, session: str | None = None) -> dict:
     ws.refresh()
@@ -44,6 +35,7 @@ def prime(ws, me: str, source: str, session: str | None = None) -> dict:
     mine = list(tasks.listing(ws, None, me, limit=LISTED + 1))
     review = list(tasks.listing(ws, ["review"], limit=LISTED + 1))
     others = [a for a in agents.list_agents(ws) if a["id"] != me and a["liveness"] == "alive"]
+    held = reservations.listing(ws)
     return {
         "identity": me, "source": source, "session": session,
         "registered": registry.registered_role(conn, me) is not None,
@@ -55,6 +47,9 @@ def prime(ws, me: str, source: str, session: str | None = None) -> dict:
         "review": [_task(t) for t in review[:LISTED]], "more_review": len(review) > LISTED,
         "active": [{"id": a["id"], "role": a["role"]} for a in others[:LISTED]],
         "more_active": max(0, len(others) - LISTED),
+        "reservations": [{k: r[k] for k in ("id", "holder", "pattern", "mode", "until", "state")}
+                         for r in held[:LISTED]],
+        "more_reservations": max(0, len(held) - LISTED),
     }
 
 
@@ -82,6 +77,13 @@ def render(d: dict, via_mcp: bool = False) -> str:
     active = ", ".join(f"{a['id']} ({a['role']})" for a in d["active"]) or "nobody else"
     more = f" and {d['more_active']} more" if d["more_active"] else ""
     lines.append(f"Active: {active}{more}.")
+    if d["reservations"]:
+        lines.append("Reserved files (bd reservations; the commit guard refuses others' "
+                     "exclusive ones): " + "; ".join(
+                         f"{r['pattern']} by {r['holder']}{' (shared)' if r['mode'] == 'shared' else ''}"
+                         for r in d["reservations"])
+                     + (f"; and {d['more_reservations']} more" if d["more_reservations"] else "")
+                     + ".")
     lines.append(("Tools (MCP server 'beadsmail'): " + TOOLS) if via_mcp
                  else ("Commands: " + COMMANDS))
     return "\n".join(lines)
@@ -90,14 +92,3 @@ def render(d: dict, via_mcp: bool = False) -> str:
 def _clip(text: str) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= WIDTH else text[:WIDTH - 3] + "..."
-
-
-def hook_reply(agent: str, moment: str, text: str) -> str | None:
-    """What a hook prints: the agent's JSON carrying ``text`` as added context, or None
-    (print nothing) when there is nothing to say and the agent accepts silence."""
-    start, after, json_always = HOOK_EVENTS[agent]
-    if not text:
-        return "{}" if json_always else None
-    event = start if moment == "start" else after
-    return json.dumps({"hookSpecificOutput": {"hookEventName": event,
-                                              "additionalContext": text}}, ensure_ascii=False)

@@ -15,7 +15,8 @@ import os
 
 KINDS = (
     "message", "receipt", "agent", "channel", "membership", "contact",
-    "task", "task_event", "comment", "tombstone", "purge", "dead_letter", "compaction",
+    "task", "task_event", "comment", "tombstone", "purge", "dead_letter", "reservation",
+    "compaction",
 )
 
 

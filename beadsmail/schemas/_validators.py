@@ -1522,6 +1522,183 @@ def accept_dead_letter(data):
     return True
 
 
+_reservation_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
+
+_reservation_1 = frozenset(('actor', 'clock', 'created_at', 'expires_at', 'forced', 'id', 'kind', 'mode', 'op', 'pattern', 'reason', 'replica', 'targets', 'task', 'v', ))
+
+_reservation_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+
+_reservation_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+
+_reservation_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+
+_reservation_5 = re.compile('^[0-9a-z]{12}\\Z')
+
+_reservation_6 = frozenset(('release', 'renew', 'reserve', ))
+
+_reservation_7 = re.compile('^[^/\\u0000-\\u001f][^\\u0000-\\u001f]*\\Z')
+
+_reservation_8 = frozenset(('exclusive', 'shared', ))
+
+def validate_reservation(data):
+    if not (type(data) is dict):
+        _fail('reservation', 'must be of type object')
+    _k = data.keys()
+    if not _reservation_0 <= _k:
+        _fail('reservation', 'lacks ' + ', '.join(sorted(_reservation_0 - _k)))
+    if not _k <= _reservation_1:
+        _fail('reservation', 'has unknown fields ' + ', '.join(sorted(_k - _reservation_1)))
+    _v1 = data['v']
+    if _v1 != 1 or type(_v1) is not int:
+        _fail('reservation.v', 'must be 1')
+    _v1 = data['id']
+    if not (type(_v1) is str):
+        _fail('reservation.id', 'must be of type string')
+    if _reservation_2.search(_v1) is None:
+        _fail('reservation.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
+    _v1 = data['kind']
+    if _v1 != 'reservation' or type(_v1) is not str:
+        _fail('reservation.kind', 'must be "reservation"')
+    _v1 = data['actor']
+    if not (type(_v1) is str):
+        _fail('reservation.actor', 'must be of type string')
+    if _reservation_3.search(_v1) is None:
+        _fail('reservation.actor', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+    _v1 = data['created_at']
+    if not (type(_v1) is str):
+        _fail('reservation.created_at', 'must be of type string')
+    if _reservation_4.search(_v1) is None:
+        _fail('reservation.created_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
+    _v1 = data['clock']
+    if not (type(_v1) is int):
+        _fail('reservation.clock', 'must be of type integer')
+    if _v1 < 1:
+        _fail('reservation.clock', 'must be >= 1')
+    _v1 = data['replica']
+    if not (type(_v1) is str):
+        _fail('reservation.replica', 'must be of type string')
+    if _reservation_5.search(_v1) is None:
+        _fail('reservation.replica', 'must match ^[0-9a-z]{12}$')
+    _v1 = data['op']
+    if type(_v1) not in (str,) or _v1 not in _reservation_6:
+        _fail('reservation.op', 'must be one of "reserve", "release", "renew"')
+    if 'pattern' in _k:
+        _v1 = data['pattern']
+        if not (type(_v1) is str):
+            _fail('reservation.pattern', 'must be of type string')
+        if len(_v1) < 1:
+            _fail('reservation.pattern', 'must have at least 1 characters')
+        if len(_v1) > 512:
+            _fail('reservation.pattern', 'must have at most 512 characters')
+        if _reservation_7.search(_v1) is None:
+            _fail('reservation.pattern', 'must match ^[^/\\u0000-\\u001f][^\\u0000-\\u001f]*$')
+    if 'mode' in _k:
+        _v1 = data['mode']
+        if type(_v1) not in (str,) or _v1 not in _reservation_8:
+            _fail('reservation.mode', 'must be one of "exclusive", "shared"')
+    if 'expires_at' in _k:
+        _v1 = data['expires_at']
+        if not (type(_v1) is str):
+            _fail('reservation.expires_at', 'must be of type string')
+        if _reservation_4.search(_v1) is None:
+            _fail('reservation.expires_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
+    if 'reason' in _k:
+        _v1 = data['reason']
+        if not (type(_v1) is str):
+            _fail('reservation.reason', 'must be of type string')
+        if len(_v1) > 500:
+            _fail('reservation.reason', 'must have at most 500 characters')
+    if 'task' in _k:
+        _v1 = data['task']
+        if not ((type(_v1) is str and _reservation_2.search(_v1) is not None) or (_v1 is None)):
+            _fail('reservation.task', 'has the wrong type or value')
+    if 'targets' in _k:
+        _v1 = data['targets']
+        if not (type(_v1) is list):
+            _fail('reservation.targets', 'must be of type array')
+        if len(_v1) < 1:
+            _fail('reservation.targets', 'must have at least 1 items')
+        if len(_v1) > 1000:
+            _fail('reservation.targets', 'must have at most 1000 items')
+        if len(set(map(repr, _v1))) != len(_v1):
+            _fail('reservation.targets', 'must not repeat an item')
+        for _i2 in _v1:
+            if not (type(_i2) is str):
+                _fail('reservation.targets[]', 'must be of type string')
+            if _reservation_2.search(_i2) is None:
+                _fail('reservation.targets[]', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
+    if 'forced' in _k:
+        _v1 = data['forced']
+        if not (type(_v1) is list):
+            _fail('reservation.forced', 'must be of type array')
+        if len(_v1) > 1000:
+            _fail('reservation.forced', 'must have at most 1000 items')
+        if len(set(map(repr, _v1))) != len(_v1):
+            _fail('reservation.forced', 'must not repeat an item')
+        for _i2 in _v1:
+            if not (type(_i2) is str):
+                _fail('reservation.forced[]', 'must be of type string')
+            if _reservation_2.search(_i2) is None:
+                _fail('reservation.forced[]', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
+
+def accept_reservation(data):
+    if type(data) is not dict or len(data) != 8 + ('pattern' in data) + ('mode' in data) + ('expires_at' in data) + ('reason' in data) + ('task' in data) + ('targets' in data) + ('forced' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _reservation_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'reservation' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _reservation_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _reservation_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _reservation_5.search(x) is not None):
+        return False
+    x = data['op']
+    if not (type(x) in (str,) and x in _reservation_6):
+        return False
+    if 'pattern' in data:
+        x = data['pattern']
+        if not (type(x) is str and len(x) >= 1 and len(x) <= 512 and _reservation_7.search(x) is not None):
+            return False
+    if 'mode' in data:
+        x = data['mode']
+        if not (type(x) in (str,) and x in _reservation_8):
+            return False
+    if 'expires_at' in data:
+        x = data['expires_at']
+        if not (type(x) is str and _reservation_4.search(x) is not None):
+            return False
+    if 'reason' in data:
+        x = data['reason']
+        if not (type(x) is str and len(x) <= 500):
+            return False
+    if 'task' in data:
+        x = data['task']
+        if not ((type(x) is str and _reservation_2.search(x) is not None) or (x is None)):
+            return False
+    if 'targets' in data:
+        x = data['targets']
+        if not (type(x) is list and len(x) >= 1 and len(x) <= 1000 and (len(x) < 2 or len(set(map(repr, x))) == len(x)) and all(map(_reservation_2.search, x))):
+            return False
+    if 'forced' in data:
+        x = data['forced']
+        if not (type(x) is list and len(x) <= 1000 and (len(x) < 2 or len(set(map(repr, x))) == len(x)) and all(map(_reservation_2.search, x))):
+            return False
+    return True
+
+
 _compaction_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'removed', 'replica', 'segment', 'v', ))
 
 _compaction_1 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
@@ -1620,7 +1797,7 @@ def accept_compaction(data):
     return True
 
 
-VALIDATORS = {"message": validate_message, "receipt": validate_receipt, "agent": validate_agent, "channel": validate_channel, "membership": validate_membership, "contact": validate_contact, "task": validate_task, "task_event": validate_task_event, "comment": validate_comment, "tombstone": validate_tombstone, "purge": validate_purge, "dead_letter": validate_dead_letter, "compaction": validate_compaction}
+VALIDATORS = {"message": validate_message, "receipt": validate_receipt, "agent": validate_agent, "channel": validate_channel, "membership": validate_membership, "contact": validate_contact, "task": validate_task, "task_event": validate_task_event, "comment": validate_comment, "tombstone": validate_tombstone, "purge": validate_purge, "dead_letter": validate_dead_letter, "reservation": validate_reservation, "compaction": validate_compaction}
 
 
-ACCEPT = {"message": accept_message, "receipt": accept_receipt, "agent": accept_agent, "channel": accept_channel, "membership": accept_membership, "contact": accept_contact, "task": accept_task, "task_event": accept_task_event, "comment": accept_comment, "tombstone": accept_tombstone, "purge": accept_purge, "dead_letter": accept_dead_letter, "compaction": accept_compaction}
+ACCEPT = {"message": accept_message, "receipt": accept_receipt, "agent": accept_agent, "channel": accept_channel, "membership": accept_membership, "contact": accept_contact, "task": accept_task, "task_event": accept_task_event, "comment": accept_comment, "tombstone": accept_tombstone, "purge": accept_purge, "dead_letter": accept_dead_letter, "reservation": accept_reservation, "compaction": accept_compaction}

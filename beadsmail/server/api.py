@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from beadsmail import agents, channels, mail, search, status, tasks
+from beadsmail import agents, channels, mail, reservations, search, status, tasks
 from beadsmail.errors import InvalidInput
 
 STATUS_CODES = {"invalid_input": 400, "ambiguous": 400, "usage": 400, "permission_denied": 403,
-                "not_found": 404, "conflict": 409, "not_a_repository": 503,
-                "store_error": 503, "remote_error": 502}
+                "not_found": 404, "timeout": 408, "conflict": 409, "too_large": 413,
+                "not_a_repository": 503, "store_error": 503, "remote_error": 502}
 
 ID = {"type": "string", "minLength": 1, "maxLength": 100}
 NAME = {"type": "string", "minLength": 1, "maxLength": 64}
@@ -116,6 +116,14 @@ def _search(ws, me, p, b):
                          since=p.get("since"), limit=p.get("limit", 20))
 
 
+def _reserve(ws, me, p, b):
+    return reservations.reserve(ws, me, b["paths"], mode=b.get("mode", "exclusive"),
+                                ttl=b.get("ttl"), reason=b.get("reason"), task=b.get("task"),
+                                force=b.get("force", False))
+
+
+PATHS = {"type": "array", "items": {"type": "string", "maxLength": 512}, "minItems": 1,
+         "maxItems": 100}
 P_ID = Param("id", "path", ID, True, "message id or unique prefix")
 P_TASK = Param("id", "path", ID, True, "task id or unique prefix")
 P_NAME = Param("name", "path", NAME, True, "channel name (without '#')")
@@ -155,6 +163,20 @@ ROUTES: list[Route] = [
                     Param("from"), Param("to"), Param("channel"), Param("thread"),
                     Param("since", description="ISO time or an age: 90s, 15m, 2h, 7d"),
                     Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200})]),
+    Route("GET", "/api/reservations", "reservations", "Open file reservations, races lost "
+          "across clones included (bd reservations)",
+          lambda ws, me, p, b: reservations.listing(ws, me, mine=p.get("mine", False),
+                                                    path=p.get("path")),
+          [Param("mine", schema={"type": "boolean"}), Param("path")], tag="reservations"),
+    Route("POST", "/api/reservations", "reserve", "Reserve paths or globs; 403 naming the "
+          "holder when another agent holds one exclusively (bd reserve)", _reserve,
+          body=body(["paths"], paths=PATHS, mode={"type": "string", "enum": ["exclusive", "shared"]},
+                    ttl=TEXT, reason=TEXT, task=ID, force={"type": "boolean"}),
+          tag="reservations", writes=True),
+    Route("POST", "/api/reservations/release", "release", "Release my reservations "
+          "(bd release)", lambda ws, me, p, b: reservations.release(
+              ws, me, b.get("paths", []), all_=b.get("all", False)),
+          body=body([], paths=PATHS, all={"type": "boolean"}), tag="reservations", writes=True),
     Route("GET", "/api/channels", "channels", "Channels with members and counts "
           "(bd channel list)", lambda ws, me, p, b: channels.list_channels(ws), tag="channels"),
     Route("GET", "/api/channels/{name}", "channel_read", "A channel's newest messages "

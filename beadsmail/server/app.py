@@ -3,8 +3,10 @@
 One process over one repository's store: a ``Feed`` (the store thread and the
 poller), a ``Stream`` (the delivery order), a ``Hub`` (WebSocket agents and
 page observers) and the HTTP API of ``api.ROUTES``. Every request passes the
-``Guard`` first (Host, Origin, token). Connected agents that are registered get
-a heartbeat on connect and at the configured interval while they stay.
+``Guard`` first (Host, Origin, token); the token is checked before a body is
+read, and ``access`` decides what the caller may read. Connected agents that are
+registered get a heartbeat on connect and at the configured interval while they
+stay.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import jsonschema
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -25,23 +28,21 @@ from starlette.websockets import WebSocket
 
 from beadsmail import agents, channels, records
 from beadsmail.errors import BeadsError, InvalidInput, NotFound, PermissionDenied
-from beadsmail.server import api, openapi
+from beadsmail.server import access, api, openapi, security
 from beadsmail.server.feed import Feed
 from beadsmail.server.hub import (
     CLOSE_BAD_REQUEST,
     CLOSE_NOT_FOUND,
     CLOSE_UNAUTHORIZED,
     Hub,
-    Limits,
     error_frame,
 )
-from beadsmail.server.security import Guard, bearer
+from beadsmail.server.security import Guard, Limits, Principal, bearer
 from beadsmail.server.stream import Stream
 from beadsmail.tokens import TokenBook
 
 log = logging.getLogger("beadsmail.server")
 STATIC = Path(__file__).parent / "static"
-MAX_BODY = 1 << 20
 
 
 class Json(JSONResponse):
@@ -60,7 +61,7 @@ def _plain(value):
 
 def error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, BeadsError):
-        status = api.STATUS_CODES.get(exc.code, 400)
+        status = exc.details.get("status") or api.STATUS_CODES.get(exc.code, 400)
         return JSONResponse({"error": {"type": exc.code, "message": exc.message, **exc.details}},
                             status)
     if isinstance(exc, UnicodeError):
@@ -71,8 +72,19 @@ def error_response(exc: BaseException) -> JSONResponse:
                                    f"internal error: {exc.__class__.__name__}"}}, 500)
 
 
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (no such path, method not allowed) as the one error object."""
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_input")
+    message = {404: f"no such endpoint {request.url.path}; see /openapi.json",
+               405: f"{request.method} is not allowed on {request.url.path}; see /openapi.json"}
+    return JSONResponse({"error": {"type": kind, "message": message.get(
+        exc.status_code, str(exc.detail))}}, exc.status_code, headers=exc.headers)
+
+
 class GuardMiddleware:
-    """Host and Origin checks for every HTTP request and WebSocket handshake."""
+    """Host and Origin checks for every HTTP request and WebSocket handshake; a response
+    to a request whose body was not read to its end closes the connection, so an unread
+    body is never drained (nor buffered) after the answer."""
 
     def __init__(self, app, guard: Guard) -> None:
         self.app = app
@@ -88,9 +100,41 @@ class GuardMiddleware:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 4403, "reason": ""})
                     return
-                await error_response(exc)(scope, receive, send)
+                await error_response(exc)(scope, receive, _closing(send))
                 return
+            if scope["type"] == "http" and _has_body(headers):
+                receive, send = _close_unless_read(receive, send)
         await self.app(scope, receive, send)
+
+
+def _has_body(headers: dict[str, str]) -> bool:
+    return "transfer-encoding" in headers or headers.get("content-length", "0").strip() != "0"
+
+
+def _closing(send):
+    async def closing(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []),
+                                              (b"connection", b"close")]}
+        await send(message)
+    return closing
+
+
+def _close_unless_read(receive, send):
+    done = False
+
+    async def receiving():
+        nonlocal done
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            done = True
+        return message
+
+    closing = _closing(send)
+
+    async def sending(message) -> None:
+        await (send if done else closing)(message)
+    return receiving, sending
 
 
 class Server:
@@ -165,24 +209,19 @@ class Server:
 
     # -- HTTP ------------------------------------------------------------------
 
+    def principal(self, headers, token: str | None = None) -> Principal:
+        """Who a request acts as, and whether a token said so (then ``access`` scopes it)."""
+        return self.guard.identity(token or bearer(headers), headers.get("x-beads-identity"),
+                                   self.identity)
+
     def who(self, headers, token: str | None = None) -> str:
-        token = token or bearer(headers)
-        if self.guard.require_tokens and not token:
-            raise PermissionDenied("this server requires an agent token: send 'Authorization: "
-                                   "Bearer <token>' (create one with 'bd agent token create NAME')",
-                                   status=401)
-        return self.guard.identity(token, headers.get("x-beads-identity"), self.identity)
+        return self.principal(headers, token).identity
 
     async def _body(self, request: Request, route: api.Route):
         if route.body is None:
             return None
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise InvalidInput(f"request body over {MAX_BODY} bytes; send less")
-        try:
-            data = json.loads(raw or b"null")
-        except ValueError as exc:
-            raise InvalidInput(f"request body is not JSON ({exc}); send a JSON object") from None
+        raw = await security.read_body(request.headers, request.stream(), self.limits)
+        data = security.loads(raw or b"null", self.limits.max_depth, "request body")
         error = jsonschema.exceptions.best_match(self.validators[route.op].iter_errors(data))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "the body"
@@ -192,19 +231,19 @@ class Server:
     def endpoint(self, route: api.Route):
         async def handle(request: Request) -> Response:
             try:
+                me = self.principal(request.headers)  # before the body is read
                 params = api.parse_params(route, request.path_params, request.query_params)
                 body = await self._body(request, route)
-                me = self.who(request.headers)
                 if route.op == "log":
-                    result = await self.hub.log(params)
+                    result = await self.hub.log(params, await self.hub.reader(me))
                 else:
-                    result = await self.feed.call(route.fn, me, params, body)
+                    result = await self.feed.call(access.call, route.fn, route.op, me, params,
+                                                  body)
                 return Json(result)
+            except ClientDisconnect:
+                return Response(status_code=400)  # nobody is left to read it
             except Exception as exc:  # noqa: BLE001 - mapped to a JSON error
-                response = error_response(exc)
-                if isinstance(exc, BeadsError) and exc.details.get("status") == 401:
-                    response.status_code = 401
-                return response
+                return error_response(exc)
         return handle
 
     async def info(self, request: Request) -> Response:
@@ -229,15 +268,17 @@ class Server:
                                f"{', '.join(self.projects)}")
             agent = query.get("agent_id") or ""
             records.check_identity(agent, "agent_id")
-            me = self.who(websocket.headers, query.get("token"))
-            if (self.guard.require_tokens or query.get("token")) and me != agent:
-                raise PermissionDenied(f"the token acts as {me}; it cannot connect as {agent}")
+            me = self.principal(websocket.headers, query.get("token"))
+            if me.token and me.identity != agent:
+                raise PermissionDenied(f"the token acts as {me.identity}; it cannot connect as "
+                                       f"{agent}")
         except BeadsError as exc:
             await websocket.send_json(error_frame(exc))
             code = {"not_found": CLOSE_NOT_FOUND, "permission_denied": CLOSE_UNAUTHORIZED}
             await websocket.close(code.get(exc.code, CLOSE_BAD_REQUEST))
             return
-        await self.hub.serve_agent(websocket, project, agent, query.get("since") or None)
+        await self.hub.serve_agent(websocket, project, Principal(agent, me.token),
+                                   query.get("since") or None)
 
     async def watch_socket(self, websocket: WebSocket) -> None:
         project = websocket.path_params["project"]
@@ -245,13 +286,13 @@ class Server:
         try:
             if project not in self.projects:
                 raise NotFound(f"no project {project!r} here")
-            self.who(websocket.headers, websocket.query_params.get("token"))
+            me = self.principal(websocket.headers, websocket.query_params.get("token"))
         except BeadsError as exc:
             await websocket.send_json(error_frame(exc))
             await websocket.close(CLOSE_NOT_FOUND if exc.code == "not_found" else
                                   CLOSE_UNAUTHORIZED)
             return
-        await self.hub.serve_observer(websocket, project)
+        await self.hub.serve_observer(websocket, project, me)
 
     def app(self) -> Starlette:
         routes = [Route("/", lambda r: FileResponse(STATIC / "index.html")),
@@ -276,7 +317,8 @@ class Server:
             finally:
                 await self.shutdown()
 
-        app = Starlette(routes=routes, lifespan=lifespan)
+        app = Starlette(routes=routes, lifespan=lifespan,
+                        exception_handlers={HTTPException: _http_error})
         app.add_middleware(GuardMiddleware, guard=self.guard)
         return app
 

@@ -11,10 +11,9 @@ value the client chooses; it comes back on the answer to that frame.
 
 from __future__ import annotations
 
-import json
-
 from beadsmail import addressing, mail, permissions, records
 from beadsmail.errors import BeadsError, InvalidInput, PermissionDenied
+from beadsmail.server import security
 
 MESSAGE_FIELDS = {"type", "content", "body", "subject", "to", "metadata", "context", "priority",
                   "replies_to", "reply_to", "action_requested", "ephemeral", "ref", "from"}
@@ -32,16 +31,12 @@ def error_frame(exc: BaseException, ref=None) -> dict:
     return {"type": "error", "ref": ref, "error": err}
 
 
-def parse(text: str, max_bytes: int) -> dict:
-    """A frame as a dict; InvalidInput saying what is wrong otherwise."""
+def parse(text: str, max_bytes: int, max_depth: int = 32) -> dict:
+    """A frame as a dict; InvalidInput saying what is wrong otherwise (nesting deeper than
+    ``max_depth`` is refused before parsing)."""
     if len(text) > max_bytes:
         raise InvalidInput(f"frame of {len(text)} characters is over the {max_bytes}-byte limit")
-    try:
-        frame = json.loads(text)
-    except ValueError as exc:
-        reason = getattr(exc, "msg", str(exc))
-        raise InvalidInput(f"frame is not valid JSON ({reason}); send one JSON object per "
-                           "text frame") from None
+    frame = security.loads(text, max_depth, "frame")
     if not isinstance(frame, dict):
         raise InvalidInput("a frame must be a JSON object like {\"type\": \"status\", "
                            "\"content\": \"...\"}")
@@ -101,8 +96,9 @@ def _ids(frame: dict) -> list[str]:
     return ids
 
 
-def control(ws, agent: str, frame: dict) -> dict:
-    """Carry out one control frame (on the store thread); return the answer frame."""
+def control(ws, agent: str, frame: dict, reader=None) -> dict:
+    """Carry out one control frame (on the store thread); return the answer frame.
+    ``reader`` (``access.Reader``) decides which messages ``read`` may show."""
     kind, ref = frame["type"], frame.get("ref")
     _known(frame, CONTROL[kind])
     if kind == "ping":
@@ -111,6 +107,8 @@ def control(ws, agent: str, frame: dict) -> dict:
         return {"type": "acked", "ref": ref, **mail.ack(ws, agent, _ids(frame))}
     if not isinstance(frame.get("id"), str):
         raise InvalidInput("a 'read' frame needs 'id': the message id")
+    if reader is not None:
+        reader.message(ws, frame["id"])
     return {"type": "read", "ref": ref, "message": mail.read(ws, agent, frame["id"])}
 
 
@@ -125,31 +123,33 @@ def kind_of(frame: dict) -> str:
     raise InvalidInput(f"unknown frame type {kind!r}: use one of {allowed}")
 
 
-def _compose(ws, agent: str, project: str, frame: dict) -> dict:
+def _compose(ws, agent: str, project: str, frame: dict, reader=None) -> dict:
     to, subject, content, options = message_args(agent, project, frame)
     reply_to = options.pop("reply_to")
     fields = mail.compose(ws, agent, to, subject, content, **options)
-    parent = mail.resolve_message(ws, reply_to) if reply_to else None
+    resolve = reader.message if reader is not None else mail.resolve_message
+    parent = resolve(ws, reply_to) if reply_to else None
     fields["id"] = records.new_id(ws.prefix)
     fields["thread_id"] = parent["thread_id"] if parent else fields["id"]
     fields["replies_to"] = parent["id"] if parent else None
     return fields
 
 
-def send_many(ws, agent: str, project: str, frames: list[dict]) -> list[dict]:
+def send_many(ws, agent: str, project: str, frames: list[dict], reader=None) -> list[dict]:
     """Commit the message frames of one connection as one commit (store thread).
 
     Each frame is checked exactly as ``mail.send`` checks a message (fields,
     parent, the ``mail.send`` capability and ``addressing.check_send`` under the
     lock); a frame that fails gets its own error answer and the rest are stored.
     Hooks run after the commit, once per message (event ``send`` or ``reply``).
+    A parent (``reply_to``) must be a message ``reader`` may read.
     """
     answers: list[dict | None] = [None] * len(frames)
     fields_of: dict[int, dict] = {}
     ws.refresh()
     for i, frame in enumerate(frames):
         try:
-            fields_of[i] = _compose(ws, agent, project, frame)
+            fields_of[i] = _compose(ws, agent, project, frame, reader)
         except BeadsError as exc:
             answers[i] = error_frame(exc, frame.get("ref"))
     warnings: dict[int, list[str]] = {}

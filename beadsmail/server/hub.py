@@ -22,7 +22,8 @@ are committed as ``message`` records through the mail domain and answered with
 Malformed or unknown frames get an ``error`` frame and the connection stays;
 frames beyond a token-bucket rate are refused with ``rate_limited`` and a client
 that keeps flooding is closed (1008); oversize frames are closed by the
-transport (1009). Observers (the web page) get every new record, unfiltered.
+transport (1009). Observers (the web page) get every new record their caller may
+read (``access.Reader.sees``): all of them without a token, a token's share with one.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ from beadsmail import agents, channels
 from beadsmail.errors import BeadsError, InvalidInput, NotFound, PermissionDenied
 from beadsmail.index import mail as mail_index
 from beadsmail.server import bus
+from beadsmail.server.access import Reader
 from beadsmail.server.bus import error_frame
 from beadsmail.server.feed import Feed
+from beadsmail.server.security import Limits, Principal
 from beadsmail.server.stream import Stream
 
 log = logging.getLogger("beadsmail.server")
@@ -55,20 +58,12 @@ REGISTRY_KINDS = {"agent", "membership", "channel"}
 BATCH = 64  # message frames of one connection committed together at most
 
 
-@dataclass
-class Limits:
-    max_frame: int = 256 * 1024       # bytes; larger frames are closed with 1009
-    rate: float = 100.0               # frames a second, sustained
-    burst: int = 400                  # frames at once
-    max_refused: int = 200            # rate-limited frames before the connection is closed
-    observer_queue: int = 2000        # records buffered for a slow page before it is dropped
-
-
 @dataclass(eq=False)
 class Agent:
     ws: WebSocket
     agent: str
     project: str
+    principal: Principal
     reach: set[str] = field(default_factory=set)
     stale: bool = False
     tokens: float = 0.0
@@ -157,9 +152,11 @@ class Hub:
         opened.sort(key=lambda r: self.stream.pos.get(r["id"], len(self.stream.ids)))
         return pos, opened
 
-    async def serve_agent(self, websocket: WebSocket, project: str, agent: str,
+    async def serve_agent(self, websocket: WebSocket, project: str, principal: Principal,
                           since: str | None) -> None:
-        conn = Agent(websocket, agent, project, tokens=float(self.limits.burst))
+        """Serve the connection of ``principal`` (the agent it acts as, holding a token or not)."""
+        agent = principal.identity
+        conn = Agent(websocket, agent, project, principal, tokens=float(self.limits.burst))
         try:
             start, opened = await self.start_position(agent, since)
         except BeadsError as exc:
@@ -266,7 +263,7 @@ class Hub:
                                                       "JSON text frames"))
         ref = None
         try:
-            frame = bus.parse(text, self.limits.max_frame)
+            frame = bus.parse(text, self.limits.max_frame, self.limits.max_depth)
             ref = frame.get("ref")
             frame["_kind"] = bus.kind_of(frame)
             if frame["_kind"] == "control" and frame["type"] == "ping":
@@ -298,9 +295,7 @@ class Hub:
 
     async def _carry_out(self, conn: Agent, kind: str, frames: list[dict]) -> list[dict]:
         try:
-            if kind == "message":
-                return await self.feed.call(bus.send_many, conn.agent, conn.project, frames)
-            return [await self.feed.call(bus.control, conn.agent, frames[0])]
+            return await self.feed.call(_carry_out, conn, kind, frames)
         except BeadsError as exc:
             return [error_frame(exc, frames[0].get("ref"))]
         except Exception as exc:  # never let one frame take the server down
@@ -309,8 +304,9 @@ class Hub:
 
     # -- the page's message log -------------------------------------------------
 
-    async def log(self, params: dict) -> list[dict]:
-        """The newest ``limit`` messages matching the filters, oldest first."""
+    async def log(self, params: dict, reader: Reader) -> list[dict]:
+        """The newest ``limit`` messages matching the filters that ``reader`` may read,
+        oldest first."""
         ids, meta = self.stream.ids, self.stream.meta
         end = len(ids)
         if params.get("before"):
@@ -323,6 +319,7 @@ class Hub:
         for i in range(end - 1, -1, -1):
             sender, targets, type_ = meta[ids[i]]
             if not targets or (kind and type_ != kind) or \
+                    not reader.may_read(sender, targets) or \
                     (channel and "#" + channel.lstrip("#") not in targets) or \
                     (agent and sender != agent and agent not in targets):
                 continue
@@ -333,7 +330,10 @@ class Hub:
 
     # -- observers (the web page) ----------------------------------------------
 
-    async def serve_observer(self, websocket: WebSocket, project: str) -> None:
+    async def serve_observer(self, websocket: WebSocket, project: str,
+                             principal: Principal) -> None:
+        """Push every new record ``principal`` may read to a page (see ``access``)."""
+        reader = await self.reader(principal)
         queue: asyncio.Queue = asyncio.Queue(self.limits.observer_queue)
         self.observers[queue] = project
         await websocket.send_json({"type": "welcome", "project": project, "observer": True})
@@ -345,13 +345,32 @@ class Hub:
                 if getter not in done:
                     getter.cancel()
                     break
-                await websocket.send_json({"type": "record", "record": getter.result()})
+                record = getter.result()
+                if principal.token and record.get("kind") in REGISTRY_KINDS:
+                    reader = await self.reader(principal)  # joins and groups change the reach
+                if reader.sees(record, self.stream.meta.get):
+                    await websocket.send_json({"type": "record", "record": record})
                 if queue not in self.observers:  # overflowed: make the page reload
                     await websocket.close(1013, "too far behind; reload")
                     break
         finally:
             self.observers.pop(queue, None)
             closed.cancel()
+
+
+    async def reader(self, principal: Principal) -> Reader:
+        """What ``principal`` may read (built on the store thread for a token)."""
+        if not principal.token:
+            return Reader.of(None, principal)
+        return await self.feed.call(Reader.of, principal)
+
+
+def _carry_out(ws, conn: Agent, kind: str, frames: list[dict]) -> list[dict]:
+    """Frames of one connection, checked against what its caller may read (store thread)."""
+    reader = Reader.of(ws, conn.principal)
+    if kind == "message":
+        return bus.send_many(ws, conn.agent, conn.project, frames, reader)
+    return [bus.control(ws, conn.agent, frames[0], reader)]
 
 
 def _rate_limited(limits: Limits) -> dict:

@@ -1,4 +1,12 @@
-"""Listening: bind the socket, refuse unsafe bindings, run uvicorn (here or in a thread)."""
+"""Listening: bind the socket, refuse unsafe bindings, run uvicorn (here or in a thread).
+
+uvicorn's HTTP/1.1 protocol waits for a request's headers without end (its
+keep-alive timer stops at the first byte), so a client that sends half a header,
+or dribbles one byte at a time, would hold its connection forever. ``Deadline``
+gives every request ``Limits.header_timeout`` seconds from the connection (or the
+end of the previous response) to the end of its headers, then closes it. A
+WebSocket is past its headers once upgraded and stays as long as it likes.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,14 @@ import socket
 import threading
 from collections.abc import Callable
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from beadsmail import boundary
 from beadsmail.errors import InvalidInput
 from beadsmail.server.app import Server
-from beadsmail.server.hub import Limits
+from beadsmail.server.security import Limits
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -36,6 +47,8 @@ def url_of(sock: socket.socket) -> str:
 
 def build(ws, *, host: str, identity: str, projects: list[str], allow_origins: list[str],
           limits: Limits | None = None, require_tokens: bool | None = None) -> Server:
+    if limits is None:  # JSON nesting as deep as the boundary lets clones read
+        limits = Limits(max_depth=boundary.Limits.of(ws.config).depth)
     server = Server(ws, host=host, identity=identity, projects=projects, limits=limits,
                     allow_origins=allow_origins, require_tokens=require_tokens)
     if server.guard.require_tokens and not server.tokens.active():
@@ -45,8 +58,52 @@ def build(ws, *, host: str, identity: str, projects: list[str], allow_origins: l
     return server
 
 
+class Deadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers."""
+
+    header_timeout = 10.0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.header_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()
+
+    def handle_websocket_upgrade(self, event) -> None:
+        self._disarm()
+        super().handle_websocket_upgrade(event)
+
+    def on_response_complete(self) -> None:
+        if not self.transport.is_closing():
+            self._arm()   # the next request's headers (a pipelined one disarms it at once)
+        super().on_response_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
 def _uvicorn(server: Server, limits: Limits) -> uvicorn.Server:
-    config = uvicorn.Config(server.app(), log_level="warning", access_log=False,
+    protocol = type("Deadline", (Deadline,), {"header_timeout": limits.header_timeout})
+    config = uvicorn.Config(server.app(), log_level="warning", access_log=False, http=protocol,
                             ws="websockets-sansio", ws_max_size=limits.max_frame,
                             ws_per_message_deflate=False, proxy_headers=False,
                             server_header=False, lifespan="on")
@@ -84,13 +141,13 @@ class Background:
         from beadsmail.server import project_name
 
         self.projects = projects or [project_name(ws)]
-        self.limits = limits or Limits()
         self.server = build(ws, host=host, identity=identity, projects=self.projects,
-                            allow_origins=allow_origins or [], limits=self.limits,
+                            allow_origins=allow_origins or [], limits=limits,
                             require_tokens=require_tokens)
         self.sock = bind(host, port)
         self.url = url_of(self.sock)
         self.ws_url = self.url.replace("http://", "ws://", 1)
+        self.limits = self.server.limits
         self._uvicorn = _uvicorn(self.server, self.limits)
         self._thread = threading.Thread(target=self._run, name="bd-serve", daemon=True)
 

@@ -188,6 +188,19 @@ async function loadAgents() {
     $("#agents").replaceChildren(...rows);
     for (const id of [...ids, ...connected]) addOption($("#f-agent"), id);
   } catch (e) { showError("agents: " + e.message); }
+  await loadReservations();
+}
+
+async function loadReservations() {
+  try {
+    const held = await api("/api/reservations");
+    const rows = held.map((r) => el("li", { class: r.state, dataset: { id: r.id } },
+      el("strong", {}, r.pattern), ` ${r.holder} · ${r.mode} · until ${when(r.until)}`,
+      r.reason ? el("small", {}, ` (${r.reason})`) : null,
+      r.state === "lost" ? el("small", {}, ` lost to ${r.lost_to}`) : null));
+    if (!rows.length) rows.push(el("li", { class: "empty" }, "no files reserved"));
+    $("#reservations").replaceChildren(...rows);
+  } catch (e) { showError("reservations: " + e.message); }
 }
 
 async function loadChannels() {
@@ -219,6 +232,7 @@ function connect() {
       later("agentsTimer", loadAgents, 200);
       if (r.kind === "channel") loadChannels();
     }
+    if (r.kind === "reservation") later("reservationsTimer", loadReservations, 200);
   };
   socket.onclose = () => {
     $("#live").textContent = "offline"; $("#live").className = "live off";

@@ -28,7 +28,8 @@ DEFAULTS: dict[str, Any] = {
         "lock_timeout": 120,
     },
     "hooks": {"timeout": 10, "budget": None},
-    "sync": {"remote": "origin", "auto": False, "legacy_branch": "auto"},
+    "sync": {"remote": "origin", "auto": False, "legacy_branch": "auto",
+             "retire_after_days": 90},
     "agents": {"stalled_after": 300, "heartbeat_interval": 60, "default_role": "worker"},
     "acl": {"contacts": False},
     "mail": {"max_body": 65536},
@@ -164,6 +165,7 @@ sync:
   remote: origin              # default remote of 'bd sync'
   auto: false                 # sync in the background after each write
   legacy_branch: auto         # push the merged view to the one-branch layout: auto|always|never
+  retire_after_days: 90       # delete feeds idle this long from the remote (0: never)
 agents:
   stalled_after: 300          # seconds without a heartbeat before an agent is stalled
   heartbeat_interval: 60      # seconds between committed heartbeats

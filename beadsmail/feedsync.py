@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from beadsmail.errors import InvalidInput, RemoteError
 from beadsmail.store import feed_prefix, feed_ref, read_ref, replica_id, store_heads
@@ -37,19 +38,25 @@ STATE = "feeds.json"
 
 
 def load_state(ws: Workspace) -> dict:
-    """``{"merged": {feed ref: commit}, "built_from": view commit}`` (empty when unknown)."""
+    """``{"merged": {feed ref: commit}, "since": {feed ref: when that commit was first
+    merged here}, "built_from": view commit}`` (empty when unknown)."""
     try:
         data = json.loads((ws.loc.state_dir / STATE).read_text("utf-8"))
     except (OSError, ValueError):
-        return {"merged": {}, "built_from": None}
-    merged = data.get("merged") if isinstance(data, dict) else None
-    if not isinstance(merged, dict):
-        return {"merged": {}, "built_from": None}
-    return {"merged": {k: v for k, v in merged.items() if isinstance(v, str)},
+        data = None
+    if not isinstance(data, dict):
+        data = {}
+    merged, since = data.get("merged"), data.get("since")
+    return {"merged": {k: v for k, v in merged.items() if isinstance(v, str)}
+            if isinstance(merged, dict) else {},
+            "since": {k: v for k, v in since.items() if isinstance(v, int)}
+            if isinstance(since, dict) else {},
             "built_from": data.get("built_from")}
 
 
 def save_state(ws: Workspace, state: dict) -> None:
+    if state == load_state(ws):
+        return
     path = ws.loc.state_dir / STATE
     tmp = path.with_name(f"{STATE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, sort_keys=True), "utf-8")
@@ -74,20 +81,23 @@ def tracking(name: str, ref: str) -> str:
     return f"refs/remotes/{name}/{ref.removeprefix('refs/heads/')}"
 
 
-def tracked(ws: Workspace, name: str | None) -> dict[str, str]:
+def tracked(ws: Workspace, name: str | None, heads: dict[str, str] | None = None
+            ) -> dict[str, str]:
     """What we recorded of remote ``name``'s store refs, by their name on the remote."""
     if name is None:
         return {}
     prefix = f"refs/remotes/{name}/"
-    return {"refs/heads/" + ref[len(prefix):]: sha for ref, sha in ws.heads().items()
-            if ref.startswith(prefix)}
+    return {"refs/heads/" + ref[len(prefix):]: sha for ref, sha in
+            (ws.heads() if heads is None else heads).items() if ref.startswith(prefix)}
 
 
 # -- merging --------------------------------------------------------------------------
 
 
-def merge(ws: Workspace, theirs: dict[str, str], rem, report: dict) -> str | None:
-    """Merge the remote's store refs ``theirs`` into the view; return the new view head."""
+def merge(ws: Workspace, theirs: dict[str, str], rem, report: dict,
+          held: dict[str, str]) -> str | None:
+    """Merge the remote's store refs ``theirs`` into the view; return the new view head.
+    ``held``: what the tracking refs held before the fetch."""
     from beadsmail.store.remote import break_stale_lock
 
     with ws.lock():
@@ -103,11 +113,15 @@ def merge(ws: Workspace, theirs: dict[str, str], rem, report: dict) -> str | Non
         if new != old:
             report["action"] = kind
             report["received"] += _count(ws, old, new)
+        now = int(time.time())
         state["merged"].update({ref: sha.decode() for ref, _, sha in feeds})
+        state["since"].update({ref: now for ref, _, _ in feeds})
+        for ref in theirs:  # (seen unchanged since this clone first saw it)
+            state["since"].setdefault(ref, now)
         if theirs.get(ws.ref):
             state["merged"][ws.ref] = theirs[ws.ref]
         save_state(ws, state)
-        _track_all(ws, rem, theirs, state)
+        _track_all(ws, rem, theirs, state, held)
         ws.refresh()
     return new.decode() if new else None
 
@@ -179,14 +193,14 @@ def _count(ws: Workspace, old: bytes | None, new: bytes | None) -> int:
     return new_records(ws.writer, old, new, ws.limits)
 
 
-def _track_all(ws: Workspace, rem, theirs: dict[str, str], state: dict) -> None:
+def _track_all(ws: Workspace, rem, theirs: dict[str, str], state: dict,
+               held: dict[str, str]) -> None:
     """Record the remote's store refs; drop tracking copies of refs it no longer has
     (a retired feed) once what they held is merged. Call under the store lock."""
     from beadsmail.store.remote import remove_tracking, set_tracking
 
     if rem.name is None:
         return
-    held = tracked(ws, rem.name)
     for ref, sha in theirs.items():
         if held.get(ref) != sha:
             set_tracking(ws.loc.common, tracking(rem.name, ref), sha)
@@ -226,12 +240,50 @@ def updates(ws: Workspace, theirs: dict[str, str], pulled: bool,
             save_state(ws, state)
     legacy = theirs.get(ws.ref)
     mode = legacy_mode(ws)
-    if view is not None and mode != "never" and (legacy or mode == "always") and \
+    archive = bool(retirements(ws, theirs))  # the old branch keeps what retired feeds held
+    if view is not None and mode != "never" and (legacy or mode == "always" or archive) and \
             legacy != view.decode() and relation(ws.writer, view, legacy.encode() if legacy
                                                  else None) in ("ahead", "none"):
         out[ws.ref] = (legacy, view.decode())
     report["feed"] = mine
     return out, frozenset({ws.ref})
+
+
+def retirements(ws: Workspace, theirs: dict[str, str]) -> dict[str, tuple[str, None]]:
+    """Feeds of replicas gone for ``sync.retire_after_days`` (this clone merged their
+    newest commit that long ago; commit dates, written by others, are not trusted):
+    ``ref: (commit, None)``, to delete from the remote once its old branch holds them.
+    None while ``sync.legacy_branch`` is ``never``."""
+    days = ws.config["sync"].get("retire_after_days", 90)
+    if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
+        raise InvalidInput(f"sync.retire_after_days {days!r} must be a number of days >= 0 "
+                           "(0: never retire); fix .beads/config.yaml")
+    if not days or legacy_mode(ws) == "never":
+        return {}
+    cutoff = time.time() - days * 86400
+    state, mine = load_state(ws), my_feed(ws)
+    return {ref: (sha, None) for ref, sha in sorted(theirs.items())
+            if ref not in (ws.ref, mine) and state["merged"].get(ref) == sha
+            and state["since"].get(ref, cutoff) < cutoff}
+
+
+def retire(ws: Workspace, transport, rem, theirs: dict[str, str], report: dict) -> None:
+    """Delete the remote's feeds of long-gone replicas, once its old branch holds all we do.
+
+    Each deletion expects the feed's commit, so a replica that came back meanwhile
+    keeps its ref (and one that returns later simply creates it again)."""
+    from beadsmail.store.remote import remove_tracking
+
+    gone = retirements(ws, theirs)
+    view = read_ref(ws.loc.common, ws.ref)
+    if not gone or view is None or report.get("remote_head") != view:
+        return
+    warnings = transport.push(rem, gone, frozenset(gone))
+    report["retired"] = sorted(ref for ref in gone if not any(ref in w for w in warnings))
+    if rem.name is not None:
+        with ws.lock():
+            for ref in report["retired"]:
+                remove_tracking(ws.loc.common, tracking(rem.name, ref), gone[ref][0])
 
 
 def pushed(ws: Workspace, rem, done: dict[str, tuple[str | None, str | None]],

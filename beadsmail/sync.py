@@ -61,8 +61,9 @@ def _report(token: str, pull: bool, push: bool) -> dict:
     return {"remote": token, "url": None, "ref": None, "pulled": pull, "pushed": False,
             "action": "up to date", "local_head": None, "remote_head": None,
             "received": 0, "sent": 0, "attempts": 0, "new_messages": [],
-            "task_conflicts": [], "hooks_deferred": 0, "hooks_held": 0, "warnings": [], "feed": None,
-            "feed_head": None, "feeds_moved": 0, "bytes_fetched": 0, "legacy_pushed": False}
+            "task_conflicts": [], "hooks_deferred": 0, "hooks_held": 0, "warnings": [],
+            "feed": None, "feed_head": None, "feeds_moved": 0, "bytes_fetched": 0,
+            "legacy_pushed": False, "retired": []}
 
 
 def _unchanged(ws: Workspace, token: str, report: dict) -> bool:
@@ -108,16 +109,18 @@ def _rounds(ws: Workspace, transport, rem, pull: bool, push: bool, report: dict)
     refused: tuple[dict, str] | None = None
     for attempt in range(1, MAX_ATTEMPTS + 1):
         report["attempts"] = attempt
-        theirs = _fetch(ws, transport, rem, report)
+        theirs, held = _fetch(ws, transport, rem, report)
         if refused is not None and refused[0] == theirs:
             raise RemoteError(f"{rem.label} refused the push: {refused[1]}; the local store "
                               "keeps everything, fix the remote's permissions or hooks")
-        ours = feedsync.merge(ws, theirs, rem, report) if pull else _head(ws)
+        ours = feedsync.merge(ws, theirs, rem, report, held) if pull else _head(ws)
         report.update(local_head=ours, remote_head=theirs.get(ws.ref))
         if not push or ours is None:
             return
         updates, best_effort = feedsync.updates(ws, theirs, pull, report)
         if not updates:
+            if pull:
+                feedsync.retire(ws, transport, rem, theirs, report)
             return
         try:
             warnings = transport.push(rem, updates, best_effort)
@@ -131,6 +134,8 @@ def _rounds(ws: Workspace, transport, rem, pull: bool, push: bool, report: dict)
                 if not any(ref in w for w in warnings)}
         feedsync.pushed(ws, rem, done, report)
         report["pushed"] = bool(done)
+        if pull:
+            feedsync.retire(ws, transport, rem, theirs, report)
         if report["action"] == "up to date" and done:
             feed = report.get("feed")
             first = feed in done and done[feed][0] is None
@@ -145,11 +150,13 @@ def _head(ws: Workspace) -> str | None:
     return head.decode() if head else None
 
 
-def _fetch(ws: Workspace, transport, rem, report: dict) -> dict[str, str]:
-    """The remote's store refs, each checked to be a beadsmail store where it moved."""
-    known = feedsync.tracked(ws, rem.name)
+def _fetch(ws: Workspace, transport, rem, report: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """The remote's store refs, each checked to be a beadsmail store where it moved, and
+    what the tracking refs held of them before."""
+    heads = ws.heads()
+    known = feedsync.tracked(ws, rem.name, heads)
     before = transport.received
-    theirs = transport.fetch(rem, list(ws.heads().values()), known)
+    theirs = transport.fetch(rem, sorted(set(heads.values())), known)
     report["bytes_fetched"] += transport.received - before
     ws._writer = None
     for ref, sha in sorted(theirs.items()):
@@ -165,7 +172,7 @@ def _fetch(ws: Workspace, transport, rem, report: dict) -> dict[str, str]:
         del theirs[ref]
     report["feeds_moved"] += sum(1 for ref, sha in theirs.items()
                                  if ref != ws.ref and known.get(ref) != sha)
-    return theirs
+    return theirs, known
 
 
 def _task_conflicts(ws: Workspace) -> list:

@@ -729,3 +729,31 @@ def test_old_layout_branch_is_merged_and_pushed_best_effort(net, bd) -> None:
     send(clones[1], "bob", "alice", "never")
     quiet = do_sync(clones[1])
     assert quiet["pushed"] is True and quiet["legacy_pushed"] is False and quiet["warnings"] == []
+
+
+def test_feeds_of_replicas_gone_long_are_retired_without_losing_records(tmp_path: Path) -> None:
+    remote, clones, wts = make_clones(tmp_path, n=3)
+    gone = send(clones[0], "alice", "bob", "last words")["id"]
+    do_sync(clones[0])
+    do_sync(clones[1])
+    (clones[1] / ".beads").mkdir(exist_ok=True)
+    (clones[1] / ".beads" / "config.yaml").write_text("sync:\n  retire_after_days: 0.000001\n")
+    time.sleep(0.2)  # (older than 0.0864 s: the retirement age set above)
+    send(clones[1], "bob", "carol", "still here")
+    result = do_sync(clones[1])
+    assert result["retired"] == [feed_of(clones[0])]
+    assert git(remote, "rev-parse", "-q", "--verify", feed_of(clones[0]), check=False) == ""
+    assert gone in git(remote, "log", "-p", "beadsmail")  # the old branch keeps its records
+    assert feed_of(clones[0]) not in "".join(Workspace.open(clones[1]).heads())
+    # a fresh clone still gets them; the gone replica coming back recreates its feed
+    assert gone in [m for m in state_after_sync(clones[2])["records"]]
+    back = send(clones[0], "alice", "bob", "back again")["id"]
+    assert do_sync(clones[0])["pushed"] is True
+    assert git(remote, "rev-parse", "-q", "--verify", feed_of(clones[0]), check=False)
+    do_sync(clones[2])
+    assert {gone, back} <= set(state(clones[2])["records"])
+
+
+def state_after_sync(path: Path) -> dict:
+    do_sync(path)
+    return state(path)

@@ -22,6 +22,9 @@ def _render(d: dict) -> str:
     lines = [f"synced with {where}: {d['action']}",
              f"records received: {d['received']}, sent: {d['sent']}"
              + ("" if d["pulled"] else " (push only)")]
+    if d.get("feeds_moved") or d.get("retired"):
+        lines.append(f"feeds moved: {d['feeds_moved']}"
+                     + (f", retired: {len(d['retired'])}" if d.get("retired") else ""))
     for m in d["new_messages"]:
         lines.append(f"new message {m['id']} from {m['from']} to {', '.join(m['to'])}: "
                      f"{m['subject']}")

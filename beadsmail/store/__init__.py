@@ -198,12 +198,19 @@ def heads_stamp(common: Path, branch: str) -> tuple:
     return tuple(stamp)
 
 
-def read_ref_file(path: Path) -> str | None:
+def read_ref_file(path: Path | str) -> str | None:
     try:
-        sha = path.read_text("ascii").strip()
+        fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
-    return sha if len(sha) == 40 else None
+    try:
+        data = os.read(fd, 128)
+    except IsADirectoryError:
+        return None
+    finally:
+        os.close(fd)
+    sha = data.strip()
+    return sha.decode("ascii", "replace") if len(sha) == 40 else None
 
 
 def replica_id(loc: Location, create: bool = True) -> str | None:

@@ -321,7 +321,7 @@ def accept_receipt(data):
 
 _agent_0 = frozenset(('actor', 'agent', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
 
-_agent_1 = frozenset(('actor', 'agent', 'clock', 'created_at', 'group', 'id', 'kind', 'last_seen', 'model', 'name', 'op', 'replica', 'role', 'status', 'tier', 'v', ))
+_agent_1 = frozenset(('actor', 'agent', 'clock', 'created_at', 'details', 'group', 'id', 'kind', 'last_seen', 'model', 'name', 'op', 'replica', 'role', 'status', 'tier', 'v', ))
 
 _agent_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -338,6 +338,14 @@ _agent_7 = frozenset(('architect', 'manager', 'project', 'reviewer', 'tester', '
 _agent_8 = frozenset((1, 2, ))
 
 _agent_9 = frozenset(('active', 'sleeping', 'stopped', ))
+
+def _agent_any10(x):
+    try:
+        if not (type(x) is dict):
+            _fail('value', 'must be of type object')
+    except SchemaError:
+        return False
+    return True
 
 def validate_agent(data):
     if not (type(data) is dict):
@@ -416,9 +424,13 @@ def validate_agent(data):
         _v1 = data['last_seen']
         if not ((type(_v1) is str and _agent_4.search(_v1) is not None) or (_v1 is None)):
             _fail('agent.last_seen', 'has the wrong type or value')
+    if 'details' in _k:
+        _v1 = data['details']
+        if not (_agent_any10(_v1) or (_v1 is None)):
+            _fail('agent.details', 'has the wrong type or value')
 
 def accept_agent(data):
-    if type(data) is not dict or len(data) != 9 + ('name' in data) + ('role' in data) + ('group' in data) + ('tier' in data) + ('model' in data) + ('status' in data) + ('last_seen' in data):
+    if type(data) is not dict or len(data) != 9 + ('name' in data) + ('role' in data) + ('group' in data) + ('tier' in data) + ('model' in data) + ('status' in data) + ('last_seen' in data) + ('details' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -474,6 +486,10 @@ def accept_agent(data):
     if 'last_seen' in data:
         x = data['last_seen']
         if not ((type(x) is str and _agent_4.search(x) is not None) or (x is None)):
+            return False
+    if 'details' in data:
+        x = data['details']
+        if not ((type(x) is dict and _plain(x)) or (x is None)):
             return False
     return True
 

@@ -35,11 +35,11 @@ def mcp(
     = None,
 ) -> None:
     """Serve the MCP tools over stdio for one agent session.  Example: BEADS_IDENTITY=worker-1 bd mcp"""
+    ws = workspace()  # no store: say so before anything else
     _need_mcp()
     from beadsmail.integrations import mcpserver
     from beadsmail.integrations.surface import Seat
 
-    ws = workspace()
     me, source = identity_source(ws, identity_)
     seat = Seat(None if source == "user" else me, source,
                 session(session_) or "mcp-" + secrets.token_hex(6))

@@ -24,7 +24,7 @@ from beadsmail.timespec import age_seconds, parse_duration
 
 STATUSES = ("active", "sleeping", "stopped")
 TIERS = (1, 2)
-PROFILE = ("name", "role", "group", "tier", "model", "status", "last_seen")
+PROFILE = ("name", "role", "group", "tier", "model", "status", "last_seen", "details")
 
 
 # -- reading --------------------------------------------------------------------
@@ -127,8 +127,9 @@ def _write_one(ws, actor: str, agent_id: str, op: str, build) -> dict:
 
 def register(ws, actor: str, agent_id: str, *, role: str | None = None, name: str | None = None,
              group: str | None = None, tier: int | None = None, model: str | None = None,
-             update: bool = False) -> dict:
-    """Register an agent (or, with ``update``, change a registered agent's profile)."""
+             update: bool = False, details: dict | None = None) -> dict:
+    """Register an agent (or, with ``update``, change a registered agent's profile).
+    ``details``: free-form text facts shown with the profile (an update merges them)."""
     records.check_identity(agent_id, "agent id")
     _check_profile(role, tier, group, name, model)
     default_role = ws.config["agents"]["default_role"]
@@ -150,8 +151,10 @@ def register(ws, actor: str, agent_id: str, *, role: str | None = None, name: st
         now = records.now_iso()
         if not known:
             return _profile(None, name=name or agent_id, role=role, group=group, tier=tier or 2,
-                            model=model, status="active", last_seen=now)
-        return _profile(row, name=name, role=role, group=group, tier=tier, model=model)
+                            model=model, status="active", last_seen=now, details=details or None)
+        merged = {**(row.get("details") or {}), **details} if details else None
+        return _profile(row, name=name, role=role, group=group, tier=tier, model=model,
+                        details=merged)
 
     record = _write_one(ws, actor, agent_id, "update" if update else "register", build)
     return {**show(ws, agent_id), "record": record["id"]}

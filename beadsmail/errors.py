@@ -23,6 +23,16 @@ class NotARepository(BeadsError):
     code = "not_a_repository"
 
 
+class NoStore(NotARepository):
+    """A git repository without a store: nothing is set up until ``bd init`` asks for it."""
+
+    code = "no_store"
+
+    def __init__(self, where: object, more: str = "") -> None:
+        super().__init__(f"no beadsmail store in {where}: run 'bd init' to create one "
+                         f"(or 'git fetch' a remote that has one){more}")
+
+
 class NotFound(BeadsError):
     code = "not_found"
 

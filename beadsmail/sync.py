@@ -57,6 +57,31 @@ def sync(ws: Workspace, remote: str | None = None, pull: bool = True, push: bool
     return report
 
 
+def require_store(ws: Workspace, remote: str | None, pull: bool = True,
+                  ssh_command: str | None = None) -> None:
+    """A clone without a store may adopt its remote's: refuse (``NoStore``, nothing
+    created) unless it has a store or the remote has one and this sync pulls."""
+    if ws.heads():
+        return
+    from beadsmail.errors import NoStore
+    from beadsmail.store.remote import Transport, resolve
+
+    token = remote or ws.config["sync"].get("remote") or "origin"
+    try:
+        rem = resolve(ws.loc.common, ws.loc.worktree or ws.loc.main_worktree, token)
+    except BeadsError:
+        rem = None
+    if rem is not None and pull:
+        transport = Transport(ws.loc.common, ws.ref, ssh_command)
+        try:
+            if transport.has_store_ref(rem):
+                return
+        finally:
+            transport.close()
+    more = f"; {rem.label} has none either" if rem is not None and pull else ""
+    raise NoStore(ws.loc.worktree or ws.loc.gitdir, more)
+
+
 def _report(token: str, pull: bool, push: bool) -> dict:
     return {"remote": token, "url": None, "ref": None, "pulled": pull, "pushed": False,
             "action": "up to date", "local_head": None, "remote_head": None,

@@ -75,14 +75,17 @@ def wait_inbox(ws: Workspace, me: str, seconds: float, *, session: str | None = 
 
 
 def watch(ws: Workspace, me: str, *, session: str | None = None, seconds: float | None = None,
-          **filters: Any) -> Iterator[dict]:
-    """New mail for me as it arrives (oldest first), until ``seconds`` pass (or forever)."""
+          ready: Any = None, **filters: Any) -> Iterator[dict]:
+    """New mail for me as it arrives (oldest first), until ``seconds`` pass (or forever).
+    ``ready()`` is called once what is already there is known: mail stored after it is new."""
     marks = mail.sessions(ws) if session else None
     known: set[str] | None = None
     for _ in _changes(ws, seconds):
         found = mail.open_mail(ws, me, **filters)
         if known is None:
             known = {m["id"] for m in found}
+            if ready is not None:
+                ready()
             continue
         fresh = sorted((m for m in found if m["id"] not in known),
                        key=lambda m: (m["created_at"], m["id"]))

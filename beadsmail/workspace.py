@@ -25,7 +25,7 @@ from pathlib import Path
 
 from beadsmail import config as config_mod
 from beadsmail import records as rec
-from beadsmail.errors import InvalidInput, StoreError
+from beadsmail.errors import InvalidInput, NoStore, StoreError
 from beadsmail.index import Index
 from beadsmail.locks import flock_within
 from beadsmail.store import Location, branch_ref, locate, replica_id, store_heads
@@ -178,6 +178,12 @@ class Workspace:
 
     def heads(self) -> dict[str, str]:
         return store_heads(self.loc.common, self.ref)
+
+    def require_store(self) -> Workspace:
+        """Itself if a store ref or a remote-tracking copy exists, else ``NoStore``."""
+        if not self.heads():
+            raise NoStore(self.loc.worktree or self.loc.gitdir)
+        return self
 
     def close(self) -> None:
         if self._index is not None:
@@ -374,7 +380,12 @@ class Workspace:
             index = self.index
             if check is not None:
                 check(index)
-            clock = index.max_clock() + 1
+            # the next Lamport clock, from records that passed the boundary (|clock| <=
+            # 2^53-1); a peer that pushed the largest one makes clocks saturate there,
+            # and (clock, id) still orders every record the same way on every clone
+            from beadsmail.boundary import MAX_INT
+
+            clock = min(index.max_clock() + 1, MAX_INT)
             replica = self.replica
             records = [rec.make(kind, actor, clock, replica, self.prefix, **fields)
                        for kind, fields in items]

@@ -75,7 +75,7 @@ def run_bd(cwd: Path, *args: str, env: dict | None = None, input: str | bytes | 
 
 
 def run_bd_proc(cwd: Path, *args: str, env: dict | None = None, input: str | None = None,
-                timeout: float = 60) -> Result:
+                timeout: float = 300) -> Result:
     """Run the real ``bd`` in a subprocess."""
     full_env = {k: v for k, v in os.environ.items() if k not in IDENTITY_ENV}
     full_env.update(GIT_ENV)

@@ -192,7 +192,8 @@ def test_status_overview(team: Path, bd) -> None:
 
 
 def test_no_dead_letters_before_anyone_registers(repo, bd) -> None:
-    """A fresh repository without a roster: mail to any identity is simply mail."""
+    """A fresh store without a roster: mail to any identity is simply mail."""
+    ok(bd(repo, "init"))
     sent = bd(repo, "mail", "send", "worker-1", "-s", "hi", "-m", "x", "--json",
               env={"BEADS_IDENTITY": "manager"})
     assert sent.code == 0 and "dead letter" not in sent.err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -153,10 +152,28 @@ def test_heartbeat_reaches_another_clone_only_when_committed(team: Path, bd, tmp
     assert committed["committed"] and seen_in_clone() == committed["last_seen"]
 
 
-def test_stalled_after_threshold_and_heartbeat_revives(team: Path, bd) -> None:
-    configure(team, "agents:\n  stalled_after: 0.3\n")
+@pytest.fixture
+def clock(monkeypatch):
+    """Move bd's clock forward by ``clock.shift`` seconds (no test waits for real time)."""
+    from datetime import datetime, timedelta
+
+    from beadsmail import agents as agents_module
+
+    class Shifted(datetime):
+        shift = 0.0
+
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) + timedelta(seconds=cls.shift)
+
+    monkeypatch.setattr(agents_module, "datetime", Shifted)
+    monkeypatch.setattr(records, "datetime", Shifted)
+    return Shifted
+
+
+def test_stalled_after_threshold_and_heartbeat_revives(team: Path, bd, clock) -> None:
     assert ok(bd(team, "agent", "show", "w1", "--json"))["liveness"] == "alive"
-    time.sleep(0.4)
+    clock.shift = 301  # agents.stalled_after is 300 s
     listed = {a["id"]: a for a in ok(bd(team, "agent", "list", "--json"))}
     assert listed["w1"]["stalled"] and listed["w1"]["liveness"] == "stalled"
     ok(bd(team, "agent", "heartbeat", "--identity", "w1"))

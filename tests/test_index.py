@@ -6,6 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import faults
 from conftest import fsck, git
 from helpers import message_fields, write_message
 from hypothesis import HealthCheck, given, settings
@@ -187,10 +188,7 @@ def test_loose_objects_are_packed_in_background(repo: Path) -> None:
     objects = repo / ".git" / "objects"
     for i in range(100):  # ~600 loose objects: the sampled estimate is then well above 0
         write_message(ws, subject=f"s{i}")
-    deadline = time.time() + 30
-    while time.time() < deadline and not list((objects / "pack").glob("*.pack")):
-        time.sleep(0.1)
-    time.sleep(0.5)  # let the packer finish removing loose copies
+    faults.wait_packers(repo / ".git")  # the writes started it; it ends on its own
     packs = list((objects / "pack").glob("*.pack"))
     assert packs, "a background repack should have run"
     write_message(ws, subject="after packing")

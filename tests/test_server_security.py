@@ -437,3 +437,27 @@ def test_deep_json_over_the_websocket_is_an_error_frame(cast, caplog) -> None:
 
     run(scenario())
     _no_tracebacks(caplog)
+
+
+def test_the_mcp_endpoint_follows_the_rule(cast) -> None:
+    pytest.importorskip("mcp")
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    bg, ids, secrets, _ = cast
+
+    async def scenario():
+        client = Client(streamable_http_client(
+            bg.url + "/mcp", http_client=httpx.AsyncClient(headers=as_(secrets, "w1"))))
+        async with client:
+            for tool, args in (("read", {"message_id": ids["secret"]}),
+                               ("thread", {"message_id": ids["ops"]}),
+                               ("reply", {"message_id": ids["secret"], "body": "let me in"}),
+                               ("channel_read", {"channel": "ops"})):
+                result = await client.call_tool(tool, args)
+                assert result.is_error, (tool, result.structured_content)
+                assert "secret plan" not in result.content[0].text
+            mine = await client.call_tool("read", {"message_id": ids["for_w1"]})
+            assert not mine.is_error and mine.structured_content["id"] == ids["for_w1"]
+
+    run(scenario())

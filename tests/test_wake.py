@@ -28,7 +28,8 @@ def spawn(cwd: Path, *args: str, identity: str) -> subprocess.Popen:
 
 
 def started(proc: subprocess.Popen, seconds: float = 0.6) -> None:
-    """Give a child time to start polling (it must still be waiting afterwards)."""
+    """Give a child time to start polling (it must still be waiting afterwards). Should it
+    start later, the mail is there when it looks and it returns at once: the same result."""
     time.sleep(seconds)
     assert proc.poll() is None, proc.communicate()
 
@@ -36,22 +37,20 @@ def started(proc: subprocess.Popen, seconds: float = 0.6) -> None:
 def test_wait_returns_when_another_worktree_sends(worktrees: list[Path], bd) -> None:
     main, wt1, wt2 = worktrees
     assert bd(main, "init").code == 0
-    waiter = spawn(wt1, "mail", "inbox", "--wait", "20", "--json", identity="worker-1")
+    waiter = spawn(wt1, "mail", "inbox", "--wait", "300", "--json", identity="worker-1")
     started(waiter)
-    sent_at = time.monotonic()
     sent = bd(wt2, "mail", "send", "worker-1", "-s", "Wake up", "-m", "x", "--identity", "boss",
               "--json").json()
-    out, err = waiter.communicate(timeout=20)
+    out, err = waiter.communicate(timeout=600)  # a waiter that never woke returns [] at 300 s
     assert waiter.returncode == 0, err
     assert [m["id"] for m in json.loads(out)] == [sent["id"]]
-    assert time.monotonic() - sent_at < 5
 
 
 def test_wait_timeout_is_an_empty_result_and_exit_zero(store: Path, bd) -> None:
     started_at = time.monotonic()
     result = bd(store, "mail", "inbox", "--wait", "0.3", "--json", "--identity", "idle")
     assert result.code == 0 and result.json() == []
-    assert 0.3 <= time.monotonic() - started_at < 3
+    assert 0.3 <= time.monotonic() - started_at < 120
     text = bd(store, "mail", "inbox", "--wait", "0.1", "--identity", "idle")
     assert text.code == 0 and text.out.strip() == "No messages for idle (waited 0.1s)."
     assert bd(store, "mail", "inbox", "--wait", "-1", "--identity", "idle").code == 1
@@ -61,8 +60,9 @@ def test_wait_returns_at_once_when_mail_is_there_and_session_waits_for_new(store
     first = bd(store, "mail", "send", "w1", "-s", "one", "-m", "x", "--identity", "a",
                "--json").json()
     started_at = time.monotonic()
-    got = bd(store, "mail", "inbox", "--wait", "10", "--json", "--session", "s1", "--identity", "w1")
-    assert [m["id"] for m in got.json()] == [first["id"]] and time.monotonic() - started_at < 2
+    got = bd(store, "mail", "inbox", "--wait", "600", "--json", "--session", "s1",
+             "--identity", "w1")
+    assert [m["id"] for m in got.json()] == [first["id"]] and time.monotonic() - started_at < 300
     again = bd(store, "mail", "inbox", "--wait", "0.2", "--json", "--session", "s1",
                "--identity", "w1")
     assert again.json() == []  # everything there was already shown to this session
@@ -125,8 +125,8 @@ def test_check_runs_without_importing_typer(store: Path) -> None:
 
 def test_watch_streams_new_mail_as_json_lines(store: Path, bd) -> None:
     bd(store, "mail", "send", "w1", "-s", "before", "-m", "x", "--identity", "a")
-    watcher = spawn(store, "mail", "watch", "--json", "--timeout", "6", identity="w1")
-    started(watcher, 1.0)
+    watcher = spawn(store, "mail", "watch", "--json", "--timeout", "600", identity="w1")
+    assert watcher.stderr.readline() == "watching for new mail to w1\n"  # mail from now on is new
     ids = [bd(store, "mail", "send", "w1", "-s", f"new {i}", "-m", "x", "--identity", "a",
               "--json").json()["id"] for i in range(2)]
     bd(store, "mail", "send", "w2", "-s", "not for w1", "-m", "x", "--identity", "a")

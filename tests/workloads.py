@@ -202,15 +202,16 @@ def _bd(cwd: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-def _agent(n: int, cwd: Path, deadline: float, seed: int, tasks: list[str], out: Outcome,
+def _agent(n: int, cwd: Path, going, seed: int, tasks: list[str], out: Outcome,
            lock, sync_remote: str | None, synced: bool) -> None:
     """One agent: sends, acks its own inbox, moves tasks by the version it read, syncs
-    (``sync_remote``); ``synced``: some agent syncs this store with another clone."""
+    (``sync_remote``); ``synced``: some agent syncs this store with another clone.
+    It works while ``going()`` says so."""
     import json
 
     rnd = random.Random(seed)
     me, peer = f"agent-{n}", f"agent-{(n + 1) % 8}"
-    while time.monotonic() < deadline:
+    while going():
         op = rnd.choice(("send", "send", "ack", "move", "move") + (("sync",) if sync_remote else ()))
         if op == "send":
             p = _bd(cwd, "mail", "send", peer, "-s", f"from {me}", "-m", "hi", "--identity", me,
@@ -261,14 +262,25 @@ def _agent(n: int, cwd: Path, deadline: float, seed: int, tasks: list[str], out:
 
 
 def concurrent_mix(checkouts: list[Path], seconds: float, tasks: list[str], seed: int,
-                   agents: int = 8, sync_remote: dict[Path, str] | None = None) -> Outcome:
-    """``agents`` agents spread over ``checkouts``, all at once, for ``seconds``."""
+                   agents: int = 8, sync_remote: dict[Path, str] | None = None,
+                   until=None, limit: float = 600) -> Outcome:
+    """``agents`` agents spread over ``checkouts``, all at once, for ``seconds`` and then
+    until ``until(outcome)`` holds (however slowly this machine runs them), giving up
+    after ``limit`` seconds."""
     import threading
 
     out, lock = Outcome(), threading.Lock()
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+
+    def going() -> bool:
+        elapsed = time.monotonic() - started
+        if elapsed < seconds:
+            return True
+        with lock:
+            return until is not None and not until(out) and elapsed < limit
+
     threads = [threading.Thread(target=_agent, args=(
-        n, checkouts[n % len(checkouts)], deadline, seed + n, tasks, out, lock,
+        n, checkouts[n % len(checkouts)], going, seed + n, tasks, out, lock,
         (sync_remote or {}).get(checkouts[n % len(checkouts)]), bool(sync_remote)))
         for n in range(agents)]
     for t in threads:

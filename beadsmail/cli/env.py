@@ -12,8 +12,13 @@ from beadsmail.errors import InvalidInput
 from beadsmail.workspace import Workspace
 
 
-def workspace() -> Workspace:
+def workspace(adopt: bool = False) -> Workspace:
+    """The workspace of the current directory (or ``BEADS_DIR``); a repository without a
+    store is refused: no command but ``bd init`` (and ``bd sync`` adopting a remote's
+    store, ``adopt``) sets anything up."""
     ws = Workspace.open(os.environ.get("BEADS_DIR") or None)
+    if not adopt:
+        ws.require_store()
     from beadsmail.cli.output import warn
 
     for notice in ws.notices:  # settings held back until approved, said once

@@ -35,11 +35,11 @@ def mcp(
     = None,
 ) -> None:
     """Serve the MCP tools over stdio for one agent session.  Example: BEADS_IDENTITY=worker-1 bd mcp"""
+    ws = workspace()  # no store: say so before anything else
     _need_mcp()
     from beadsmail.integrations import mcpserver
     from beadsmail.integrations.surface import Seat
 
-    ws = workspace()
     me, source = identity_source(ws, identity_)
     seat = Seat(None if source == "user" else me, source,
                 session(session_) or "mcp-" + secrets.token_hex(6))
@@ -125,10 +125,13 @@ def setup(
 
 
 def _render_setup(d: dict) -> str:
-    verb = "would " if d["dry_run"] else ""
+    done = {"create": "created", "update": "updated", "delete": "deleted",
+            "unchanged": "unchanged (nothing to do)"}
     lines = []
     for f in d["files"]:
-        lines.append(f"{f['path']}: {verb}{f['action'] if f['action'] != 'unchanged' else 'stay unchanged'}")
+        action = f"would {f['action']}" if d["dry_run"] and f["action"] != "unchanged" \
+            else done[f["action"]]
+        lines.append(f"{f['path']}: {action}")
         if d["dry_run"] and f["diff"]:
             lines.append(f["diff"].rstrip("\n"))
     return "\n".join(lines)

@@ -152,8 +152,10 @@ def _register_reads(mail_app: typer.Typer) -> None:
     ) -> None:
         """Print new mail for me as it arrives, one line each.  Example: bd mail watch --json"""
         ws = workspace()
-        for message in wake.watch(ws, identity(ws, identity_), session=session(session_),
-                                  seconds=timeout):
+        me = identity(ws, identity_)
+        for message in wake.watch(ws, me, session=session(session_), seconds=timeout,
+                                  ready=lambda: print(f"watching for new mail to {me}",
+                                                      file=sys.stderr, flush=True)):
             if json_:
                 emit_line(message)
             else:

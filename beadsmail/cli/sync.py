@@ -45,7 +45,7 @@ def _remote_arg(token: str | None) -> str | None:
 
 def run(remote: str | None, pull_only: bool, push_only: bool, identity_flag: str | None,
         json_: bool) -> None:
-    ws = env.workspace()
+    ws = env.workspace(adopt=True)  # a clone without a store may adopt its remote's
     try:
         me: tuple[str, ...] = (env.identity(ws, identity_flag),)
     except BeadsError:
@@ -53,6 +53,7 @@ def run(remote: str | None, pull_only: bool, push_only: bool, identity_flag: str
             raise
         me = ()
     ssh = os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH")
+    sync_mod.require_store(ws, _remote_arg(remote), not push_only, ssh)
     result = sync_mod.sync(ws, _remote_arg(remote), pull=not push_only, push=not pull_only,
                            identities=me, ssh_command=ssh)
     emit(result, json_, _render, warnings=result["warnings"])

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS message_to (message_id TEXT NOT NULL, target TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS receipts (
     message_id TEXT NOT NULL, recipient TEXT NOT NULL, state INTEGER NOT NULL,
-    read_at TEXT, acked_at TEXT,
+    read_at TEXT, acked_at TEXT, delivered_at TEXT,
     PRIMARY KEY (message_id, recipient)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deleted (id TEXT PRIMARY KEY, by_record TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS purged (id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -95,13 +95,14 @@ def _receipts(conn: sqlite3.Connection, records) -> None:
         state = STATES[r["state"]]
         rows.append((r["message"], r["recipient"], state,
                      r["created_at"] if state >= 2 else None,
-                     r["created_at"] if state == 3 else None))
+                     r["created_at"] if state == 3 else None, r["created_at"]))
     conn.executemany(
-        "INSERT INTO receipts SELECT ?1, ?2, ?3, ?4, ?5 "
+        "INSERT INTO receipts SELECT ?1, ?2, ?3, ?4, ?5, ?6 "
         "WHERE NOT EXISTS (SELECT 1 FROM deleted WHERE id = ?1) "
         "ON CONFLICT (message_id, recipient) DO UPDATE SET state = max(state, excluded.state), "
         "read_at = coalesce(min(read_at, excluded.read_at), read_at, excluded.read_at), "
-        "acked_at = coalesce(min(acked_at, excluded.acked_at), acked_at, excluded.acked_at)",
+        "acked_at = coalesce(min(acked_at, excluded.acked_at), acked_at, excluded.acked_at), "
+        "delivered_at = min(delivered_at, excluded.delivered_at)",
         rows)
 
 
@@ -203,6 +204,20 @@ def message(conn: sqlite3.Connection, message_id: str) -> dict | None:
 def deleted_by(conn: sqlite3.Connection, record_id: str) -> str | None:
     row = conn.execute("SELECT by_record FROM deleted WHERE id = ?", (record_id,)).fetchone()
     return row[0] if row else None
+
+
+def first_receipts(conn: sqlite3.Connection, ids: list[str]
+                   ) -> dict[str, tuple[str | None, str | None]]:
+    """(delivered_at, read_at) of each message: when any recipient first had it delivered
+    (a read or ack counts as delivered) and first read it."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        rows = conn.execute("SELECT message_id, min(delivered_at), min(read_at) FROM receipts "
+                            f"WHERE message_id IN ({','.join('?' * len(chunk))}) "
+                            "GROUP BY message_id", chunk)
+        out.update({mid: (d, r) for mid, d, r in rows})
+    return out
 
 
 def state(conn: sqlite3.Connection, message_id: str, recipient: str) -> int:

@@ -21,6 +21,7 @@ small write. A rebuilt index forgets it and falls back to committed ``last_seen`
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 DDL = """
@@ -28,7 +29,7 @@ CREATE TABLE IF NOT EXISTS agents (
     id TEXT PRIMARY KEY, name TEXT, role TEXT, grp TEXT, tier INTEGER, model TEXT,
     status TEXT, registered INTEGER NOT NULL, registered_at TEXT, updated_at TEXT NOT NULL,
     updated_by TEXT NOT NULL, last_seen TEXT, rank INTEGER NOT NULL, clock INTEGER NOT NULL,
-    rid TEXT NOT NULL) WITHOUT ROWID;
+    rid TEXT NOT NULL, details TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channels (
     name TEXT PRIMARY KEY, description TEXT, created_by TEXT, created_at TEXT,
     active INTEGER NOT NULL, clock INTEGER NOT NULL, rid TEXT NOT NULL) WITHOUT ROWID;
@@ -57,7 +58,7 @@ TABLES = ("agents", "channels", "memberships", "contacts", "dead_resolved")
 ADDRESSED = "(SELECT DISTINCT target FROM message_to WHERE target <> '*')"
 LATER = "(excluded.clock > {t}.clock OR (excluded.clock = {t}.clock AND excluded.rid > {t}.rid))"
 AGENT_COLUMNS = ("id", "name", "role", "group", "tier", "model", "status", "registered",
-                 "registered_at", "updated_at", "updated_by", "last_seen")
+                 "registered_at", "updated_at", "updated_by", "last_seen", "details")
 
 
 def fold(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
@@ -92,15 +93,17 @@ def _agents(conn: sqlite3.Connection, records) -> None:
         rank = 0 if r["op"] == "heartbeat" else 1
         seen = r.get("last_seen")
         conn.execute(
-            "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "INSERT INTO agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "name=excluded.name, role=excluded.role, grp=excluded.grp, tier=excluded.tier, "
+            "details=excluded.details, "
             "model=excluded.model, status=excluded.status, registered=excluded.registered, "
             "updated_at=excluded.updated_at, updated_by=excluded.updated_by, rank=excluded.rank, "
             "clock=excluded.clock, rid=excluded.rid "
             "WHERE (excluded.rank, excluded.clock, excluded.rid) > (agents.rank, agents.clock, agents.rid)",
             (r["agent"], r.get("name"), r.get("role"), r.get("group"), r.get("tier"), r.get("model"),
              r.get("status"), registered, r["created_at"] if r["op"] == "register" else None,
-             r["created_at"], r["actor"], seen, rank, r["clock"], r["id"]))
+             r["created_at"], r["actor"], seen, rank, r["clock"], r["id"],
+             json.dumps(r["details"], sort_keys=True) if r.get("details") else None))
         if seen:
             conn.execute("UPDATE agents SET last_seen = ? WHERE id = ? AND "
                          "(last_seen IS NULL OR last_seen < ?)", (seen, r["agent"], seen))
@@ -129,7 +132,7 @@ def _channels(conn: sqlite3.Connection, records) -> None:
 
 _AGENT_SELECT = ("SELECT a.id, a.name, a.role, a.grp, a.tier, a.model, a.status, a.registered, "
                  "a.registered_at, a.updated_at, a.updated_by, "
-                 "max(coalesce(a.last_seen, ''), coalesce(h.seen_at, '')) "
+                 "max(coalesce(a.last_seen, ''), coalesce(h.seen_at, '')), a.details "
                  "FROM agents a LEFT JOIN heartbeats h ON h.agent = a.id")
 
 
@@ -137,6 +140,7 @@ def _agent_dict(row) -> dict:
     out = dict(zip(AGENT_COLUMNS, row, strict=True))
     out["registered"] = bool(out["registered"])
     out["last_seen"] = out["last_seen"] or None
+    out["details"] = json.loads(out["details"]) if out["details"] else None
     return out
 
 

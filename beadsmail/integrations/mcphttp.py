@@ -24,6 +24,8 @@ from starlette.responses import JSONResponse
 from beadsmail.errors import BeadsError, PermissionDenied
 from beadsmail.integrations import mcpserver
 from beadsmail.integrations.surface import Seat
+from beadsmail.server.access import Reader
+from beadsmail.server.security import Principal
 from beadsmail.workspace import Workspace
 
 PATH = "/mcp"
@@ -46,6 +48,14 @@ class ServeBackend:
         session = request.headers.get("x-beads-session") or (
             "mcp-" + sid[:64] if sid else f"mcp-http-{identity}")
         return Seat(identity, source, session[:128])
+
+    async def reader(self, ctx):
+        """What a request with a token may read (``server.access``); None without one."""
+        request = ctx.request_context.request
+        identity, source = request.scope.get("state", {}).get("beads_identity", (None, None))
+        if source != "token" or identity is None:
+            return None
+        return await self.feed.call(Reader.of, Principal(identity, token=True))
 
     def waiting_workspace(self) -> Workspace:
         return Workspace(self.feed.ws.loc, self.feed.ws.config)

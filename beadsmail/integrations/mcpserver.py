@@ -65,6 +65,9 @@ class StdioBackend:
     def seat(self, ctx: Context | None) -> Seat:
         return self.stdio_seat
 
+    async def reader(self, ctx: Context | None):
+        return None  # the local user reads everything, as the CLI does
+
     def waiting_workspace(self) -> Workspace:
         return Workspace(self.ws.loc, self.ws.config)
 
@@ -80,6 +83,21 @@ async def _run(backend, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> An
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes a tool error
         raise ToolError(surface.describe(exc)) from None
+
+
+async def _readable(backend, ctx: Context | None, message: str | None = None,
+                    channel: str | None = None):
+    """What this request's token may read (None: everything; see ``server.access``),
+    after refusing ``message`` or ``channel`` when it may not read them."""
+    try:
+        reader = await backend.reader(ctx)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a tool error
+        raise ToolError(surface.describe(exc)) from None
+    if reader is not None and message is not None:
+        await _run(backend, reader.message, message)
+    if reader is not None and channel:
+        await _run(backend, lambda ws: reader.channel(channel))
+    return reader
 
 
 async def _call(backend, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> CallToolResult:
@@ -218,6 +236,7 @@ def _mail_tools(app: MCPServer, backend) -> None:
                     action: Action = "none") -> dict[str, Any]:
         """Reply to a message, in its thread (to its sender; to its recipients if I sent it)."""
         me, _ = _me(backend, ctx)
+        await _readable(backend, ctx, message=message_id)
         return await _call(backend, surface.reply, me, message_id, body, subject, action)
 
     @app.tool()
@@ -237,6 +256,7 @@ def _mail_tools(app: MCPServer, backend) -> None:
     async def read(ctx: Context, message_id: MessageId) -> dict[str, Any]:
         """One message in full; marks it read for me (it stays open until ack)."""
         me, session = _me(backend, ctx)
+        await _readable(backend, ctx, message=message_id)
         return await _call(backend, surface.read, me, session, message_id)
 
 
@@ -263,7 +283,12 @@ def _closing_tools(app: MCPServer, backend) -> None:
     @_exact
     async def thread(ctx: Context, message_id: MessageId) -> dict[str, Any]:
         """A message's whole conversation, oldest first."""
-        return await _call(backend, surface.thread, message_id)
+        reader = await _readable(backend, ctx, message=message_id)
+        found = await _run(backend, surface.thread, message_id)
+        if reader is not None:
+            found["messages"] = [m for m in found["messages"]
+                                 if reader.may_read(m["from"], m["to"])]
+        return _result(found)
 
 
 def _channel_tools(app: MCPServer, backend) -> None:
@@ -284,6 +309,7 @@ def _channel_tools(app: MCPServer, backend) -> None:
                                description="Channel name; omit to list the channels.")] = None,
                            limit: Limit = 20) -> dict[str, Any]:
         """A channel's newest messages (oldest first), or, without a name, every channel."""
+        await _readable(backend, ctx, channel=channel)
         return await _call(backend, surface.channel_read, channel, limit)
 
 

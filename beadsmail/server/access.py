@@ -6,7 +6,8 @@ reads what its agent may read under the role matrix (``permissions``):
 - messages it sent, and messages that reach it as its inbox does: addressed to it,
   to ``*``, to ``@<its group>`` or to a channel it is in;
 - the channels it is in (``GET /api/channels/{name}``);
-- everything that is not mail: tasks, the roster, channel names and members.
+- everything that is not mail: tasks, the roster, channel names and members,
+  file reservations.
 
 An agent registered as a manager (``mail.read.others``) reads all mail. The
 empty-roster rule (everyone acts as a manager while nobody is registered) does
@@ -32,7 +33,8 @@ from beadsmail.errors import NotFound, PermissionDenied
 from beadsmail.index import mail as mail_index
 from beadsmail.server.security import Principal
 
-PUBLIC_KINDS = frozenset({"agent", "channel", "membership", "task", "task_event", "comment"})
+PUBLIC_KINDS = frozenset({"agent", "channel", "membership", "task", "task_event", "comment",
+                          "reservation"})
 
 
 class Reader:
@@ -163,6 +165,9 @@ RULES: dict[str, tuple[Check, Callable[[Reader, Any], Any] | None]] = {
     "task_assign": (_anyone, None),
     "task_comment": (_anyone, None),
     "search": (_anyone, _found),
+    "reservations": (_anyone, None),   # who works where is for every agent to see
+    "reserve": (_anyone, None),        # written as the token's agent
+    "release": (_anyone, None),        # only the token's agent's own leases
 }
 
 

@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket
 
 from beadsmail import agents, channels, records
 from beadsmail.errors import BeadsError, InvalidInput, NotFound, PermissionDenied
-from beadsmail.server import access, api, openapi, security
+from beadsmail.server import access, api, openapi, security, spec13
 from beadsmail.server.feed import Feed
 from beadsmail.server.hub import (
     CLOSE_BAD_REQUEST,
@@ -267,15 +267,19 @@ class Server:
                 raise NotFound(f"no project {project!r} here; this server serves "
                                f"{', '.join(self.projects)}")
             agent = query.get("agent_id") or ""
-            records.check_identity(agent, "agent_id")
             me = self.principal(websocket.headers, query.get("token"))
-            if me.token and me.identity != agent:
-                raise PermissionDenied(f"the token acts as {me.identity}; it cannot connect as "
-                                       f"{agent}")
+            if agent:  # (without one: Spec 13's frontend, below)
+                records.check_identity(agent, "agent_id")
+                if me.token and me.identity != agent:
+                    raise PermissionDenied(f"the token acts as {me.identity}; it cannot connect "
+                                           f"as {agent}")
         except BeadsError as exc:
             await websocket.send_json(error_frame(exc))
             code = {"not_found": CLOSE_NOT_FOUND, "permission_denied": CLOSE_UNAUTHORIZED}
             await websocket.close(code.get(exc.code, CLOSE_BAD_REQUEST))
+            return
+        if not agent:  # Spec 13's frontend: the project's message log
+            await spec13.serve_log(self.hub, websocket, project, me)
             return
         await self.hub.serve_agent(websocket, project, Principal(agent, me.token),
                                    query.get("since") or None)

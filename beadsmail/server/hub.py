@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from beadsmail import agents, channels
+from beadsmail import agents, channels, records
 from beadsmail.errors import BeadsError, InvalidInput, NotFound, PermissionDenied
 from beadsmail.index import mail as mail_index
-from beadsmail.server import bus
+from beadsmail.server import bus, spec13
 from beadsmail.server.access import Reader
 from beadsmail.server.bus import error_frame
 from beadsmail.server.feed import Feed
@@ -183,10 +183,11 @@ class Hub:
         """Push the opening messages, then every stream entry from ``pos`` that is for me."""
         sent = set()
         for record in opened:
-            await conn.ws.send_text(self._text(record, True))
+            await conn.ws.send_text(self._text(record, True, conn.project))
             if record["id"] in self.stream.pos:
                 self.stream.delivered(conn.agent, record["id"])
             sent.add(record["id"])
+        await self._delivered(conn, list(sent))
         live_from = len(self.stream.ids)
         queued = len(opened)
         ready = False
@@ -201,20 +202,34 @@ class Hub:
             end = len(self.stream.ids)
             wanted = [mid for mid in self.stream.ids[pos:end]
                       if mid not in sent and conn.wants(*self.stream.meta[mid])]
+            pushed = []
             for record in await self._records(wanted):
                 is_queued = not ready and self.stream.pos[record["id"]] < live_from
                 queued += is_queued
-                await conn.ws.send_text(self._text(record, is_queued))
+                await conn.ws.send_text(self._text(record, is_queued, conn.project))
                 self.stream.delivered(conn.agent, record["id"])
+                pushed.append(record["id"])
+            await self._delivered(conn, pushed)
             pos = end
 
-    def _text(self, record: dict, queued: bool) -> str:
-        """The message frame, serialised once per message however many receive it."""
+    async def _delivered(self, conn: Agent, ids: list[str]) -> None:
+        """Record the delivery of what was pushed (Spec 13's ``delivered_at``)."""
+        if ids:
+            try:
+                await self.feed.call(spec13.mark_delivered, conn.agent, ids)
+            except BeadsError as exc:
+                log.warning("delivery receipts for %s not written: %s", conn.agent, exc.message)
+
+    def _text(self, record: dict, queued: bool, project: str) -> str:
+        """The message frame: beadsmail's ``message`` (serialised once per message however
+        many receive it) with Spec 13's columns beside it (see ``spec13``)."""
         body = self.stream.texts.get(record["id"])
         if body is None:
             body = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
             self.stream.texts[record["id"]] = body
-        return f'{{"type":"message","queued":{"true" if queued else "false"},"message":{body}}}'
+        columns = spec13.columns_text(record, project, records.now_iso())
+        return (f'{{"type":"message","queued":{"true" if queued else "false"},{columns},'
+                f'"message":{body}}}')
 
     async def _records(self, ids: list[str]) -> list[dict]:
         cache = self.stream.cache
@@ -263,7 +278,8 @@ class Hub:
                                                       "JSON text frames"))
         ref = None
         try:
-            frame = bus.parse(text, self.limits.max_frame, self.limits.max_depth)
+            frame = spec13.normalize(bus.parse(text, self.limits.max_frame,
+                                               self.limits.max_depth))
             ref = frame.get("ref")
             frame["_kind"] = bus.kind_of(frame)
             if frame["_kind"] == "control" and frame["type"] == "ping":

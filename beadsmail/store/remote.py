@@ -194,6 +194,18 @@ class Transport:
         self.received += target.received
         return seen
 
+    def has_store_ref(self, remote: Remote) -> bool:
+        """Whether the remote has the store branch or a feed of it (its ref list only:
+        nothing is written here)."""
+        client, path = _client(self.common, remote.url, "pull", self.ssh_command)
+        try:
+            refs = client.get_refs(path.encode() if isinstance(path, str) else path)
+        except Exception as exc:  # noqa: BLE001 - transport errors come in many kinds
+            raise RemoteError(f"cannot list the refs of {remote.label}: {_reason(exc)}; check "
+                              "that the remote exists and is reachable") from None
+        refs = getattr(refs, "refs", refs)  # a result object in newer dulwich, a dict before
+        return any(self.wanted(name) and sha not in (None, ZERO_SHA) for name, sha in refs.items())
+
     def wanted(self, name: bytes) -> bool:
         """The store branch itself, or one of its feeds."""
         if name == self.ref:

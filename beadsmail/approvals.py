@@ -52,7 +52,7 @@ def digest(content: bytes) -> str:
 
 def settings_digest(values: dict) -> str:
     """The digest of the exec-capable settings' values (other settings never void it)."""
-    return digest(json.dumps(values, sort_keys=True, ensure_ascii=False).encode())
+    return digest(json.dumps(values, sort_keys=True, ensure_ascii=False, default=str).encode())
 
 
 def state(state_dir: Path, key: str, sha: str) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 
 from beadsmail.errors import InvalidInput
 
@@ -46,7 +45,6 @@ _SUSPECT = re.compile(rb"[0-9]{16}|[0-9][eE]|\\u[dD][89abcdefABCDEF]|NaN|Infinit
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
-@dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds on what is read from git (``boundary`` in ``.beads/config.yaml``).
 
@@ -59,10 +57,20 @@ class Limits:
     for 50 years).
     """
 
-    line_bytes: int = 1 << 20
-    depth: int = 32
-    blob_bytes: int = 16 << 20
-    tree_entries: int = 20_000
+    __slots__ = ("line_bytes", "depth", "blob_bytes", "tree_entries")
+    DEFAULTS = {"line_bytes": 1 << 20, "depth": 32, "blob_bytes": 16 << 20,
+                "tree_entries": 20_000}
+
+    def __init__(self, **given: int) -> None:
+        for name in self.__slots__:
+            setattr(self, name, given.get(name, self.DEFAULTS[name]))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Limits) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        return "Limits(" + ", ".join(f"{n}={getattr(self, n)}" for n in self.__slots__) + ")"
 
     @classmethod
     def of(cls, settings: dict) -> Limits:
@@ -70,33 +78,39 @@ class Limits:
         if not isinstance(given, dict):
             raise InvalidInput("boundary in .beads/config.yaml must be a mapping of limits")
         values = {}
-        for spec in fields(cls):
-            name = spec.name
-            value = given.get(name, spec.default)
+        for name in cls.__slots__:
+            value = given.get(name, cls.DEFAULTS[name])
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"boundary.{name} {value!r} must be a whole number >= 1")
             values[name] = value
         return cls(**values)
 
 
-@dataclass(frozen=True, slots=True)
 class Rejection:
     """One thing read from git and refused: where it sits and why."""
 
-    path: str  # relative to .beads/log: '<replica>/<segment>', or the refused name
-    line: int  # 0 for a whole file or tree entry
-    why: str
-    text: bytes = b""
-    ref: str | None = None
-    commit: str | None = None
+    __slots__ = ("path", "line", "why", "text", "ref", "commit")
+
+    def __init__(self, path: str, line: int, why: str, text: bytes = b"",
+                 ref: str | None = None, commit: str | None = None) -> None:
+        # path: relative to .beads/log ('<replica>/<segment>', or the refused name);
+        # line: 0 for a whole file or tree entry
+        self.path, self.line, self.why, self.text = path, line, why, text
+        self.ref, self.commit = ref, commit
+
+    def __repr__(self) -> str:
+        return f"Rejection({self.path!r}, {self.line}, {self.why!r})"
 
     def at(self, ref: str | None, commit: str | None) -> Rejection:
         return Rejection(self.path, self.line, self.why, self.text, ref, commit)
 
 
 def show_name(name: bytes) -> str:
-    """A tree entry name as text, bytes that are not UTF-8 escaped (``\\xff``)."""
-    return name.decode("utf-8", "backslashreplace")
+    """A refused tree entry name as text: bytes that are not UTF-8 and control characters
+    escaped (``\\xff``, ``\\x1b``), so a name can never drive a terminal."""
+    text = name.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256
+                   else f"\\u{ord(c):04x}" for c in text)
 
 
 # -- lines ----------------------------------------------------------------------------
@@ -248,6 +262,13 @@ def entries(git, tree: bytes | None, path: str, want_tree: bool, limits: Limits
     return good, rejected
 
 
+def listing(git, tree: bytes | None, limits: Limits) -> dict[bytes, tuple[int, bytes]]:
+    """A tree's entries as they are, name -> (mode, id), within ``tree_entries`` (for the
+    merge, which keeps this clone's side as it is); an unreadable tree lists nothing."""
+    found = git.entries(tree, limits.tree_entries) if tree is not None else []
+    return {} if isinstance(found, str) else {n: (mode, sha) for n, mode, sha in found}
+
+
 def log_tree(git, commit: bytes | None) -> tuple[bytes | None, list[Rejection]]:
     """The id of a commit's ``.beads/log`` tree (None: no records yet)."""
     if commit is None:
@@ -261,12 +282,13 @@ def log_tree(git, commit: bytes | None) -> tuple[bytes | None, list[Rejection]]:
     return sha, []
 
 
-@dataclass
 class Walk:
     """A commit's segments that differ from another commit's, and what was refused."""
 
-    segments: list[tuple[str, bytes]]
-    rejected: list[Rejection]
+    __slots__ = ("segments", "rejected")
+
+    def __init__(self, segments: list[tuple[str, bytes]], rejected: list[Rejection]) -> None:
+        self.segments, self.rejected = segments, rejected
 
 
 def walk(git, old: bytes | None, new: bytes | None, limits: Limits) -> Walk:
@@ -318,3 +340,37 @@ def read_blob(git, path: str, blob: bytes, limits: Limits) -> bytes | Rejection:
 def segments(git, commit: bytes | None, limits: Limits) -> dict[str, bytes]:
     """Every well-formed segment of a commit: ``<replica>/<name>`` -> blob id."""
     return dict(walk(git, None, commit, limits).segments)
+
+
+# -- append-only ----------------------------------------------------------------------
+
+
+def compaction_of(old: bytes, new: bytes, owner: str, limits: Limits) -> list[str] | None:
+    """The ids ``new`` dropped from ``old`` if ``new`` is a compaction of ``old`` by the
+    segment's owner, else None: ``new`` holds a ``compaction`` record of replica
+    ``owner`` naming every record of ``old`` it lacks, every record both hold is the
+    same bytes in both (a compaction only removes lines), and what it removed are
+    ephemeral messages and receipts, which is all that cleanup removes. (Until feeds
+    are signed, anyone can write such a record; see docs/security.md.)"""
+    from beadsmail.records import parse_line
+
+    before = record_ids(old, limits)
+    after: dict[str, bytes] = {}
+    removed: set[str] = set()
+    for raw in new.split(b"\n"):
+        record = parse(raw, limits, parse_line) if raw.strip() else None
+        if isinstance(record, dict):
+            after.setdefault(record["id"], raw)
+            if record["kind"] == "compaction" and record["replica"] == owner:
+                removed.update(record["removed"])
+    if not removed and before.keys() - after.keys():
+        return None
+    missing = before.keys() - after.keys()
+    if not missing <= removed or any(after[i] != raw for i, raw in before.items() if i in after):
+        return None
+    for rid in missing:  # cleanup removes closed ephemeral messages and their receipts only
+        record = parse(before[rid], limits, parse_line)
+        if not isinstance(record, dict) or not (record["kind"] == "receipt" or (
+                record["kind"] == "message" and record.get("ephemeral") is True)):
+            return None
+    return sorted(missing)

@@ -71,19 +71,34 @@ def compact(ws: Workspace, actor: str, purged: set[str]) -> tuple[list[str], int
         if not plans:
             return [], 0
         index = ws.index
+        clock = index.max_clock() + 1
+        contents = {path: _marked(ws, actor, clock, path, plan) for path, plan in plans.items()}
         with index.transaction() as conn:
-            for path, (_, dropped, kept) in plans.items():
+            for path, (_, _, dropped, kept) in plans.items():
                 mail_index.compacted(conn, path, dropped, kept)
             writer.replace_segments(
-                replica, {path.split("/", 1)[1]: data for path, (data, _, _) in plans.items()},
+                replica, {path.split("/", 1)[1]: data for path, data in contents.items()},
                 f"cleanup: compact {len(plans)} segment{'s' if len(plans) != 1 else ''}", actor)
         ws.refresh()
-    return sorted(plans), sum(len(dropped) for _, dropped, _ in plans.values())
+    return sorted(plans), sum(len(plan[2]) for plan in plans.values())
 
 
-def _plan(content: bytes, purged: set[str], limits) -> tuple[bytes, list[str],
-                                                               list[tuple[str, int]]] | None:
-    """(new bytes, dropped record ids, [(kept id, new line)]) or None when nothing goes."""
+def _marked(ws: Workspace, actor: str, clock: int, path: str, plan) -> bytes:
+    """A compacted segment's new bytes: the kept lines, then a ``compaction`` record naming
+    what went, which makes the rewrite recognisable to every clone as the owner's (see
+    ``store.merge``), then a torn last line if there was one."""
+    from beadsmail import records
+
+    kept_bytes, rest, dropped, _ = plan
+    marker = records.make("compaction", actor, clock, ws.replica, ws.prefix,
+                          segment=path.split("/", 1)[1], removed=sorted(dropped))
+    return kept_bytes + records.dumps(marker) + b"\n" + rest
+
+
+def _plan(content: bytes, purged: set[str], limits
+          ) -> tuple[bytes, bytes, list[str], list[tuple[str, int]]] | None:
+    """(kept lines, a torn last line, dropped record ids, [(kept id, new line)]) or None
+    when nothing goes."""
     from beadsmail import boundary
     from beadsmail.records import parse_line
 
@@ -103,5 +118,4 @@ def _plan(content: bytes, purged: set[str], limits) -> tuple[bytes, list[str],
             kept.append((record["id"], len(kept_lines)))
     if not dropped:
         return None
-    data = b"".join(line + b"\n" for line in kept_lines) + rest
-    return data, dropped, kept
+    return b"".join(line + b"\n" for line in kept_lines), rest, dropped, kept

@@ -135,11 +135,13 @@ def _merged(ws: Workspace, old: bytes | None, theirs: dict[str, str], state: dic
     writer, warnings = ws.writer, report["warnings"]
     legacy = theirs.get(ws.ref)
     kind = relation(writer, old, legacy.encode() if legacy else None)
+    if kind == "behind" and _drops(ws, old, legacy, report):  # type: ignore[arg-type]
+        kind = "diverged"  # never fast-forward to a tree that drops what this clone holds
     head, how = old, "up to date"
     if kind in ("adopt", "behind"):
         head, how = legacy.encode(), {"adopt": "adopted the remote store", "behind": "fast-forward"}[kind]
     elif kind == "diverged":
-        merged = merge_commits(writer, old, legacy.encode())
+        merged = merge_commits(writer, old, legacy.encode(), ws.limits, ws.replica)
         warnings += merged.warnings
         head = writer.add_commit(merged.tree, [old, legacy.encode()],
                                  f"sync: merge {rem.name or rem.url}", "beadsmail")
@@ -147,7 +149,7 @@ def _merged(ws: Workspace, old: bytes | None, theirs: dict[str, str], state: dic
     feeds = _feeds_to_merge(ws, theirs, state)
     if not feeds:
         return head, how, feeds
-    tree = feeds_mod.merge_into(writer, head, feeds, warnings)
+    tree = feeds_mod.merge_into(writer, head, feeds, warnings, ws.limits, ws.replica)
     if head is not None and tree == writer.commit(head).tree:
         return head, how, feeds
     names = ", ".join(ref.rsplit("/", 1)[1] for ref, _, _ in feeds[:8])
@@ -155,6 +157,18 @@ def _merged(ws: Workspace, old: bytes | None, theirs: dict[str, str], state: dic
     head = writer.add_commit(tree, [head] if head else [], f"sync: merge feeds {names}{more}",
                              "beadsmail")
     return head, "merged" if old is not None else "adopted the remote store", feeds
+
+
+def _drops(ws: Workspace, old: bytes, theirs: str, report: dict) -> bool:
+    """Whether the remote's history drops or rewrites records this clone holds, or holds
+    what the boundary refuses (reported): then it is merged, not fast-forwarded to."""
+    from beadsmail.store.merge import drops
+
+    found = drops(ws.writer, old, theirs.encode(), ws.limits, ws.replica)
+    report["warnings"] += [f"warning: the remote's history drops records this clone holds or "
+                           f"holds what it refuses ({why}); merged instead of fast-forwarding, "
+                           "nothing dropped" for why in found]
+    return bool(found)
 
 
 def _feeds_to_merge(ws: Workspace, theirs: dict[str, str], state: dict) -> list:

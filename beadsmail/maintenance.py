@@ -126,7 +126,8 @@ class _Report:
     def __init__(self) -> None:
         self.checks: list[dict] = []
         self.repairs: list[dict] = []
-        self.data: dict = {"bad_lines": [], "missing_objects": [], "edits": [], "locks": []}
+        self.data: dict = {"bad_lines": [], "missing_objects": [], "edits": [], "locks": [],
+                           "rejected": [], "set_aside": []}
 
     def check(self, name: str, ok: bool, detail: str = "") -> None:
         self.checks.append({"check": name, "ok": ok, "detail": detail})
@@ -165,14 +166,20 @@ def _check_objects(ws: Workspace, report: _Report, heads: dict[str, str]) -> boo
 
 
 def _check_records(ws: Workspace, report: _Report, fresh: _Fresh) -> list[dict]:
-    """Bad lines, records edited or removed by hand, jsonschema cross-check; the edits."""
+    """Bad lines, records edited or removed by hand, jsonschema cross-check; the edits.
+
+    Only this clone's own data can fail these checks: what the boundary refused from
+    other replicas (and their records rewritten elsewhere) is listed under ``rejected``
+    by ``_check_rejected`` and harms nothing here."""
     from beadsmail import repair
 
-    bad = fresh.bad
+    bad = [b for b in fresh.bad if repair.owned_finding(ws, b)]
     report.check("records", not bad, f"{len(bad)} bad line(s)" if bad
                  else f"{len(fresh.fingerprint['records'])} records valid")
     ws.refresh()
     changed = repair.edits(ws, fresh.texts)
+    foreign = [e for e in changed if not repair.owned_finding(ws, e)]
+    changed = [e for e in changed if repair.owned_finding(ws, e)]
     report.data["edits"] = [{k: e[k] for k in ("id", "path", "line", "change")} for e in changed]
     report.check("edits", not changed, "; ".join(
         f"{e['path']}:{e['line']}: record {e['id']} was {e['change']} by hand after it was stored"
@@ -181,7 +188,25 @@ def _check_records(ws: Workspace, report: _Report, fresh: _Fresh) -> list[dict]:
     report.check("schemas", not problems, f"{len(problems)} record(s) fail jsonschema"
                  if problems else "jsonschema agrees")
     report.data["bad_lines"] = bad + problems
+    _check_rejected(ws, report, [b for b in fresh.bad if not repair.owned_finding(ws, b)] + [
+        {"path": e["path"], "line": e["line"], "ref": None, "commit": None, "text": "",
+         "error": f"record {e['id']} differs from the copy this clone holds (kept)"}
+        for e in foreign])
     return changed
+
+
+def _check_rejected(ws: Workspace, report: _Report, rejected: list[dict]) -> None:
+    """What the boundary refused from other replicas: named, never a failure here."""
+    from beadsmail import repair
+
+    aside = repair.set_aside(ws)
+    report.data["rejected"] = [r for r in rejected if repair.aside_key(r) not in aside]
+    report.data["set_aside"] = [r for r in rejected if repair.aside_key(r) in aside]
+    new = report.data["rejected"]
+    report.check("rejected", True, (
+        f"{len(new)} item(s) from other replicas refused and skipped (listed below; they "
+        "harm nothing here); 'bd doctor --fix' sets them aside") if new else
+        f"nothing refused from other replicas ({len(report.data['set_aside'])} set aside)")
 
 
 def _repair_lines(ws: Workspace, report: _Report, fresh: _Fresh, changed: list[dict]) -> bool:
@@ -192,13 +217,14 @@ def _repair_lines(ws: Workspace, report: _Report, fresh: _Fresh, changed: list[d
         done = repair.fix_lines(ws, fresh.bad, changed, DOCTOR_ACTOR)
         done += repair.restore_removed(ws, changed, DOCTOR_ACTOR)
     report.repairs += done
-    others = {b["path"].split("/", 1)[0] for b in fresh.bad + changed if b.get("path")
-              and b["path"].split("/", 1)[0] != ws.replica}
-    if others:
-        report.repairs.append({"action": "left for their owner", "replicas": sorted(others),
-                               "detail": "run 'bd doctor --fix' in the clone of each replica, "
-                                         "then 'bd sync'"})
+
     return bool(done)
+
+
+def _owned_bad(ws: Workspace, finding: dict) -> bool:
+    from beadsmail import repair
+
+    return repair.owned_finding(ws, finding)
 
 
 def doctor(ws: Workspace, fix: bool = False) -> dict:
@@ -212,7 +238,14 @@ def doctor(ws: Workspace, fix: bool = False) -> dict:
         return report.result(False)
     fresh = _Fresh(ws)
     changed = _check_records(ws, report, fresh)
-    if fix and (fresh.bad or changed) and _repair_lines(ws, report, fresh, changed):
+    if fix and report.data["rejected"]:
+        from beadsmail import repair
+
+        report.repairs += repair.put_aside(ws, report.data["rejected"])
+        report.data["set_aside"] += report.data["rejected"]
+        report.data["rejected"] = []
+    bad_owned = [b for b in fresh.bad if _owned_bad(ws, b)]
+    if fix and (bad_owned or changed) and _repair_lines(ws, report, fresh, changed):
         if not any(r["action"] == "left for their owner" for r in report.repairs):
             ws.index.reset()  # the stored copies are back in the store: fold them from there
             ws.index.rebuilt = False  # on purpose, not because it was unreadable

@@ -164,3 +164,47 @@ def restore_removed(ws: Workspace, changed: list[dict], actor: str) -> list[dict
                                f"doctor: restore {len(removed)} removed record(s)", actor, day,
                                int(ws.config["store"]["segment_bytes"]))
     return [{"id": e["id"], "path": path, "action": "restored"} for e in removed]
+
+
+# -- what other replicas' data this clone refused --------------------------------------
+
+SET_ASIDE = "set-aside.json"
+
+
+def owned_finding(ws: Workspace, finding: dict) -> bool:
+    """Whether a finding is about this clone's own data: a line of one of its own
+    segments, or a missing object. Everything else came from elsewhere."""
+    path = finding.get("path") or ""
+    if finding.get("ref") not in (None, ws.ref):
+        return False  # found in a copy another clone published, not in this clone's ref
+    if "is missing from the repository" in finding.get("error", ""):
+        return True
+    return path.startswith(ws.replica + "/") and (finding.get("line") or 0) > 0 \
+        or finding.get("change") is not None and _owned(ws, path)
+
+
+def aside_key(finding: dict) -> str:
+    return f"{finding['path']}:{finding['line']}:{finding['error']}"
+
+
+def set_aside(ws: Workspace) -> set[str]:
+    """The refused items ``bd doctor --fix`` set aside (a local list; history is git's)."""
+    import json
+
+    try:
+        return set(json.loads((ws.loc.state_dir / SET_ASIDE).read_text("utf-8")))
+    except (OSError, ValueError, TypeError):
+        return set()
+
+
+def put_aside(ws: Workspace, findings: list[dict]) -> list[dict]:
+    import json
+    import os
+
+    keys = set_aside(ws) | {aside_key(f) for f in findings}
+    path = ws.loc.state_dir / SET_ASIDE
+    tmp = path.with_name(f"{SET_ASIDE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(sorted(keys), ensure_ascii=False), "utf-8")
+    os.replace(tmp, path)
+    return [{"path": f["path"], "line": f["line"], "action": "set aside (refused from another "
+             "replica; history keeps it)"} for f in findings]

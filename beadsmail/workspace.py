@@ -380,7 +380,12 @@ class Workspace:
             index = self.index
             if check is not None:
                 check(index)
-            clock = index.max_clock() + 1
+            # the next Lamport clock, from records that passed the boundary (|clock| <=
+            # 2^53-1); a peer that pushed the largest one makes clocks saturate there,
+            # and (clock, id) still orders every record the same way on every clone
+            from beadsmail.boundary import MAX_INT
+
+            clock = min(index.max_clock() + 1, MAX_INT)
             replica = self.replica
             records = [rec.make(kind, actor, clock, replica, self.prefix, **fields)
                        for kind, fields in items]

@@ -79,7 +79,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
 def test_each_bound_is_configurable_and_checked() -> None:
     assert "line_bytes" in refused(line(body="x" * 200), Limits(line_bytes=100))
     assert "depth" in refused(line(metadata={"a": {"b": {"c": 1}}}), Limits(depth=2))
-    assert Limits.of({"boundary": {"depth": 5}}) == Limits(depth=5)
+    assert Limits.of({"boundary": {"depth": 5}}) == Limits(depth=5) != Limits()
     for bad in (0, -1, "10", True, 1.5):
         with pytest.raises(InvalidInput, match="boundary.depth"):
             Limits.of({"boundary": {"depth": bad}})
@@ -152,7 +152,6 @@ def test_any_line_is_a_record_within_every_bound_or_a_reason(raw: bytes) -> None
 RAW_READS = {"blob", "blob_bytes", "entries", "tree", "object_size", "changed_segments",
              "log_tree_entry"}
 ALLOWED = {"beadsmail.boundary", "beadsmail.store.writer", "beadsmail.store.objects",
-           "beadsmail.store.merge",  # (the merge's segment reads move to the boundary next)
            "beadsmail.store.feeds"}  # (moves subtree ids of the own view into the feed tree)
 
 

@@ -247,3 +247,12 @@ def test_example_tmux_hook_never_types_what_another_agent_wrote(store: Path, bd,
         assert "PWNED" not in screen() and "touch" not in screen().replace("touch finished", "")
     finally:
         subprocess.run(["tmux", "kill-server"], env=full, capture_output=True)
+
+
+def test_odd_settings_values_are_held_not_a_crash(store: Path, bd) -> None:
+    cfg = store / ".beads" / "config.yaml"
+    cfg.write_text("sync:\n  remote: 2026-01-01\n  auto: [1, {a: b}]\n")
+    first = bd(store, "mail", "inbox", "--identity", "w1", "--json")
+    assert first.code == 0 and "not approved" in first.err
+    assert bd(store, "hooks", "trust", "config.yaml").code == 0
+    assert bd(store, "hooks", "status", "--json").json()["unapproved"] == []

@@ -259,8 +259,11 @@ def test_cleanup_dry_run_then_force(store: Path, bd) -> None:
     assert [m["id"] for m in inbox(bd, store, "w2")] == [half["id"]]
     segments = git(store, "ls-tree", "-r", "--name-only", "beadsmail").split()
     content = "".join(git(store, "show", f"beadsmail:{p}") for p in segments if p.endswith(".jsonl"))
-    assert done["id"] in content  # only in the purge record now
-    assert sum(done["id"] in line for line in content.splitlines()) == 1
+    assert done["id"] in content  # only in the purge record and the compaction marker now
+    lines = [json.loads(line) for line in content.splitlines() if done["id"] in line]
+    assert sorted(r["kind"] for r in lines) == ["compaction", "purge"]
+    marker = next(r for r in lines if r["kind"] == "compaction")
+    assert len(marker["removed"]) == 3 and marker["segment"] in data["compacted_segments"][0]
     incremental = mail_state(ws)
     ws.index.reset()
     ws.refresh()

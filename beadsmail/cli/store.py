@@ -32,9 +32,15 @@ def _render_repair(r: dict) -> str:
     return f"fixed {where}{':' + str(r['line']) if r.get('line') else ''}: {r['action']}"
 
 
+def _where(r: dict) -> str:
+    at = f" in {r['ref']} @ {r['commit'][:12]}" if r.get("ref") and r.get("commit") else ""
+    return f".beads/log/{r['path']}:{r['line']}{at}"
+
+
 def _render_doctor(d: dict) -> str:
     lines = [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['check']}: {c['detail']}" for c in d["checks"]]
     lines += [f"      {b['path']}:{b['line']}: {b['error']}" for b in d["bad_lines"]]
+    lines += [f"      refused: {_where(r)}: {r['error']}" for r in d.get("rejected", [])]
     lines += [_render_repair(r) for r in d.get("repairs", [])]
     lines.append("store is healthy" if d["ok"] else "problems found (data is never deleted)")
     return "\n".join(lines)

@@ -278,8 +278,9 @@ class Index:
                           (path, blob, size, lines, tail))
 
     def add_rejection(self, rejection) -> None:
-        """Keep what the boundary refused (a ``boundary.Rejection``) for ``bd doctor``."""
-        self.conn.execute("INSERT OR REPLACE INTO bad_lines VALUES (?, ?, ?, ?, ?, ?)",
+        """Keep what the boundary refused (a ``boundary.Rejection``) for ``bd doctor``; of
+        the same path and line found in several heads, the first folded (the local ref's)."""
+        self.conn.execute("INSERT OR IGNORE INTO bad_lines VALUES (?, ?, ?, ?, ?, ?)",
                           (rejection.path, rejection.line, rejection.why,
                            rejection.text[:500].decode("utf-8", "backslashreplace"),
                            rejection.ref, rejection.commit))

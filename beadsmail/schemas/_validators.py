@@ -1715,7 +1715,105 @@ def accept_reservation(data):
     return True
 
 
-VALIDATORS = {"message": validate_message, "receipt": validate_receipt, "agent": validate_agent, "channel": validate_channel, "membership": validate_membership, "contact": validate_contact, "task": validate_task, "task_event": validate_task_event, "comment": validate_comment, "tombstone": validate_tombstone, "purge": validate_purge, "dead_letter": validate_dead_letter, "reservation": validate_reservation}
+_compaction_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'removed', 'replica', 'segment', 'v', ))
+
+_compaction_1 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+
+_compaction_2 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+
+_compaction_3 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+
+_compaction_4 = re.compile('^[0-9a-z]{12}\\Z')
+
+_compaction_5 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3,9}\\.jsonl\\Z')
+
+def validate_compaction(data):
+    if not (type(data) is dict):
+        _fail('compaction', 'must be of type object')
+    _k = data.keys()
+    if not _compaction_0 <= _k:
+        _fail('compaction', 'lacks ' + ', '.join(sorted(_compaction_0 - _k)))
+    if not _k <= _compaction_0:
+        _fail('compaction', 'has unknown fields ' + ', '.join(sorted(_k - _compaction_0)))
+    _v1 = data['v']
+    if _v1 != 1 or type(_v1) is not int:
+        _fail('compaction.v', 'must be 1')
+    _v1 = data['id']
+    if not (type(_v1) is str):
+        _fail('compaction.id', 'must be of type string')
+    if _compaction_1.search(_v1) is None:
+        _fail('compaction.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
+    _v1 = data['kind']
+    if _v1 != 'compaction' or type(_v1) is not str:
+        _fail('compaction.kind', 'must be "compaction"')
+    _v1 = data['actor']
+    if not (type(_v1) is str):
+        _fail('compaction.actor', 'must be of type string')
+    if _compaction_2.search(_v1) is None:
+        _fail('compaction.actor', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+    _v1 = data['created_at']
+    if not (type(_v1) is str):
+        _fail('compaction.created_at', 'must be of type string')
+    if _compaction_3.search(_v1) is None:
+        _fail('compaction.created_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
+    _v1 = data['clock']
+    if not (type(_v1) is int):
+        _fail('compaction.clock', 'must be of type integer')
+    if _v1 < 1:
+        _fail('compaction.clock', 'must be >= 1')
+    _v1 = data['replica']
+    if not (type(_v1) is str):
+        _fail('compaction.replica', 'must be of type string')
+    if _compaction_4.search(_v1) is None:
+        _fail('compaction.replica', 'must match ^[0-9a-z]{12}$')
+    _v1 = data['segment']
+    if not (type(_v1) is str):
+        _fail('compaction.segment', 'must be of type string')
+    if _compaction_5.search(_v1) is None:
+        _fail('compaction.segment', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3,9}\\.jsonl$')
+    _v1 = data['removed']
+    if not (type(_v1) is list):
+        _fail('compaction.removed', 'must be of type array')
+    for _i1 in _v1:
+        if not (type(_i1) is str):
+            _fail('compaction.removed[]', 'must be of type string')
+        if _compaction_1.search(_i1) is None:
+            _fail('compaction.removed[]', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
+
+def accept_compaction(data):
+    if type(data) is not dict or len(data) != 9:
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _compaction_1.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'compaction' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _compaction_2.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _compaction_3.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _compaction_4.search(x) is not None):
+        return False
+    x = data['segment']
+    if not (type(x) is str and _compaction_5.search(x) is not None):
+        return False
+    x = data['removed']
+    if not (type(x) is list and all(map(_compaction_1.search, x))):
+        return False
+    return True
 
 
-ACCEPT = {"message": accept_message, "receipt": accept_receipt, "agent": accept_agent, "channel": accept_channel, "membership": accept_membership, "contact": accept_contact, "task": accept_task, "task_event": accept_task_event, "comment": accept_comment, "tombstone": accept_tombstone, "purge": accept_purge, "dead_letter": accept_dead_letter, "reservation": accept_reservation}
+VALIDATORS = {"message": validate_message, "receipt": validate_receipt, "agent": validate_agent, "channel": validate_channel, "membership": validate_membership, "contact": validate_contact, "task": validate_task, "task_event": validate_task_event, "comment": validate_comment, "tombstone": validate_tombstone, "purge": validate_purge, "dead_letter": validate_dead_letter, "reservation": validate_reservation, "compaction": validate_compaction}
+
+
+ACCEPT = {"message": accept_message, "receipt": accept_receipt, "agent": accept_agent, "channel": accept_channel, "membership": accept_membership, "contact": accept_contact, "task": accept_task, "task_event": accept_task_event, "comment": accept_comment, "tombstone": accept_tombstone, "purge": accept_purge, "dead_letter": accept_dead_letter, "reservation": accept_reservation, "compaction": accept_compaction}

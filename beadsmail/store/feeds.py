@@ -124,7 +124,7 @@ def descends(writer, new: bytes | None, old: bytes) -> bool:
 
 
 def merge_into(writer, view: bytes | None, feeds: list[tuple[str, bytes | None, bytes]],
-               warnings: list[str]) -> bytes | None:
+               warnings: list[str], limits=None, own: str | None = None) -> bytes | None:
     """The view's tree with each feed ``(ref, merged last time, now)`` merged in.
 
     None when the view holds nothing and no feed brings anything."""
@@ -138,5 +138,6 @@ def merge_into(writer, view: bytes | None, feeds: list[tuple[str, bytes | None, 
             else:
                 warnings.append(f"warning: {ref} was rewritten (not a fast-forward of "
                                 f"{old.decode()[:12]}); kept every record this clone holds")
-        tree = theirs if tree is None else merge_trees(writer, base, tree, theirs, warnings)
+        tree = theirs if tree is None else merge_trees(writer, base, tree, theirs, warnings,
+                                                       limits, own)
     return tree

@@ -17,7 +17,6 @@ build the same tree.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from dulwich.graph import can_fast_forward, find_merge_base
@@ -25,7 +24,7 @@ from dulwich.objects import Blob, Tree
 from dulwich.repo import ParentsProvider
 
 TREE_MODE = 0o040000
-LOG_PREFIX = b".beads/log/"
+LOG_PATH = b".beads/log"
 
 
 class _Graph:
@@ -63,21 +62,32 @@ class Merged:
     warnings: list[str] = field(default_factory=list)
 
 
-def merge_commits(writer, ours: bytes, theirs: bytes) -> Merged:
+@dataclass
+class _Ctx:
+    writer: object
+    limits: object
+    warnings: list[str]
+    own: str | None  # this clone's replica: no other side adds files to its directory
+
+
+def merge_commits(writer, ours: bytes, theirs: bytes, limits, own: str | None = None) -> Merged:
     """The merged root tree of two diverged store commits."""
     bases = find_merge_base(_Graph(writer.objects), [ours, theirs])
     base_tree = writer.commit(bases[0]).tree if bases else None
     merged = Merged(b"")
-    tree = _merge_tree(writer, base_tree, writer.commit(ours).tree, writer.commit(theirs).tree,
-                       b"", merged.warnings)
-    merged.tree = tree if tree is not None else _empty(writer)
+    merged.tree = merge_trees(writer, base_tree, writer.commit(ours).tree,
+                              writer.commit(theirs).tree, merged.warnings, limits, own)
     return merged
 
 
-def merge_trees(writer, base: bytes | None, ours: bytes, theirs: bytes,
-                warnings: list[str]) -> bytes:
-    """Three-way merge of two root trees (``base`` None: a union that drops nothing)."""
-    tree = _merge_tree(writer, base, ours, theirs, b"", warnings)
+def merge_trees(writer, base: bytes | None, ours: bytes, theirs: bytes, warnings: list[str],
+                limits=None, own: str | None = None) -> bytes:
+    """Merge two root trees: ``.beads/log`` by the append rule whatever ``base`` says
+    (see ``_merge_log``), the rest three-way (``base`` None: a union)."""
+    from beadsmail.boundary import Limits
+
+    ctx = _Ctx(writer, limits or Limits(), warnings, own)
+    tree = _merge_tree(ctx, base, ours, theirs, b"")
     return tree if tree is not None else _empty(writer)
 
 
@@ -87,88 +97,220 @@ def _empty(writer) -> bytes:
     return tree.id
 
 
-def _merge_tree(writer, base: bytes | None, ours: bytes | None, theirs: bytes | None,
-                path: bytes, warnings: list[str]) -> bytes | None:
+def _merge_tree(ctx: _Ctx, base: bytes | None, ours: bytes | None, theirs: bytes | None,
+                path: bytes) -> bytes | None:
     if ours == theirs or base == theirs:
         return ours
-    if base == ours:
+    if base == ours and path not in (b"", b".beads/"):  # (records: never without the append check)
         return theirs
-    trees = [writer.tree(t) if t is not None else Tree() for t in (base, ours, theirs)]
+    trees = [_listing(ctx, t) for t in (base, ours, theirs)]
     out = Tree()
-    names = sorted({n for t in trees for n in t})
-    for name in names:
-        b, o, t = (_entry(tree, name) for tree in trees)
-        entry = _merge_entry(writer, b, o, t, path + name, warnings)
+    for name in sorted({n for t in trees for n in t}):
+        b, o, t = (tree.get(name) for tree in trees)
+        entry = _merge_log(ctx, o, t) if path + name == LOG_PATH else \
+            _merge_entry(ctx, b, o, t, path + name)
         if entry is not None:
             out.add(name, entry[0], entry[1])
     if not len(out):
         return None
-    writer._add(out)
+    ctx.writer._add(out)
     return out.id
 
 
-def _entry(tree: Tree, name: bytes) -> tuple[int, bytes] | None:
-    return tree[name] if name in tree else None
+def _listing(ctx: _Ctx, tree: bytes | None) -> dict[bytes, tuple[int, bytes]]:
+    from beadsmail import boundary
+
+    return boundary.listing(ctx.writer, tree, ctx.limits)
 
 
-def _merge_entry(writer, b, o, t, path: bytes, warnings: list[str]):
+def _merge_entry(ctx: _Ctx, b, o, t, path: bytes):
     if o == t or b == t:
         return o
-    if b == o:
+    if b == o and path != b".beads":  # (records: never without the append check)
         return t
     if o is None or t is None:  # changed on one side, removed on the other: keep the data
         return o if o is not None else t
     o_tree, t_tree = o[0] == TREE_MODE, t[0] == TREE_MODE
     if o_tree and t_tree:
         base = b[1] if b is not None and b[0] == TREE_MODE else None
-        sub = _merge_tree(writer, base, o[1], t[1], path + b"/", warnings)
+        sub = _merge_tree(ctx, base, o[1], t[1], path + b"/")
         return (TREE_MODE, sub) if sub is not None else None
-    if o_tree or t_tree:
-        warnings.append(f"warning: {path.decode()} is a file on one side and a directory on "
+    if not (o_tree or t_tree):
+        from beadsmail import boundary
+
+        a, b = (boundary.read_blob(ctx.writer, path.decode(), e[1], ctx.limits) for e in (o, t))
+        keep = o if not isinstance(b, bytes) or isinstance(a, bytes) and a < b else t
+        ctx.warnings.append(f"warning: {path.decode()} differs on both sides; kept one version")
+        return keep
+    ctx.warnings.append(f"warning: {path.decode()} is a file on one side and a directory on "
                         "the other; kept this clone's")
+    return o
+
+
+# -- .beads/log: append-only, whatever the history says ---------------------------------
+
+
+def _merge_log(ctx: _Ctx, o, t):
+    """``.beads/log`` of both sides: every replica directory of ours as it is, plus what
+    theirs adds that passes the boundary. No base is consulted: a segment missing on
+    one side is kept, and two versions of one segment merge by the append rule."""
+    from beadsmail import boundary
+
+    if t is None or t[0] != TREE_MODE or o == t:
         return o
-    return (o[0], _merge_blob(writer, o[1], t[1], path, warnings))
+    if o is None or o[0] != TREE_MODE:
+        return (TREE_MODE, _filtered(ctx, t[1], "", True)) if o is None else o
+    ours = _listing(ctx, o[1])
+    theirs, rejected = boundary.entries(ctx.writer, t[1], "", True, ctx.limits)
+    _refused(ctx, rejected)
+    out = _tree_of(ours)
+    for name, sha in sorted(theirs.items()):
+        mine = ours.get(name)
+        if mine is None:
+            out.add(name, TREE_MODE, _filtered(ctx, sha, name.decode() + "/", False))
+        elif mine[0] != TREE_MODE:
+            ctx.warnings.append(f"warning: .beads/log/{name.decode()} is not a directory here; "
+                                "kept this clone's")
+        elif mine[1] != sha:
+            out.add(name, TREE_MODE, _merge_replica(ctx, name.decode(), mine[1], sha))
+    ctx.writer._add(out)
+    return (TREE_MODE, out.id)
 
 
-def _merge_blob(writer, ours: bytes, theirs: bytes, path: bytes, warnings: list[str]) -> bytes:
-    a, b = writer.blob(ours), writer.blob(theirs)
+def _merge_replica(ctx: _Ctx, replica: str, ours: bytes, theirs: bytes) -> bytes:
+    from beadsmail import boundary
+
+    mine = _listing(ctx, ours)
+    other, rejected = boundary.entries(ctx.writer, theirs, replica + "/", False, ctx.limits)
+    _refused(ctx, rejected)
+    out = _tree_of(mine)
+    for name, sha in sorted(other.items()):
+        have = mine.get(name)
+        if have is None and replica == ctx.own:
+            ctx.warnings.append(f"warning: refused from the other side: .beads/log/{replica}/"
+                                f"{name.decode()}: a file this clone never wrote, in its own "
+                                "replica directory")
+        elif have is None:
+            out.add(name, boundary.REGULAR_MODES[0], sha)
+        elif have[1] != sha:
+            out.add(name, have[0], _merge_segment(ctx, f"{replica}/{name.decode()}", have[1], sha))
+    ctx.writer._add(out)
+    return out.id
+
+
+def _merge_segment(ctx: _Ctx, path: str, ours: bytes, theirs: bytes) -> bytes:
+    """The longer of two segments when one is an append of the other; the owner's
+    compaction (``boundary.compaction_of``); else the union of both by record id."""
+    from beadsmail import boundary
+
+    a = boundary.read_blob(ctx.writer, path, ours, ctx.limits)
+    b = boundary.read_blob(ctx.writer, path, theirs, ctx.limits)
+    if not isinstance(b, bytes):
+        _refused(ctx, [b])
+        return ours
+    if not isinstance(a, bytes):
+        return theirs  # (ours cannot be read: missing or refused; theirs is sound)
     if a.startswith(b):
         return ours
     if b.startswith(a):
         return theirs
-    if not path.startswith(LOG_PREFIX):
-        keep = ours if a < b else theirs  # symmetric: every clone keeps the same bytes
-        warnings.append(f"warning: {path.decode()} differs on both sides; kept one version")
-        return keep
-    blob = Blob.from_string(union_lines(a, b))
-    writer._add(blob)
-    warnings.append(f"warning: segment {path.decode()} was written on both sides (a copied .git "
-                    "shares a replica id?); merged its lines by record id")
+    owner = path.split("/", 1)[0]
+    # (this clone compacts its own segments itself: another side's never counts as that)
+    for old, new, sha in ((a, b, theirs), (b, a, ours)) if owner != ctx.own else ():
+        removed = boundary.compaction_of(old, new, owner, ctx.limits)
+        if removed is not None:
+            ctx.warnings.append(f"note: segment {path} was compacted by its owner "
+                                f"({len(removed)} record(s) removed after cleanup)")
+            return sha
+    blob = Blob.from_string(union_lines(a, b, ctx.limits))
+    ctx.writer._add(blob)
+    ctx.warnings.append(f"warning: segment {path} differs on both sides and neither is an append "
+                        "of the other (rewritten history, or a copied .git sharing a replica "
+                        "id); merged its lines by record id, nothing dropped")
     return blob.id
 
 
-def union_lines(a: bytes, b: bytes) -> bytes:
-    """Every record of both segments once (by id), ordered by ``(clock, id)``.
+def _filtered(ctx: _Ctx, tree: bytes, prefix: str, replicas: bool) -> bytes:
+    """A tree of theirs with only the entries that pass the boundary (refusals reported)."""
+    from beadsmail import boundary
 
-    Lines that do not parse are kept too (once each, after the records), so a
+    good, rejected = boundary.entries(ctx.writer, tree, prefix, replicas, ctx.limits)
+    if not rejected:
+        return tree
+    _refused(ctx, rejected)
+    out = Tree()
+    for name, sha in good.items():
+        out.add(name, TREE_MODE, _filtered(ctx, sha, name.decode() + "/", False)) if replicas \
+            else out.add(name, boundary.REGULAR_MODES[0], sha)
+    ctx.writer._add(out)
+    return out.id
+
+
+def _tree_of(entries: dict[bytes, tuple[int, bytes]]) -> Tree:
+    out = Tree()
+    for name, (mode, sha) in entries.items():
+        out.add(name, mode, sha)
+    return out
+
+
+def _refused(ctx: _Ctx, rejected: list) -> None:
+    ctx.warnings += [f"warning: refused from the other side: .beads/log/{r.path}: {r.why}"
+                     for r in rejected]
+
+
+def union_lines(a: bytes, b: bytes, limits) -> bytes:
+    """Every record of both segments once (by id), ordered by ``(clock, id)``; of two
+    lines with one id, the smaller bytes (every clone keeps the same one).
+
+    Lines the boundary refuses are kept too (once each, after the records), so a
     fold still reports them with file and line.
     """
-    records: dict[str, tuple[tuple[int, str], bytes]] = {}
+    from beadsmail import boundary
+    from beadsmail.records import parse_line
+
+    found: dict[str, tuple[tuple[int, str], bytes]] = {}
     other: set[bytes] = set()
     for raw in a.split(b"\n") + b.split(b"\n"):
         if not raw.strip():
             continue
-        try:
-            record = json.loads(raw)
-            key = (int(record["clock"]), str(record["id"]))
-        except (ValueError, KeyError, TypeError):
+        record = boundary.parse(raw, limits, parse_line)
+        if not isinstance(record, dict):
             other.add(raw)
             continue
-        known = records.get(key[1])
+        known = found.get(record["id"])
         if known is None or raw < known[1]:
-            records[key[1]] = (key, raw)
-    lines = [raw for _, raw in sorted(records.values())] + sorted(other)
+            found[record["id"]] = ((record["clock"], record["id"]), raw)
+    lines = [raw for _, raw in sorted(found.values())] + sorted(other)
     return b"".join(line + b"\n" for line in lines)
+
+
+def drops(writer, ours: bytes, theirs: bytes, limits, own: str | None = None) -> list[str]:
+    """Why moving from ``ours`` to ``theirs`` (a fast-forward) would drop or rewrite a
+    record this clone holds, or take in what the boundary refuses: each segment of ours
+    that theirs lacks, or holds in a form that is neither an append of ours nor its
+    owner's compaction of it; a file added to this clone's own directory; a refused
+    entry theirs changed."""
+    from beadsmail import boundary
+
+    changed = boundary.walk(writer, ours, theirs, limits)
+    found = [f"{r.path}: {r.why}" for r in changed.rejected]  # (a merge leaves them out)
+    now = boundary.segments(writer, theirs, limits)
+    if own is not None:
+        held = boundary.segments(writer, ours, limits)
+        found += [f"{path} was added to this clone's own replica directory" for path in now
+                  if path.startswith(own + "/") and path not in held]
+    for path, blob in boundary.walk(writer, theirs, ours, limits).segments:
+        if path not in now:
+            found.append(f"segment {path} is missing there")
+            continue
+        old = boundary.read_blob(writer, path, blob, limits)
+        new = boundary.read_blob(writer, path, now[path], limits)
+        if not isinstance(old, bytes) or not isinstance(new, bytes) or new.startswith(old):
+            continue
+        owner = path.split("/", 1)[0]
+        if owner == own or boundary.compaction_of(old, new, owner, limits) is None:
+            found.append(f"segment {path} is rewritten there (not an append of this clone's)")
+    return found
 
 
 def new_records(writer, old: bytes | None, new: bytes | None, limits,

@@ -180,8 +180,9 @@ class Writer:
         ``limit``. Only names of the segment form count, and an existing segment is
         loaded only when its header says it is within ``limit`` (anything else there was
         not written by this replica's writer and can never block it)."""
-        today = sorted(n for n, mode, _ in mine.iteritems() if n.startswith(day.encode())
-                       and SEGMENT_RE.match(n) and mode in REGULAR_MODES)
+        today = sorted((n for n, mode, _ in mine.iteritems() if n.startswith(day.encode())
+                        and SEGMENT_RE.match(n) and mode in REGULAR_MODES),
+                       key=lambda n: (len(n), n))  # (numbers in order past -999)
         if not today:
             return f"{day}-000.jsonl".encode(), b""
         last = today[-1]

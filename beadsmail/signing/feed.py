@@ -1,0 +1,295 @@
+"""Signed feeds: each replica's lines form a hash chain, and each write is signed.
+
+A replica's *feed* is its lines in feed order (segment name order, then line
+order). Records written with signing carry ``seq`` (1-based position in the
+feed) and ``prev`` (sha256 hex of the previous feed line's bytes as stored;
+null for seq 1). The last record of each write carries ``sig``, the replica
+key's Ed25519 signature of that record's canonical bytes without ``sig``; since
+those bytes hold ``prev``, one signature covers every earlier line of the feed
+through the chain. The first record of a feed is a ``key`` record (``op``
+``publish``) naming the public key, signed by it; ``op: rotate`` names a new
+key and is signed with the old one.
+
+Verification (``Checker``) runs as segments are read, right after a line is
+parsed, with each feed's state (key, last verified seq and line hash) supplied by
+the caller (``load``), so a refresh verifies only lines appended since: one sha256
+per line, one signature check per write (answered from a cache of good signatures,
+``SignatureCache``, when a rebuild sees the same line again). Each line comes out as
+
+- ``verified``: on the chain from the last verified line to a good signature;
+- ``unverified``: no ``seq`` (written before signing, or by an older version);
+- bad (a *problem*: kept out of the state, listed by ``bd doctor``): a bad
+  signature, a line not on the signed chain (inserted), lines missing from the
+  middle (the next signed line names a predecessor this clone never saw), a fork
+  (a second signed line for a position already taken), a ``replica`` field that
+  is not the feed's, lines after the last signature of a segment (no write ends
+  unsigned), a key change that is not a rotation signed with the old key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from beadsmail import records as rec
+from beadsmail.signing import keys
+
+VERIFIED, UNVERIFIED, FORGED = "verified", "unverified", "forged"
+KNOWN = "known"  # a line this clone folded before (read again through another head)
+
+
+def line_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def signed_bytes(record: dict) -> bytes:
+    return rec.dumps({k: v for k, v in record.items() if k != "sig"})
+
+
+# -- writing -------------------------------------------------------------------------
+
+
+def seal(records: list[dict], tip: tuple[int, str] | None, key: keys.SigningKey,
+         make_key: Callable[[dict], dict]) -> tuple[list[dict], list[bytes]]:
+    """The records and lines of one write: ``records`` given feed fields, the last one
+    signed. ``tip`` is (seq, line hash) of this replica's last feed line, None before
+    its first: then a ``key`` record publishing the key (``make_key(fields)``) comes first.
+    """
+    if tip is None:
+        records = [make_key({"op": "publish", "key": key.openssh_public}), *records]
+        seq, prev = 0, None
+    else:
+        seq, prev = tip
+    lines = []
+    for n, record in enumerate(records):
+        seq += 1
+        record["seq"], record["prev"] = seq, prev
+        if n == len(records) - 1 or record["kind"] == "key":  # (a key record stands alone)
+            record["sig"] = base64.b64encode(key.sign(signed_bytes(record))).decode()
+        line = rec.dumps(record)
+        lines.append(line)
+        prev = line_hash(line)
+    return records, lines
+
+
+# -- verifying -----------------------------------------------------------------------
+
+
+class SignatureCache:
+    """Lines whose signature checked good, by (line hash, key): a file of 64-byte entries
+    beside the index, so a rebuild checks each signature once. It only saves work: a
+    missing or damaged file costs the checks again, never a wrong answer about a line
+    this clone did not check itself (only this clone writes the file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._known: set[bytes] | None = None
+        self._new: list[bytes] = []
+
+    def _load(self) -> set[bytes]:
+        if self._known is None:
+            try:
+                data = self.path.read_bytes()
+            except OSError:
+                data = b""
+            self._known = {data[i:i + 64] for i in range(0, len(data) - len(data) % 64, 64)}
+        return self._known
+
+    def check(self, digest: bytes, public: bytes, signature: bytes, message: bytes) -> bool:
+        entry = digest + public
+        if entry in self._load():
+            return True
+        if not keys.verify(public, signature, message):
+            return False
+        self._known.add(entry)  # type: ignore[union-attr]
+        self._new.append(entry)
+        return True
+
+    def add(self, digest: bytes, public: bytes) -> None:
+        """A line this replica signed itself (its own write)."""
+        entry = digest + public
+        if self._known is not None:
+            self._known.add(entry)
+        self._new.append(entry)
+
+    def save(self) -> None:
+        if not self._new:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as fh:
+                fh.write(b"".join(self._new))
+        except OSError:
+            pass  # (a cache: the checks are simply done again)
+        self._new.clear()
+
+
+class Feed:
+    """One replica's feed as far as this clone verified it."""
+
+    __slots__ = ("replica", "key", "seq", "hash")
+
+    def __init__(self, replica: str, key: bytes | None, seq: int, hash_: str | None) -> None:
+        self.replica, self.key, self.seq, self.hash = replica, key, seq, hash_
+
+
+class Line:
+    __slots__ = ("record", "raw", "path", "line", "digest", "status", "why")
+
+    def __init__(self, record: dict, raw: bytes, path: str, line: int) -> None:
+        self.record, self.raw, self.path, self.line = record, raw, path, line
+        self.digest = hashlib.sha256(raw).digest()
+        self.status: str = UNVERIFIED
+        self.why = ""
+
+
+class Checker:
+    """Verifies segments as they are read; ``feeds`` loads and stores feed states."""
+
+    def __init__(self, load: Callable[[str], Feed | None], cache: SignatureCache,
+                 pinned: dict[str, str], forks: dict[str, int]) -> None:
+        self._load = load
+        self.cache = cache
+        self.pinned = pinned
+        self.forks = forks  # replica -> the first seq two signed branches disagree on
+        self.new_fork = False
+        self.feeds: dict[str, Feed] = {}
+        self.changed: set[str] = set()
+
+    def feed(self, replica: str) -> Feed:
+        if replica not in self.feeds:
+            self.feeds[replica] = self._load(replica) or Feed(replica, None, 0, None)
+        return self.feeds[replica]
+
+    def forget(self, replicas: set[str]) -> None:
+        """Feeds another process verified (a part of a build): their state is in its file."""
+        for replica in replicas:
+            self.feeds.pop(replica, None)
+            self.changed.discard(replica)
+
+    def segment(self, replica: str, lines: list[Line], seen: Callable[[str], bool]) -> None:
+        """Give each line of one segment (in order) its status and reason. ``seen(id)``:
+        whether the index holds that record already."""
+        feed = self.feed(replica)
+        pending: list[Line] = []
+        order = [ln.record.get("seq") or 0 for ln in lines]
+        if any(a > b for a, b in zip(order, order[1:], strict=False)):
+            # (a merge that unioned one segment's lines by id may have reordered them:
+            # the chain, not the line order, says which comes first)
+            lines = sorted(lines, key=lambda ln: ln.record.get("seq") or 0)
+        for ln in lines:
+            r = ln.record
+            if r["kind"] == "dropped":
+                ln.status = KNOWN  # (stands in for the line compaction removed)
+                if "seq" in r and r["seq"] > feed.seq:
+                    ln.digest = bytes.fromhex(r["hash"])
+                    pending.append(ln)
+            elif "seq" in r and r["seq"] <= feed.seq and (r["kind"] == "key" or seen(r["id"])):
+                ln.status = KNOWN
+            elif "seq" in r and r["seq"] >= self.forks.get(replica, r["seq"] + 1):
+                _bad(ln, f"fork: this feed has two signed branches from seq "
+                         f"{self.forks[replica]}; nothing from there on is folded")
+            elif r.get("replica") != replica:
+                _bad(ln, f"its replica field {r.get('replica')!r} is not the feed's ({replica})")
+            elif "seq" not in r:
+                ln.status = UNVERIFIED
+            elif "sig" not in r:
+                pending.append(ln)
+            else:
+                self._signed(feed, ln, pending)
+                pending = []
+        for ln in pending:
+            if ln.record["kind"] != "dropped":
+                _bad(ln, f"seq {ln.record['seq']} is not covered by a signature (a write "
+                         "never ends unsigned: lines appended by someone else, or a torn copy)")
+
+    def _signed(self, feed: Feed, ln: Line, pending: list[Line]) -> None:
+        r = ln.record
+        key = feed.key
+        if r["kind"] == "key" and r.get("op") == "publish":
+            if key is not None or r["seq"] != 1:
+                return _bad(ln, "a second key for this feed that is not a rotation signed "
+                                "with its key") if key is not None else self._orphan(ln, pending)
+            key = keys.parse_public(r["key"])
+            pinned = self.pinned.get(feed.replica)
+            if pinned is not None and keys.parse_public(pinned) != key:
+                return _bad(ln, f"this feed publishes key {keys.fingerprint(key)}, not the "
+                                f"key pinned for replica {feed.replica}")
+        if key is None:
+            return self._orphan(ln, pending)
+        try:
+            signature = base64.b64decode(r["sig"])
+        except ValueError:
+            signature = b""
+        if not self.cache.check(ln.digest, key, signature, signed_bytes(r)):
+            for p in pending:
+                if p.record["kind"] != "dropped":
+                    _bad(p, f"seq {p.record['seq']} is covered only by a bad signature")
+            return _bad(ln, "bad signature (not made by this feed's key)")
+        chain = _path_back(ln, pending, feed.hash)
+        for p in pending:
+            if p not in chain and p.record["kind"] != "dropped":
+                _bad(p, "not on the signed chain (a line inserted into this feed)")
+        first = chain[0] if chain else ln
+        start_prev = first.record["prev"]
+        if feed.seq and r["seq"] <= feed.seq:
+            at = first.record["seq"]
+            for p in [*chain, ln]:
+                _bad(p, f"fork: a second signed line for seq {p.record['seq']} of this feed, "
+                        f"which this clone already holds up to seq {feed.seq}")
+            if at < self.forks.get(feed.replica, at + 1):
+                self.forks[feed.replica] = at  # (both branches go: see Reader)
+                self.new_fork = True
+            return None
+        if start_prev != feed.hash or first.record["seq"] != feed.seq + 1:
+            ln.why = (f"lines missing before seq {first.record['seq']} (the feed was verified "
+                      f"up to seq {feed.seq}): deleted from the middle or rewritten")
+        for p in [*chain, ln]:
+            if p.record["kind"] != "dropped":
+                p.status = VERIFIED
+        if r["kind"] == "key" and r.get("op") == "rotate" and isinstance(r.get("key"), str):
+            key = keys.parse_public(r["key"])
+        feed.key, feed.seq, feed.hash = key, r["seq"], ln.digest.hex()
+        self.changed.add(feed.replica)
+        return None
+
+    def _orphan(self, ln: Line, pending: list[Line]) -> None:
+        for p in [*pending, ln]:
+            _bad(p, "this feed's key record (seq 1) is missing: its beginning was dropped "
+                    "or rewritten, so nothing in it can be verified")
+
+
+def _path_back(ln: Line, pending: list[Line], tip: str | None) -> list[Line]:
+    """The pending lines on the chain ending at ``ln``, oldest first."""
+    by_hash = {p.digest.hex(): p for p in pending}
+    chain: list[Line] = []
+    want = ln.record["prev"]
+    while want is not None and want != tip and want in by_hash:
+        p = by_hash.pop(want)
+        if p.record["seq"] != (chain[0].record["seq"] if chain else ln.record["seq"]) - 1:
+            break
+        chain.insert(0, p)
+        want = p.record["prev"]
+    return chain
+
+
+def stub(raw: bytes) -> bytes | None:
+    """The line compaction leaves in place of a signed-feed line it removes (kind
+    ``dropped``: the line's seq, prev and sha256), or None for a line outside the chain."""
+    import json
+
+    try:
+        record = json.loads(raw)
+        if "seq" not in record:
+            return None
+        return rec.dumps({"v": rec.FORMAT_VERSION, "kind": "dropped", "replica": record["replica"],
+                          "id": record["id"], "seq": record["seq"], "prev": record["prev"],
+                          "hash": line_hash(raw)})
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _bad(ln: Line, why: str) -> None:
+    ln.status, ln.why = FORGED, why

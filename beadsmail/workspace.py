@@ -25,7 +25,7 @@ from pathlib import Path
 
 from beadsmail import config as config_mod
 from beadsmail import records as rec
-from beadsmail.errors import InvalidInput, NoStore, StoreError
+from beadsmail.errors import InvalidInput, StoreError
 from beadsmail.index import Index
 from beadsmail.locks import flock_within
 from beadsmail.store import Location, branch_ref, locate, replica_id, store_heads
@@ -179,11 +179,6 @@ class Workspace:
     def heads(self) -> dict[str, str]:
         return store_heads(self.loc.common, self.ref)
 
-    def require_store(self) -> Workspace:
-        """Itself if a store ref or a remote-tracking copy exists, else ``NoStore``."""
-        if not self.heads():
-            raise NoStore(self.loc.worktree or self.loc.gitdir)
-        return self
 
     def close(self) -> None:
         if self._index is not None:

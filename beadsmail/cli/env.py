@@ -17,8 +17,10 @@ def workspace(adopt: bool = False) -> Workspace:
     store is refused: no command but ``bd init`` (and ``bd sync`` adopting a remote's
     store, ``adopt``) sets anything up."""
     ws = Workspace.open(os.environ.get("BEADS_DIR") or None)
-    if not adopt:
-        ws.require_store()
+    if not adopt and not ws.heads():  # a store ref or a remote-tracking copy of one
+        from beadsmail.errors import NoStore
+
+        raise NoStore(ws.loc.worktree or ws.loc.gitdir)
     from beadsmail.cli.output import warn
 
     for notice in ws.notices:  # settings held back until approved, said once

@@ -16,8 +16,6 @@ into the index. Hooks run after the lock is released (see ``hooks``).
 from __future__ import annotations
 
 import os
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,7 +25,7 @@ from beadsmail import config as config_mod
 from beadsmail import records as rec
 from beadsmail.errors import InvalidInput, StoreError
 from beadsmail.index import Index
-from beadsmail.locks import flock_within
+from beadsmail.locks import acquire_store, holder_note
 from beadsmail.store import Location, branch_ref, locate, replica_id, store_heads
 
 TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need it here
@@ -74,34 +72,6 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def _acquire(fd: int, path: Path, timeout: float) -> None:
-    """``flock`` the store lock, waiting at most ``timeout`` seconds."""
-    if not flock_within(fd, timeout):
-        raise StoreError(f"the store is locked by {_holder(path)} and was not released "
-                         f"within {timeout:g} s; wait for it to finish, or stop that "
-                         "process if it is stuck (store.lock_timeout in .beads/config.yaml)")
-
-
-def _command() -> str:
-    """The holder's command, its words before the first option ('bd mail send')."""
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-    words = ["bd" if name in ("__main__.py", "bd") else name]
-    for word in sys.argv[1:4]:
-        if word.startswith("-") or not word.isprintable() or " " in word:
-            break
-        words.append(word)
-    return " ".join(words)[:100]
-
-
-def _holder(path: Path) -> str:
-    """Who holds the lock, as its holder noted it: 'pid 123 (bd index rebuild, for 40 s)'."""
-    try:
-        pid, since, command = path.read_text("utf-8", "replace").strip().split(" ", 2)
-        return f"pid {int(pid)} ({command}, for {max(0, time.time() - int(since)):.0f} s)"
-    except (OSError, ValueError):
-        return "another process"
 
 
 def _tail(content: bytes, size: int) -> str:
@@ -352,10 +322,10 @@ class Workspace:
         path = self.loc.state_dir / "write.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            _acquire(fd, path, timeout)
+            acquire_store(fd, path, timeout)
             try:
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()} {time.time():.0f} {_command()}\n".encode(), 0)
+                os.pwrite(fd, holder_note(), 0)
             except OSError:
                 pass  # (a full disk) the lock holds all the same
             yield

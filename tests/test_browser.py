@@ -82,8 +82,9 @@ def test_page_shows_live_mail_moves_tasks_and_reports_conflicts(browser, served,
 
     # the page holds a stale version (someone moved the task meanwhile): the conflict is shown
     moved = page.locator(f'.card[data-task="{task["id"]}"]')
-    moved.evaluate("card => { card.dataset.version = '1' }")
-    moved.locator("select").select_option("review")
+    # (in one step: a live reload of the board between the two would bring version 2 back)
+    moved.evaluate("card => { card.dataset.version = '1'; const s = card.querySelector('select');"
+                   " s.value = 'review'; s.dispatchEvent(new Event('change')); }")
     page.wait_for_selector("#banner:not([hidden])")
     banner = page.inner_text("#banner-text")
     assert "conflict" in banner.lower() and "version 2" in banner

@@ -67,6 +67,9 @@ def _clone(remote: Path, path: Path) -> Path:
 def test_crash_loop_during_sync(tmp_path: Path, capsys) -> None:
     a = _store(tmp_path / "a", pack_after=64)
     remote = workloads.bare_remote(a)
+    # (a store publishes its feed with its first record: until then a remote has no store)
+    assert run_bd_proc(a, "mail", "send", "torture-seed", "-s", "seed", "-m", "first record",
+                       "--identity", "seeder").code == 0
     assert run_bd_proc(a, "sync", "origin").code == 0
     b = _clone(remote, tmp_path / "b")
     assert run_bd_proc(b, "sync", "origin").code == 0
@@ -123,6 +126,9 @@ def test_agents_in_worktrees_and_a_second_clone_with_sync(worktrees: list[Path],
     main = worktrees[0]
     assert run_bd_proc(main, "init").code == 0
     remote = workloads.bare_remote(main)
+    # (a store publishes its feed with its first record: until then a remote has no store)
+    assert run_bd_proc(main, "mail", "send", "torture-seed", "-s", "seed", "-m", "first record",
+                       "--identity", "seeder").code == 0
     assert run_bd_proc(main, "sync", "origin").code == 0
     other = _clone(remote, main.parent / "other")
     assert run_bd_proc(other, "sync", "origin").code == 0

@@ -152,7 +152,7 @@ def _hits(index, rows: list[dict], limit: int) -> list[dict]:
 
 def _hit(index, row: dict) -> dict:
     r = row["record"]
-    base = {"rank": round(row["rank"], 4) + 0.0,  # (never -0.0) "snippet": row["snippet"],
+    base = {"rank": round(row["rank"], 4) + 0.0, "snippet": row["snippet"],  # (no -0.0)
             "title_snippet": row["title_snippet"], "created_at": r["created_at"]}
     if row["kind"] == "message":
         channel = next((t for t in r["to"] if t.startswith("#")), None)

@@ -10,6 +10,13 @@ once, and commits an ``agent`` record with op ``heartbeat`` only when the last
 committed one is older than ``agents.heartbeat_interval`` seconds, so other
 clones see liveness at that interval without a commit per heartbeat. An active
 agent not seen for ``agents.stalled_after`` seconds is *stalled*.
+
+Any command an agent runs is a sign of life, not only ``heartbeat``: every
+record it writes counts where it is folded (``actor_seen`` in the index, so
+other clones see it with the record), and the CLI calls ``note_alive`` for the
+identity a command ran as, which notes it locally and commits a heartbeat on
+the same terms as ``heartbeat`` (so a read-only command commits at most one
+heartbeat per interval, and a command that wrote a record commits none).
 """
 
 from __future__ import annotations
@@ -200,19 +207,56 @@ def heartbeat(ws, actor: str) -> dict:
         row = registry.agent(conn, actor)
         if row is None or not row["registered"]:
             raise _not_registered(conn, actor)
+    return _beat(ws, actor)
+
+
+def touch(ws, actor: str) -> None:
+    """Note here, at once and without a commit, that ``actor`` is alive (any command).
+    Where nothing is set up yet (no index), a sign of life sets nothing up."""
+    if ws.loc.state_dir.is_dir():
+        registry.touch(ws.index.conn, actor, records.now_iso(), None)
+
+
+def note_alive(ws, actor: str) -> bool:
+    """After a command ``actor`` ran: if it is a registered agent whose newest committed
+    liveness (a heartbeat, or any record it wrote) is older than
+    ``agents.heartbeat_interval``, commit a heartbeat. True when one was committed."""
+    if not ws.loc.state_dir.is_dir():
+        return False
+    row = registry.agent(ws.index.conn, actor)
+    if row is None or not row["registered"]:
+        return False
     now_text = records.now_iso()
+    if _since_committed(ws, actor, now_text)[0] < _interval(ws):
+        return False
+    return _beat(ws, actor)["committed"]
+
+
+def _interval(ws) -> float:
+    return float(ws.config["agents"]["heartbeat_interval"])
+
+
+def _since_committed(ws, actor: str, now_text: str) -> tuple[float, datetime]:
+    """(seconds since ``actor``'s liveness was last committed (inf: never), now)."""
     now = datetime.fromisoformat(now_text.replace("Z", "+00:00"))
-    interval = float(ws.config["agents"]["heartbeat_interval"])
+    conn = ws.index.conn
     local = registry.local_heartbeat(conn, actor)
     last = max(filter(None, (local[1] if local else None, registry.committed_seen(conn, actor))),
                default=None)
     age = age_seconds(last, now)
+    return (float("inf") if age is None else age), now
+
+
+def _beat(ws, actor: str) -> dict:
+    now_text = records.now_iso()
+    interval = _interval(ws)
+    age, _ = _since_committed(ws, actor, now_text)
     record_id = None
-    if age is None or age >= interval:
+    if age >= interval:
         record_id = _write_one(ws, actor, actor, "heartbeat",
                                lambda index, r: _profile(r, last_seen=now_text))["id"]
         age = 0.0
-    registry.touch(conn, actor, now_text, now_text if record_id else None)
+    registry.touch(ws.index.conn, actor, now_text, now_text if record_id else None)
     return {"agent": actor, "last_seen": now_text, "committed": record_id is not None,
             "record": record_id, "next_commit_in": round(max(interval - age, 0.0), 1)}
 

@@ -167,7 +167,7 @@ sync:
   legacy_branch: auto         # push the merged view to the one-branch layout: auto|always|never
   retire_after_days: 90       # delete feeds idle this long from the remote (0: never)
 agents:
-  stalled_after: 300          # seconds without a heartbeat before an agent is stalled
+  stalled_after: 300          # seconds without a sign of life before an agent is stalled
   heartbeat_interval: 60      # seconds between committed heartbeats
   default_role: worker        # role of identities that never registered
 acl:

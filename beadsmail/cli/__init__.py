@@ -85,28 +85,40 @@ def run() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    env = sys.modules.get("beadsmail.cli.env")  # (imported by any command that needs it)
+    if env is not None:
+        env.ACTING.clear()
+    code = _dispatch(args)
+    env = sys.modules.get("beadsmail.cli.env")
+    if env is not None and code not in (130, 141):  # a sign of life, whatever it did
+        env.note_alive(code in (0, None))
+    sys.exit(code)
+
+
+def _dispatch(args: list[str]) -> int | str | None:
+    """Run the command; its exit code (a ``sys.exit`` argument)."""
     as_json = "--json" in args
     try:
         if args and args[0] in FAST and _fast(FAST[args[0]], args[1:]):
-            sys.exit(0)
+            return 0
         app = build_app(NEEDS.get(args[0], MODULES) if args else MODULES)
         code = app(args=args, prog_name="bd", standalone_mode=False)
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
     except BrokenPipeError:  # `bd ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)
-    except SystemExit:
-        raise
+        return 141
+    except SystemExit as done:
+        return done.code
     except BaseException as exc:  # the one error translator
         if os.environ.get("BEADS_DEBUG"):
             raise
         if type(exc).__name__ == "Exit":
-            sys.exit(getattr(exc, "exit_code", 0))
+            return getattr(exc, "exit_code", 0)
         if type(exc).__name__ == "Abort":
-            sys.exit(1)
+            return 1
         if type(exc).__name__ == "NoArgsIsHelpError":
             print(exc.ctx.get_help() if getattr(exc, "ctx", None) else "see 'bd --help'")
-            sys.exit(0)
-        sys.exit(fail(exc, as_json))
-    sys.exit(code if isinstance(code, int) else 0)
+            return 0
+        return fail(exc, as_json)
+    return code if isinstance(code, int) else 0

@@ -53,6 +53,15 @@ def run(tool: str, usage: str, args: list[str], call: Callable[[list[str], bool]
     if (not args and not any_args) or (args and args[0] in ("help", "--help", "-h")):
         print(usage)
         return 0 if args else 2
+    env.ACTING.clear()
+    code = _call(tool, usage, call, args, as_json)
+    if code != 130:  # whatever the command did, a sign of life of its caller
+        env.note_alive(code == 0)
+    return code
+
+
+def _call(tool: str, usage: str, call: Callable[[list[str], bool], Any], args: list[str],
+          as_json: bool) -> int:
     try:
         data, text = call(args, as_json)
         emit(data, as_json, lambda _: text)
@@ -94,7 +103,8 @@ def _table_call(table: dict[str, tuple]) -> Callable[[list[str], bool], Any]:
         if needs_agent and not me:
             raise InvalidInput("BTMSG_AGENT_ID is not set: export BTMSG_AGENT_ID=<your-agent-id>")
         opts["session"] = os.environ.get("BEADS_SESSION") or None
-        return function(env.workspace(), me, opts, rest)
+        ws = env.workspace()
+        return function(ws, env.acting(ws, me) if me else me, opts, rest)
     return call
 
 
@@ -144,7 +154,8 @@ MB_ARGS: dict[str, tuple[set, set, tuple[int, int]]] = {
 
 def _caller(ws) -> str:
     """CLAUDE_SESSION_ID, else bd's identity order."""
-    return os.environ.get("CLAUDE_SESSION_ID") or env.identity(ws)
+    session = os.environ.get("CLAUDE_SESSION_ID")
+    return env.acting(ws, session) if session else env.identity(ws)
 
 
 def _number(opts: dict, name: str, kind: type) -> Any:

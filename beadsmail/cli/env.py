@@ -33,9 +33,53 @@ def workspace(adopt: bool = False) -> Workspace:
 IDENTITY_VARIABLES = ("BEADS_IDENTITY", "BTMSG_AGENT_ID", "CLAUDE_SESSION_ID")
 
 
+# The caller this command runs as, once it is known: (workspace, identity). Whatever the
+# command does, it is a sign of life of that identity (``note_alive``).
+ACTING: list[tuple[Workspace, str]] = []
+
+
+def acting(ws: Workspace, me: str) -> str:
+    """This command runs as ``me`` in ``ws``: a sign of life, noted locally at once (so the
+    command's own output shows it); ``note_alive`` commits it when due. Returns ``me``."""
+    if ACTING != [(ws, me)]:
+        ACTING[:] = [(ws, me)]
+        _best_effort(me, lambda agents: agents.touch(ws, me))
+    return me
+
+
+def note_alive(succeeded: bool) -> None:
+    """After the command: if it succeeded, commit the caller's sign of life as a heartbeat
+    when one is due (see ``agents.note_alive``)."""
+    if ACTING and succeeded:
+        ws, me = ACTING[0]
+        _best_effort(me, lambda agents: agents.note_alive(ws, me))
+    ACTING.clear()
+
+
+def _best_effort(me: str, call) -> None:
+    """Liveness never fails a command: a problem noting it is a warning."""
+    import sqlite3
+
+    from beadsmail import agents
+    from beadsmail.errors import BeadsError
+
+    try:
+        call(agents)
+    except (BeadsError, sqlite3.Error, OSError) as exc:
+        from beadsmail.cli.output import warn
+
+        warn(f"could not note {me} as alive: {exc}")
+
+
 def identity_source(ws: Workspace, flag: str | None = None) -> tuple[str, str]:
     """(identity, where it came from): --identity, BEADS_IDENTITY, BTMSG_AGENT_ID,
-    CLAUDE_SESSION_ID, config, the user name."""
+    CLAUDE_SESSION_ID, config, the user name. The caller is remembered (``acting``)."""
+    me, source = _identity_source(ws, flag)
+    acting(ws, me)
+    return me, source
+
+
+def _identity_source(ws: Workspace, flag: str | None) -> tuple[str, str]:
     sources = [("--identity", flag), *((name, os.environ.get(name)) for name in IDENTITY_VARIABLES),
                ("config", ws.config.get("identity"))]
     for source, value in sources:

@@ -7,6 +7,10 @@ Every row is order-independent by construction:
   stands in for a profile until a real profile record arrives, so a heartbeat
   written on a clone that had not yet seen a status change never undoes it.
   ``last_seen`` is the maximum over all of an agent's records.
+- Liveness counts every record an agent wrote as itself, not only heartbeats:
+  ``actor_seen`` (kept by a trigger on ``records``, see ``index``) holds each
+  actor's newest ``created_at``, and an agent's ``last_seen`` as read is the
+  newest of its folded ``last_seen``, its ``actor_seen`` and its local heartbeat.
 - Channels, memberships and contacts are last-writer-wins by ``(clock, id)``;
   a channel's creator is its earliest create record.
 - Dead letters are derived from ``message_to`` (the mail fold's recipients) at
@@ -15,7 +19,8 @@ Every row is order-independent by construction:
   queue, keeping the earliest resolution.
 
 ``heartbeats`` is local, not folded: the latest liveness seen on this machine
-(and when a heartbeat was last committed), so ``bd agent heartbeat`` costs one
+(and when a heartbeat was last committed), so ``bd agent heartbeat`` (and the
+sign of life any other command gives, see ``agents.note_alive``) costs one
 small write. A rebuilt index forgets it and falls back to committed ``last_seen``.
 """
 
@@ -132,8 +137,9 @@ def _channels(conn: sqlite3.Connection, records) -> None:
 
 _AGENT_SELECT = ("SELECT a.id, a.name, a.role, a.grp, a.tier, a.model, a.status, a.registered, "
                  "a.registered_at, a.updated_at, a.updated_by, "
-                 "max(coalesce(a.last_seen, ''), coalesce(h.seen_at, '')), a.details "
-                 "FROM agents a LEFT JOIN heartbeats h ON h.agent = a.id")
+                 "max(coalesce(a.last_seen, ''), coalesce(h.seen_at, ''), coalesce(s.seen_at, '')), "
+                 "a.details FROM agents a LEFT JOIN heartbeats h ON h.agent = a.id "
+                 "LEFT JOIN actor_seen s ON s.actor = a.id")
 
 
 def _agent_dict(row) -> dict:
@@ -184,9 +190,12 @@ def local_heartbeat(conn: sqlite3.Connection, agent_id: str) -> tuple[str, str |
 
 
 def committed_seen(conn: sqlite3.Connection, agent_id: str) -> str | None:
-    """The newest liveness time committed to the store for an agent, as folded so far."""
-    row = conn.execute("SELECT last_seen FROM agents WHERE id = ?", (agent_id,)).fetchone()
-    return row[0] if row else None
+    """The newest liveness time committed to the store for an agent, as folded so far: its
+    newest heartbeat or profile ``last_seen``, or the newest record it wrote itself."""
+    row = conn.execute(
+        "SELECT max(coalesce((SELECT last_seen FROM agents WHERE id = ?1), ''), "
+        "coalesce((SELECT seen_at FROM actor_seen WHERE actor = ?1), ''))", (agent_id,)).fetchone()
+    return row[0] or None
 
 
 def touch(conn: sqlite3.Connection, agent_id: str, seen_at: str, committed_at: str | None) -> None:

@@ -73,12 +73,15 @@ def serving(repo: Path, identity: str):
 
 
 def open_page(browser, url: str, viewport: dict):  # noqa: F811
+    """The page, loaded and live; ``errors`` collects uncaught errors and console errors
+    (a failed request, the favicon's too, is one)."""
     page = browser.new_page(viewport=viewport)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url + "/")
     page.wait_for_selector("#live.on", timeout=20_000)
-    page.wait_for_selector("#agents li[data-agent]", timeout=20_000)
+    page.wait_for_selector("#agents li", timeout=20_000)
     return page, errors
 
 
@@ -89,6 +92,25 @@ def offered_addresses(page) -> set[str]:
         ...[...document.querySelectorAll('#f-channel option')].map(o => o.value && '#' + o.value),
         ...[...document.querySelectorAll('#f-agent option')].map(o => o.value),
       ].filter(Boolean)"""))
+
+
+def test_empty_store_says_what_to_do(browser, repo, bd) -> None:  # noqa: F811
+    assert bd(repo, "init").code == 0
+    with serving(repo, "human") as served:  # nobody registered: the server creates #proj
+        page, errors = open_page(browser, served.url, VIEWPORTS["desktop"])
+        page.wait_for_selector("#log .empty")
+        assert "bd mail send" in page.inner_text("#log")
+        assert "no agents" in page.inner_text("#agents")
+        assert not page.is_visible("#banner")
+        page.wait_for_function("document.querySelector('#c-to').value !== ''", timeout=10_000)
+        assert page.input_value("#c-to") == f"#{PROJECT}"
+        assert f"#{PROJECT}" in offered_addresses(page)
+        # the first message replaces the hint without a reload
+        sent = bd(repo, "mail", "send", f"#{PROJECT}", "-s", "hello", "-m", "first",
+                  "--identity", "human", "--json").json()
+        page.wait_for_selector(f'.msg[data-id="{sent["id"]}"]')
+        assert page.locator("#log .empty").count() == 0
+        assert errors == []
 
 
 def test_no_alert_until_an_error_and_compose_offers_only_what_exists(browser, team,  # noqa: F811

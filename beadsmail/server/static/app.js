@@ -105,6 +105,9 @@ async function loadLog() {
     const messages = await api("/api/messages?" + q);
     state.known = new Set(messages.map((m) => m.id));
     $("#log").replaceChildren(...messages.map((m) => renderMessage(m, false)));
+    if (!messages.length) $("#log").append(el("li", { class: "empty" }, Object.values(f).some(Boolean)
+      ? "No messages match these filters."
+      : "No messages yet: send one below, or from a shell: bd mail send AGENT -s SUBJECT -m TEXT"));
     $("#log").scrollTop = $("#log").scrollHeight;
   } catch (e) { showError("messages: " + e.message); }
 }
@@ -119,6 +122,7 @@ function arrived(m) {
   if (state.known.has(m.id) || !matches(m)) return;
   state.known.add(m.id);
   const log = $("#log");
+  for (const empty of log.querySelectorAll(".empty")) empty.remove();
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   log.append(renderMessage(m, true));
   if (atBottom) log.scrollTop = log.scrollHeight;
@@ -301,6 +305,7 @@ async function start() {
 $("#identity").addEventListener("change", () => {
   localStorage.setItem("bd-identity", $("#identity").value.trim()); defaultTo();
 });
+$("#token-box").addEventListener("submit", (ev) => ev.preventDefault());
 $("#token").addEventListener("change", () => { sessionStorage.setItem("bd-token", $("#token").value.trim()); location.reload(); });
 $("#compose").addEventListener("submit", async (ev) => {
   ev.preventDefault();

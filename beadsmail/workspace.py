@@ -170,12 +170,17 @@ class Workspace:
             built = self._build(heads)
             if built is not None:
                 return built
-        with index.transaction():  # (or another process built it meanwhile)
-            folded = index.heads()
-            if heads == folded:
-                return 0
-            new = self._fold_heads(folded, heads)
-            index.set_heads(heads)
+        from beadsmail.index.copies import Reorder
+
+        try:
+            with index.transaction():  # (or another process built it meanwhile)
+                folded = index.heads()
+                if heads == folded:
+                    return 0
+                new = self._fold_heads(folded, heads)
+                index.set_heads(heads)
+        except Reorder:  # a copy the rule prefers to one folded: fold everything anew
+            return self.rebuild_index()
         index.upkeep()
         return len(new)
 
@@ -378,6 +383,8 @@ class Workspace:
         command folds them from the store."""
         import sqlite3
 
+        from beadsmail.index.copies import Reorder
+
         index = self.index
         try:
             with index.transaction():
@@ -386,6 +393,8 @@ class Workspace:
                 else:  # someone outside beadsmail moved the ref: fold the long way
                     self._fold_heads(index.heads(), self.heads())
                     index.set_heads(self.heads())
+        except Reorder:  # (see refresh)
+            self.rebuild_index()
         except (sqlite3.Error, OSError) as exc:
             return [f"warning: stored in commit {commit.decode()[:12]}, but the index could not "
                     f"be updated ({exc}); the next command catches up"]

@@ -272,9 +272,25 @@ class Workspace:
                                   self.limits)
         except KeyError as exc:
             raise StoreError(f"store object missing ({exc}); run 'bd doctor'") from None
-        for rejection in found.rejected:
+        for rejection in found.rejected + self._strangers(ref, found.segments):
             self.index.add_rejection(rejection.at(ref, sha))
         return [(path, blob.decode(), (ref, sha)) for path, blob in found.segments]
+
+    def _strangers(self, ref: str, segments: list[tuple[str, bytes]]) -> list:
+        """Segments another head adds to this clone's own replica directory that its local
+        ref lacks: files it never wrote (the merge refuses them too). Taken out of
+        ``segments``; returned as rejections."""
+        own = replica_id(self.loc, create=False)
+        if ref == self.ref or own is None or not any(
+                path.startswith(own + "/") for path, _ in segments):
+            return []
+        from beadsmail import boundary
+
+        held = boundary.replica_segments(self.writer, self.writer.head(), own, self.limits)
+        strange = [path for path, _ in segments if path.startswith(own + "/") and path not in held]
+        segments[:] = [(path, blob) for path, blob in segments if path not in strange]
+        return [boundary.Rejection(path, 0, "a file this clone never wrote, in its own replica "
+                                   "directory; not read") for path in strange]
 
     def _fold_heads(self, folded: dict[str, str], heads: dict[str, str]) -> list[dict]:
         items: list[tuple[dict, str, str, int]] = []

@@ -30,8 +30,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
-from beadsmail.index import (build, copies, generations, mail, registry, reservations, search,
-                             tasks)
+from beadsmail.index import build, copies, generations, mail, registry, reservations, search, tasks
 
 SCHEMA_VERSION = 16
 # How long a process waits for another's index transaction: a full rebuild of a

@@ -22,7 +22,11 @@ held copy (``differs``) or sit outside their replica's directory, for
 replica's) and ``conflicting_copies`` (other copies of the id hold other content).
 
 A copy that beats the held one with the same content only moves where the index
-says the record is. One with other content cannot be folded in place (the domain
+says the record is. A copy with other content at the held copy's own path is
+that segment rewritten (by hand, or by a history that rewrites it): the index
+keeps what it holds, as it keeps every record a later fold lacks, until it is
+rebuilt (``bd doctor`` names the rewrite). Another copy with other content that
+beats the held one cannot be folded in place (the domain
 tables already hold what the old one said, and later records built on it), so
 ``contend`` raises ``Reorder`` and the caller builds the index anew; a build
 loads every copy and settles each contested id once (``settle``), before the
@@ -97,8 +101,8 @@ def contend(conn: sqlite3.Connection, copy: Copy) -> None:
     if row is None or (row[0] == text and row[1] == path and row[2] == line):
         return  # (the common case: the same line read again, from another head)
     held = (json.loads(row[0]), *row)
-    if rank(*copy) >= rank(*held):
-        _keep(conn, copy, held[0])
+    if rank(*copy) >= rank(*held) or (record != held[0] and path == held[2]):
+        _keep(conn, copy, held[0])  # (the same place rewritten: the copy held is kept)
     elif record != held[0]:
         raise Reorder(record["id"])
     else:

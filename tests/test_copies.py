@@ -172,3 +172,37 @@ def test_a_rebuild_and_an_incremental_fold_agree_on_every_copy(net: dict, tmp_pa
     live = faults.live_fingerprint(repo)
     assert live == faults.fresh_fingerprint(repo)
     assert live["copies"]
+
+
+def test_a_split_build_settles_copies_across_its_parts(tmp_path: Path, monkeypatch) -> None:
+    """A build that loads half the first head's segments in a child process settles copies
+    found in both halves as one that loads them all itself does."""
+    from beadsmail import workspace
+
+    repo = make_repo(tmp_path / "repo")
+    assert run_bd(repo, "init").code == 0
+    _send(repo, "alice", "template")
+    own = _replica(repo)
+    a = hostile.Attacker(repo, own, own, [])
+    a.changes, a.parent = [], "beadsmail"
+    home, other = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
+    ids = [f"bd-zzzzzzzzzz{n:03d}" for n in range(20)]
+    for n, rid in enumerate(ids):
+        a.put(f"log/{home}/{hostile.DAY}-{n:03d}.jsonl", a.record(id=rid, replica=home) + b"\n")
+    copies = [a.record(id=rid, replica=home) for rid in ids[::3]]  # (the same, misplaced)
+    copies += [a.record(id=rid, replica=other, actor="a", subject="preferred")
+               for rid in ids[1::3]]
+    a.put(f"log/{other}/{hostile.DAY}-000.jsonl", b"".join(c + b"\n" for c in copies))
+    a.commit()
+    assert run_bd(repo, "index", "rebuild").code == 0
+    split = faults.live_fingerprint(repo)
+    monkeypatch.setattr(workspace, "SPLIT_SEGMENTS", 10**9)
+    whole = faults.fresh_fingerprint(repo)
+    assert split == whole
+    held = {rid: run_bd(repo, "show", rid, "--json").json() for rid in ids}
+    assert all(held[rid]["subject"] == "preferred" for rid in ids[1::3])
+    assert all(held[rid]["flags"] == ["conflicting_copies"] for rid in ids[1::3])
+    assert all(held[rid]["flags"] == [] for rid in ids[::3])  # (the copy held is in place)
+    assert len(split["copies"]) == len(copies)
+    found = {c["id"]: c for c in run_bd(repo, "doctor", "--json").json()["copies"]}
+    assert all(not found[rid]["copies"][0]["differs"] for rid in ids[::3])

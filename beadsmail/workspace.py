@@ -403,14 +403,15 @@ class Workspace:
 
         index = self.index
         try:
-            with index.transaction():
-                if old_head is None or index.heads().get(self.ref) == old_head.decode():
-                    self._fold_own(commit, path, records, lines)
-                else:  # someone outside beadsmail moved the ref: fold the long way
-                    self._fold_heads(index.heads(), self.heads())
-                    index.set_heads(self.heads())
-        except Reorder:  # (see refresh)
-            self.rebuild_index()
+            try:
+                with index.transaction():
+                    if old_head is None or index.heads().get(self.ref) == old_head.decode():
+                        self._fold_own(commit, path, records, lines)
+                    else:  # someone outside beadsmail moved the ref: fold the long way
+                        self._fold_heads(index.heads(), self.heads())
+                        index.set_heads(self.heads())
+            except Reorder:  # (see refresh)
+                self.rebuild_index()
         except (sqlite3.Error, OSError) as exc:
             return [f"warning: stored in commit {commit.decode()[:12]}, but the index could not "
                     f"be updated ({exc}); the next command catches up"]

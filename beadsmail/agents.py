@@ -11,12 +11,8 @@ committed one is older than ``agents.heartbeat_interval`` seconds, so other
 clones see liveness at that interval without a commit per heartbeat. An active
 agent not seen for ``agents.stalled_after`` seconds is *stalled*.
 
-Any command an agent runs is a sign of life, not only ``heartbeat``: every
-record it writes counts where it is folded (``actor_seen`` in the index, so
-other clones see it with the record), and the CLI calls ``note_alive`` for the
-identity a command ran as, which notes it locally and commits a heartbeat on
-the same terms as ``heartbeat`` (so a read-only command commits at most one
-heartbeat per interval, and a command that wrote a record commits none).
+Any command an agent runs is a sign of life, not only ``heartbeat``: see
+``beadsmail.liveness``, which commits through ``beat`` when a heartbeat is due.
 """
 
 from __future__ import annotations
@@ -24,14 +20,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from beadsmail import addressing, permissions, records
+from beadsmail import liveness as signs
 from beadsmail.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from beadsmail.index import mail as mail_index
-from beadsmail.index import registry
+from beadsmail.index import registry, roster
 from beadsmail.timespec import age_seconds, parse_duration
 
 STATUSES = ("active", "sleeping", "stopped")
 TIERS = (1, 2)
 PROFILE = ("name", "role", "group", "tier", "model", "status", "last_seen", "details")
+# A reviewer's attention score: 10 points per task waiting in review, at most 50 (bttask).
+ATTENTION_PER_TASK = 10
+ATTENTION_CAP = 50
 
 
 # -- reading --------------------------------------------------------------------
@@ -51,17 +51,30 @@ def liveness(row: dict, now: datetime, stalled_after: float) -> str:
     return "stalled" if age is None or age > stalled_after else "alive"
 
 
-def view(ws, row: dict, now: datetime | None = None) -> dict:
+def view(ws, row: dict, now: datetime | None = None, pending: tuple[int, int] | None = None,
+         queues: dict | None = None) -> dict:
     """An agent as commands show it: profile, liveness, unread (not read) and open (not
-    acked) mail."""
+    acked) mail, and a reviewer's review queue. ``pending`` and ``queues``: as computed
+    for a whole roster at once (``index.roster``)."""
     now = now or datetime.now(UTC)
     conn = ws.index.conn
     state = liveness(row, now, float(ws.config["agents"]["stalled_after"]))
     age = age_seconds(row["last_seen"], now)
-    unread, open_ = registry.pending_counts(conn, row["id"], reach(conn, row["id"]))
+    if pending is None:
+        pending = registry.pending_counts(conn, row["id"], reach(conn, row["id"]))
+    queue = review_queue(row, roster.review_queues(conn) if queues is None else queues)
     return {**row, "liveness": state, "stalled": state == "stalled",
             "seen_seconds_ago": None if age is None else round(max(age, 0.0), 1),
-            "unread": unread, "open": open_}
+            "unread": pending[0], "open": pending[1], "review_queue_count": queue,
+            "attention_score": None if queue is None else min(queue * ATTENTION_PER_TASK, ATTENTION_CAP)}
+
+
+def review_queue(row: dict, queues: dict) -> int | None:
+    """A reviewer's review queue: the tasks in review in its group (every group's, for a
+    reviewer without one); None for other roles."""
+    if row.get("role") != "reviewer":
+        return None
+    return sum(queues.values()) if row.get("group") is None else queues.get(row["group"], 0)
 
 
 def roles(ws, me: str | None = None) -> dict:
@@ -96,7 +109,10 @@ def list_agents(ws, include_all: bool = False, group: str | None = None) -> list
 
         groups.require(conn, group)
     now = datetime.now(UTC)
-    return [view(ws, row, now) for row in registry.agents(conn, include_all, group)]
+    rows = registry.agents(conn, include_all, group)
+    pending = roster.pending(conn, [row["id"] for row in rows])
+    queues = roster.review_queues(conn)
+    return [view(ws, row, now, pending[row["id"]], queues) for row in rows]
 
 
 def show(ws, agent_id: str) -> dict:
@@ -219,50 +235,15 @@ def heartbeat(ws, actor: str) -> dict:
         row = registry.agent(conn, actor)
         if row is None or not row["registered"]:
             raise _not_registered(conn, actor)
-    return _beat(ws, actor)
+    return beat(ws, actor)
 
 
-def touch(ws, actor: str) -> None:
-    """Note here, at once and without a commit, that ``actor`` is alive (any command).
-    Where nothing is set up yet (no index), a sign of life sets nothing up."""
-    if ws.loc.state_dir.is_dir():
-        registry.touch(ws.index.conn, actor, records.now_iso(), None)
-
-
-def note_alive(ws, actor: str) -> bool:
-    """After a command ``actor`` ran: if it is a registered agent whose newest committed
-    liveness (a heartbeat, or any record it wrote) is older than
-    ``agents.heartbeat_interval``, commit a heartbeat. True when one was committed."""
-    if not ws.loc.state_dir.is_dir():
-        return False
-    row = registry.agent(ws.index.conn, actor)
-    if row is None or not row["registered"]:
-        return False
+def beat(ws, actor: str) -> dict:
+    """``heartbeat`` for a caller known to be registered: note it alive here, and commit a
+    heartbeat if its last committed sign of life is due (``liveness.note_alive`` too)."""
     now_text = records.now_iso()
-    if _since_committed(ws, actor, now_text)[0] < _interval(ws):
-        return False
-    return _beat(ws, actor)["committed"]
-
-
-def _interval(ws) -> float:
-    return float(ws.config["agents"]["heartbeat_interval"])
-
-
-def _since_committed(ws, actor: str, now_text: str) -> tuple[float, datetime]:
-    """(seconds since ``actor``'s liveness was last committed (inf: never), now)."""
-    now = datetime.fromisoformat(now_text.replace("Z", "+00:00"))
-    conn = ws.index.conn
-    local = registry.local_heartbeat(conn, actor)
-    last = max(filter(None, (local[1] if local else None, registry.committed_seen(conn, actor))),
-               default=None)
-    age = age_seconds(last, now)
-    return (float("inf") if age is None else age), now
-
-
-def _beat(ws, actor: str) -> dict:
-    now_text = records.now_iso()
-    interval = _interval(ws)
-    age, _ = _since_committed(ws, actor, now_text)
+    interval = signs.interval(ws)
+    age = signs.since_committed(ws, actor, now_text)
     record_id = None
     if age >= interval:
         record_id = _write_one(ws, actor, actor, "heartbeat",

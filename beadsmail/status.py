@@ -21,7 +21,8 @@ def overview(ws, me: str) -> dict:
                    strict=True)),
         "agents": [{k: a[k] for k in ("id", "name", "role", "group", "tier", "status",
                                       "liveness", "stalled", "last_seen", "seen_seconds_ago",
-                                      "unread", "open")} for a in roster],
+                                      "unread", "open", "review_queue_count", "attention_score")}
+                   for a in roster],
         "stalled": [a["id"] for a in roster if a["stalled"]],
         "channels": [{"name": c["name"], "members": len(c["members"]), "messages": c["messages"],
                       "last_post_at": c["last_post_at"]} for c in channels.list_channels(ws)],

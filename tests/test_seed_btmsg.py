@@ -45,7 +45,8 @@ def test_register_stores_the_agents_table_columns(team: list[Path]) -> None:
     agents = {a["id"]: a for a in js(sh(team[0], "btmsg status --json"))}
     assert agents["mgr-1"] | {"last_seen": None, "unread": 0} == {
         "id": "mgr-1", "name": "Manager", "role": "manager", "group_id": "my-team", "tier": 1,
-        "model": None, "status": "active", "last_seen": None, "stalled": False, "unread": 0}
+        "model": None, "status": "active", "last_seen": None, "stalled": False, "unread": 0,
+        "review_queue_count": None, "attention_score": None}  # (a reviewer's: bttask's)
     assert agents["tester-1"]["role"] == "tester" and agents["tester-1"]["group_id"] == "my-team"
 
 

@@ -1,46 +1,29 @@
 """CLI commands: the agent registry, contacts, dead letters, audit and status (channels in
 ``cli.channels``).
 
-``bd agent heartbeat`` runs after many agent actions, so ``fast()`` handles it
-without importing typer (``cli.FAST``); anything it does not fully understand
-falls back to the typer app. typer is imported inside ``register()``, where the
-command annotations are evaluated (no ``from __future__ import annotations``).
+``bd agent heartbeat``, ``bd agent list`` and ``bd status`` run without typer
+first (``cli.roster``, through ``cli.FAST``); the commands here parse what that
+fast path leaves over and call the same functions. typer is imported inside
+``register()``, where the command annotations are evaluated (no
+``from __future__ import annotations``).
 """
 
 from typing import Annotated
 
-from beadsmail import addressing, agents, audit, contacts, status
+from beadsmail import addressing, agents, audit, contacts
 from beadsmail.cli import env
 from beadsmail.cli.output import emit
-
-HEARTBEAT_VALUED = ("--identity",)
-
-
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit} ago"
-    return f"{int(seconds)}s ago"
-
-
-def render_agents(rows: list[dict]) -> str:
-    if not rows:
-        return "no agents registered (add one with 'bd agent register --id ID --role ROLE')"
-    lines = [f"{'ID':<20} {'ROLE':<10} {'GROUP':<12} {'T'} {'LIVENESS':<12} {'SEEN':<10} "
-             "UNREAD/OPEN"]
-    lines += [f"{a['id']:<20} {a['role'] or '-':<10} {a['group'] or '-':<12} {a['tier'] or '-'} "
-              f"{a['liveness']:<12} {_ago(a['seen_seconds_ago']):<10} {a['unread']}/{a['open']}"
-              for a in rows]
-    return "\n".join(lines)
+from beadsmail.cli.roster import ago, run_heartbeat, run_list, run_status
 
 
 def render_agent(a: dict) -> str:
     lines = [f"{a['id']} ({a['name']}): {a['role']}, group {a['group'] or '-'}, tier {a['tier']}, "
              f"model {a['model'] or '-'}",
-             f"status {a['status']}, {a['liveness']}, last seen {_ago(a['seen_seconds_ago'])}, "
+             f"status {a['status']}, {a['liveness']}, last seen {ago(a['seen_seconds_ago'])}, "
              f"{a['unread']} unread, {a['open']} open (not acked)"]
+    if a.get("review_queue_count") is not None:
+        lines.append(f"review queue: {a['review_queue_count']} task(s), attention score "
+                     f"{a['attention_score']}")
     if a.get("channels") is not None:
         lines.append("channels: " + (", ".join("#" + c for c in a["channels"]) or "none"))
         lines.append("contacts: " + (", ".join(a["contacts"]) or "none"))
@@ -65,23 +48,6 @@ def render_audit(rows: list[dict]) -> str:
                      + (f"  {e['detail']}" if e["detail"] else "") for e in rows)
 
 
-def render_status(d: dict) -> str:
-    lines = [f"{d['identity']}: {d['unread']} unread, {d['open']} open", "",
-             render_agents(d["agents"]), ""]
-    lines += [f"#{c['name']:<20} {_n(c['members'], 'member')}, {_n(c['messages'], 'message')}"
-              for c in d["channels"]]
-    lines += ["", f"dead letters: {d['dead_letters']}"
-              + (f" (to {', '.join(d['dead_letter_recipients'])})" if d["dead_letters"] else ""),
-              f"review queue: {d['review_queue']} task(s)"]
-    if d["stalled"]:
-        lines.append(f"stalled: {', '.join(d['stalled'])}")
-    held = d.get("reservations", [])
-    lines.append(f"reservations: {len(held)}" + "".join(
-        f"\n  {r['holder']:<14} {r['mode']:<9} {r['pattern']}  until {r['until'][11:16]} UTC"
-        + ("  (LOST)" if r["state"] == "lost" else "") for r in held[:20]))
-    return "\n".join(lines)
-
-
 def render_roles(d: dict) -> str:
     """The capability x role table, then who may do what beyond it."""
     roles = list(d["roles"])
@@ -101,25 +67,6 @@ def render_roles(d: dict) -> str:
     if d.get("identity"):
         lines.append(f"{d['identity']} acts as {d['role']}.")
     return "\n".join(lines)
-
-
-def render_heartbeat(d: dict) -> str:
-    return f"{d['agent']} alive at {d['last_seen']}" + (" (committed)" if d["committed"] else "")
-
-
-def fast(args: list[str]) -> bool:
-    """``bd agent heartbeat [--identity ID] [--json]`` without typer; False for anything else."""
-    from beadsmail.cli import argv
-
-    parsed = argv.parse(args[1:], flags=("--json",), options=HEARTBEAT_VALUED) \
-        if args[:1] == ["heartbeat"] else None
-    if parsed is None:
-        return False
-    opts = parsed[0]
-    ws = env.workspace()
-    emit(agents.heartbeat(ws, env.identity(ws, opts.get("--identity"))), opts["--json"],
-         render_heartbeat)
-    return True
 
 
 def _register_agent_app(app, typer, Json, Identity) -> None:
@@ -167,7 +114,7 @@ def _roster_commands(agent_app, typer, Json, Identity) -> None:
         json_: Json = False,
     ) -> None:
         """List agents with liveness and unread counts.  Example: bd agent list --json"""
-        emit(agents.list_agents(workspace(), all_, group), json_, render_agents)
+        run_list(all_, group, json_)
 
     @agent_app.command("roles")
     def roles_(identity_: Identity = None, json_: Json = False) -> None:
@@ -199,8 +146,7 @@ def _liveness_commands(agent_app, typer, Json, Identity) -> None:
     @agent_app.command("heartbeat")
     def heartbeat_(identity_: Identity = None, json_: Json = False) -> None:
         """Say this agent is alive (cheap; committed at most every agents.heartbeat_interval).  Example: bd agent heartbeat --identity w1"""
-        ws = workspace()
-        emit(agents.heartbeat(ws, identity(ws, identity_)), json_, render_heartbeat)
+        run_heartbeat(identity_, json_)
 
     @agent_app.command("retire")
     def retire_(
@@ -287,7 +233,7 @@ def register(app) -> None:
     for part in (_register_agent_app, _register_contacts_app, _register_dlq_app):
         part(app, typer, Json, Identity)
     channel_cli.register(app)
-    workspace, identity = env.workspace, env.identity
+    workspace = env.workspace
 
     @app.command("audit")
     def audit_(
@@ -305,9 +251,4 @@ def register(app) -> None:
     @app.command("status")
     def status_(identity_: Identity = None, json_: Json = False) -> None:
         """Overview: agents, liveness, unread, channels, dead letters, review queue.  Example: bd status --json"""
-        ws = workspace()
-        emit(status.overview(ws, identity(ws, identity_)), json_, render_status)
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+        run_status(identity_, json_)

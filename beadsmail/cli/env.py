@@ -43,16 +43,16 @@ def acting(ws: Workspace, me: str) -> str:
     command's own output shows it); ``note_alive`` commits it when due. Returns ``me``."""
     if ACTING != [(ws, me)]:
         ACTING[:] = [(ws, me)]
-        _best_effort(me, lambda agents: agents.touch(ws, me))
+        _best_effort(me, lambda signs: signs.touch(ws, me))
     return me
 
 
 def note_alive(succeeded: bool) -> None:
     """After the command: if it succeeded, commit the caller's sign of life as a heartbeat
-    when one is due (see ``agents.note_alive``)."""
+    when one is due (see ``beadsmail.liveness``)."""
     if ACTING and succeeded:
         ws, me = ACTING[0]
-        _best_effort(me, lambda agents: agents.note_alive(ws, me))
+        _best_effort(me, lambda signs: signs.note_alive(ws, me))
     ACTING.clear()
 
 
@@ -60,11 +60,11 @@ def _best_effort(me: str, call) -> None:
     """Liveness never fails a command: a problem noting it is a warning."""
     import sqlite3
 
-    from beadsmail import agents
+    from beadsmail import liveness
     from beadsmail.errors import BeadsError
 
     try:
-        call(agents)
+        call(liveness)
     except (BeadsError, sqlite3.Error, OSError) as exc:
         from beadsmail.cli.output import warn
 

@@ -143,13 +143,25 @@ def _count(text: str) -> int:
 
 
 def fast(args: list[str]) -> bool:
-    """Run ``bd task list`` without typer; False if typer should parse ``args``."""
+    """Run ``bd task list`` or ``review-count`` without typer; False if typer should parse
+    ``args``."""
+    if args[:1] == ["review-count"]:
+        from beadsmail.cli import argv
+
+        parsed = argv.parse(args[1:], flags=("--json",), options=("--group",))
+        if parsed is not None:
+            run_review_count(parsed[0].get("--group"), parsed[0]["--json"])
+        return parsed is not None
     opts = _list_options(args[1:]) if args[:1] == ["list"] else None
     if opts is None:
         return False
     emit(tasks.listing(env.workspace(), opts["--status"], opts["--assigned"], opts["--group"],
                        opts["--all"], opts["--limit"]), opts["--json"], render_list)
     return True
+
+
+def run_review_count(group: str | None, as_json: bool) -> None:
+    emit(tasks.review_count(env.workspace(), group), as_json, lambda d: str(d["review"]))
 
 
 def _cli():
@@ -322,7 +334,7 @@ def _reads(task_app) -> None:
     def review_count(group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
                      json_: common.Json = False) -> None:
         """How many tasks are in review.  Example: bd task review-count --group backend --json"""
-        emit(tasks.review_count(workspace(), group), json_, lambda d: str(d["review"]))
+        run_review_count(group, json_)
 
     @task_app.command("board")
     def board(

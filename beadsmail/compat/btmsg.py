@@ -48,11 +48,14 @@ def message_row(ws, view: dict, me: str | None = None) -> dict:
 
 
 def agent_row(view: dict) -> dict:
-    """An agent as a row of btmsg's ``agents`` table (plus liveness and unread count)."""
+    """An agent as a row of btmsg's ``agents`` table (plus liveness, unread count and, for
+    reviewers, bttask's ``review_queue_count`` with the attention score it feeds)."""
     return {"id": view["id"], "name": view["name"], "role": view["role"],
             "group_id": view["group"], "tier": view["tier"], "model": view["model"],
             "status": view["status"], "last_seen": view["last_seen"],
-            "stalled": view["stalled"], "unread": view["unread"]}
+            "stalled": view["stalled"], "unread": view["unread"],
+            "review_queue_count": view["review_queue_count"],
+            "attention_score": view["attention_score"]}
 
 
 def channel_row(summary: dict) -> dict:
@@ -255,7 +258,10 @@ def status(ws, me: str | None, opts: dict, rest: list[str]) -> tuple[list, str]:
     group = opts.get("--group") or (_group(ws, me) if me else None)
     rows = [agent_row(v) for v in agents.list_agents(ws, group=group)]
     lines = [f"  {r['id']:<16} {r['name']:<20} {r['role']:<10} tier {r['tier']}  "
-             f"{'stalled' if r['stalled'] else r['status']}  unread {r['unread']}" for r in rows]
+             f"{'stalled' if r['stalled'] else r['status']}  unread {r['unread']}"
+             + ("" if r["review_queue_count"] is None else
+                f"  review {r['review_queue_count']} (attention {r['attention_score']})")
+             for r in rows]
     return rows, "\n".join(["Agents:", *lines]) if rows else "No agents registered."
 
 

@@ -185,7 +185,10 @@ async function loadAgents() {
     const connected = new Set(info.connected);
     const ids = new Set(agents.map((a) => a.id));
     const rows = agents.map((a) => el("li", { dataset: { agent: a.id } },
-      el("span", {}, a.id, a.role ? el("small", {}, ` ${a.role}`) : null),
+      el("span", {}, a.id, a.role ? el("small", {}, ` ${a.role}`) : null,
+         a.review_queue_count == null ? null : el("small", { class: "attention",
+           title: "tasks waiting in review (attention score: 10 per task, at most 50)" },
+           ` · review ${a.review_queue_count} · attention ${a.attention_score}`)),
       el("span", {}, connected.has(a.id) ? el("span", { class: "liveness connected" }, "connected") : null,
          " ", el("span", { class: "liveness " + a.liveness }, a.liveness))));
     for (const id of connected) if (!ids.has(id)) rows.push(el("li", { dataset: { agent: id } },

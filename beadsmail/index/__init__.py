@@ -6,9 +6,6 @@ has folded (``heads``) and how far into each segment file (``segments``: blob,
 byte size, line count and a fingerprint of the last bytes folded), so a refresh
 reads only appended bytes. Every record goes into ``records`` once (by id);
 ``bad_lines`` keeps lines that did not parse or validate, with file and line.
-Triggers on ``records`` keep ``kind_counts`` (records per kind) and ``actor_seen``
-(each actor's newest ``created_at``: any record an agent wrote is a sign of life,
-see ``registry``) without a scan; a build fills both with one GROUP BY each.
 
 Domain state (messages, tasks, agents ...) is a fold of the records, defined in
 the sibling modules. Each fold is written so that the result does not depend on
@@ -63,7 +60,6 @@ CREATE TABLE IF NOT EXISTS bad_lines (
     ref TEXT, commit_id TEXT, PRIMARY KEY (path, line));
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kind_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS actor_seen (actor TEXT PRIMARY KEY, seen_at TEXT NOT NULL) WITHOUT ROWID;
 """
 # The indexes and triggers of ``records``, which a build (``Index.load``) creates once after
 # inserting the rows instead of updating them row by row. The id index is a separate UNIQUE
@@ -78,10 +74,6 @@ CREATE TRIGGER IF NOT EXISTS records_counted AFTER INSERT ON records BEGIN
 END;
 CREATE TRIGGER IF NOT EXISTS records_uncounted AFTER DELETE ON records BEGIN
     UPDATE kind_counts SET n = n - 1 WHERE kind = old.kind;
-END;
-CREATE TRIGGER IF NOT EXISTS records_actor_seen AFTER INSERT ON records BEGIN
-    INSERT INTO actor_seen VALUES (new.actor, new.created_at) ON CONFLICT (actor)
-        DO UPDATE SET seen_at = excluded.seen_at WHERE excluded.seen_at > actor_seen.seen_at;
 END;
 """
 
@@ -340,8 +332,6 @@ class Index:
                 conn.execute(statement)
         rows.settle()  # (one copy of each id held, by the rule of ``copies``)
         conn.execute("INSERT INTO kind_counts SELECT kind, count(*) FROM records GROUP BY kind")
-        conn.execute("INSERT INTO actor_seen SELECT actor, max(created_at) FROM records "
-                     "GROUP BY actor")
         self._fold(rows.others)
         for domain in DOMAINS:
             for statement in _statements(domain.QUERY_INDEXES):

@@ -8,7 +8,7 @@ Every row is order-independent by construction:
   written on a clone that had not yet seen a status change never undoes it.
   ``last_seen`` is the maximum over all of an agent's records.
 - Liveness counts every record an agent wrote as itself, not only heartbeats:
-  ``actor_seen`` (kept by a trigger on ``records``, see ``index``) holds each
+  ``actor_seen`` (kept by a trigger on ``records``, see ``KEYS``) holds each
   actor's newest ``created_at``, and an agent's ``last_seen`` as read is the
   newest of its folded ``last_seen``, its ``actor_seen`` and its local heartbeat.
 - Channels, memberships and contacts are last-writer-wins by ``(clock, id)``;
@@ -49,10 +49,19 @@ CREATE TABLE IF NOT EXISTS dead_resolved (
     message_id TEXT NOT NULL, recipient TEXT NOT NULL, by TEXT NOT NULL, at TEXT NOT NULL,
     note TEXT, clock INTEGER NOT NULL, rid TEXT NOT NULL,
     PRIMARY KEY (message_id, recipient)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS actor_seen (actor TEXT PRIMARY KEY, seen_at TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS heartbeats (
     agent TEXT PRIMARY KEY, seen_at TEXT NOT NULL, committed_at TEXT) WITHOUT ROWID;
 """
-KEYS = ""  # (the tables' own keys serve the fold)
+# Each actor's newest record (``actor_seen``), kept by a trigger on ``records`` as they are
+# inserted, and filled by one GROUP BY when a build creates it after loading them.
+KEYS = """
+CREATE TRIGGER IF NOT EXISTS records_actor_seen AFTER INSERT ON records BEGIN
+    INSERT INTO actor_seen VALUES (new.actor, new.created_at) ON CONFLICT (actor)
+        DO UPDATE SET seen_at = excluded.seen_at WHERE excluded.seen_at > actor_seen.seen_at;
+END;
+INSERT OR REPLACE INTO actor_seen SELECT actor, max(created_at) FROM records GROUP BY actor;
+"""
 LOADED: dict = {}  # (a build folds every kind of this domain)
 LOADED_INTO: dict = {}
 # Indexes that only queries read: a build creates them after the fold.

@@ -8,7 +8,7 @@ import typer
 
 from beadsmail import channels
 from beadsmail.cli.common import Identity, Json, identity, workspace
-from beadsmail.cli.output import emit
+from beadsmail.cli.output import emit, emit_written
 
 Name = Annotated[str, typer.Argument(help="Channel name ('#' optional).", show_default=False)]
 Agent = Annotated[str | None, typer.Option(help="Another agent (managers only).")]
@@ -101,9 +101,9 @@ def _message_commands(channel_app: typer.Typer) -> None:
     ) -> None:
         """Post to a channel (same as bd mail send '#NAME').  Example: bd channel post backend -m 'deploy at 5pm'"""
         ws = workspace()
-        result, warnings = channels.post(ws, identity(ws, identity_), name, message, subject,
-                                         type_, priority)
-        emit(result, json_, lambda m: f"posted {m['id']} to #{m['channel']}", warnings)
+        result = channels.post(ws, identity(ws, identity_), name, message, subject, type_,
+                               priority)
+        emit_written(result, json_, lambda m: f"posted {m['id']} to #{m['channel']}")
 
     @channel_app.command("read")
     def read_(name: Name,

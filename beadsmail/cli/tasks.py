@@ -120,8 +120,9 @@ def render_board(d: dict) -> str:
 
 
 def _emit(result: dict, json_: bool, render) -> None:
-    warnings = result.pop("warnings", [])
-    emit(result, json_, render, warnings=warnings)
+    from beadsmail.cli.output import emit_written
+
+    emit_written(result, json_, render)
 
 
 def _list_options(args: list[str]) -> dict | None:

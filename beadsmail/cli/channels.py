@@ -52,7 +52,8 @@ def register(app: typer.Typer) -> None:
 def _admin_commands(channel_app: typer.Typer) -> None:
     @channel_app.command("create")
     def create_(name: Name,
-                description: Annotated[str | None, typer.Option(help="What it is for.")] = None,
+                description: Annotated[str | None, typer.Option(
+                    "--description", "-m", help="What it is for.")] = None,
                 identity_: Identity = None, json_: Json = False) -> None:
         """Create a channel (managers); you join it.  Example: bd channel create backend"""
         ws = workspace()

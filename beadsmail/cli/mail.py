@@ -109,7 +109,7 @@ def _register_writes(mail_app: typer.Typer) -> None:
     @mail_app.command()
     def delete(
         message_id: MessageId,
-        reason: Annotated[str | None, typer.Option("--reason", help="Why.")] = None,
+        reason: Annotated[str | None, typer.Option("--reason", "-m", help="Why.")] = None,
         identity_: Identity = None, json_: Json = False,
     ) -> None:
         """Delete a message everywhere (needs message.delete).  Example: bd mail delete bd-a1b2"""

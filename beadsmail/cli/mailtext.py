@@ -110,10 +110,14 @@ def thread(ws, messages: list[dict]) -> str:
 def cleaned(d: dict) -> str:
     n = d["count"]
     noun = f"{n} closed ephemeral message{'s' if n != 1 else ''}"
+    kept = [f"Kept {len(d['kept'])} closed message{'s' if len(d['kept']) != 1 else ''} that "
+            "stored mail still points at:"] if d.get("kept") else []
+    kept += [f"  {m['id']}  {m['subject']}  (for {', '.join(m['kept_for'])})"
+             for m in d.get("kept", ())]
     if not n:
-        return "No closed ephemeral messages to remove."
+        return "\n".join(["No closed ephemeral messages to remove.", *kept])
     items = [f"  {m['id']}  {m['subject']}  (from {m['from']}, {when(m['created_at'])})"
-             for m in d["messages"]]
+             for m in d["messages"]] + kept
     if d["mode"] == "force":
         segs = len(d["compacted_segments"])
         return "\n".join([f"Removed {noun} (purge {', '.join(d['purge_records'])}); compacted "

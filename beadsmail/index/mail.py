@@ -275,6 +275,21 @@ def closed_ephemeral(conn: sqlite3.Connection, created_before: str) -> list[dict
     return closed
 
 
+def thread_links(conn: sqlite3.Connection, ids: list[str]) -> list[tuple[str, str, str | None]]:
+    """(id, thread_id, replies_to) of every stored message in the threads of ``ids``: all
+    that can point at one of them (a reply shares its parent's thread)."""
+    out: list[tuple[str, str, str | None]] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        out += conn.execute(
+            "SELECT m.id, m.thread_id, json_extract(d.data, '$.replies_to') FROM messages m "
+            "JOIN records d ON d.id = m.id WHERE m.thread_id IN "
+            f"(SELECT thread_id FROM messages WHERE id IN ({marks})) ORDER BY m.id",
+            chunk).fetchall()
+    return sorted(set(out))
+
+
 def _audience(conn: sqlite3.Connection, target: str) -> set[str]:
     if target == "*":
         rows = conn.execute("SELECT id FROM agents WHERE registered = 1")

@@ -57,6 +57,18 @@ def view(ws, row: dict, now: datetime | None = None) -> dict:
             "unread": unread, "open": open_}
 
 
+def roles(ws, me: str | None = None) -> dict:
+    """What each role may do (``permissions.describe``), and the role ``me`` acts with."""
+    default_role = ws.config["agents"]["default_role"]
+    out = permissions.describe(default_role, permissions.strict(ws.config))
+    ws.refresh()
+    out["anyone_registered"] = registry.anyone_registered(ws.index.conn)
+    if me is not None:
+        out["identity"] = me
+        out["role"] = permissions.role_of(ws.index, me, default_role)
+    return out
+
+
 def suggest(conn, name: str) -> list[str]:
     """Registered agent ids close to ``name`` (for "did you mean")."""
     return addressing.near(name, [a["id"] for a in registry.agents(conn)])

@@ -16,6 +16,10 @@ posts a notification to ``#review-queue`` and leaving it posts to
 the index does not know it yet (so exactly once per store, barring a race
 between clones, which a create record tolerates).
 
+Permissions: the role matrix (``permissions``), and a task's assignee may move it
+unless ``tasks.strict_roles`` is true; the rule is checked under the lock against
+the task as it stands.
+
 Transitions: any move between the five statuses is allowed (a task can be sent
 back from review, or reopened from done); moving a task to the status it is
 already in is refused. Hooks run after the commit: ``on_create``, ``on_update``
@@ -103,8 +107,10 @@ def _check_parent(index, task_id: str | None, parent: str) -> None:
         node = idx.parent_of(index.conn, node)
 
 
-def _role(ws, index, actor: str, capability: str) -> str:
-    return permissions.require(index, actor, capability, ws.config["agents"]["default_role"])
+def _role(ws, index, actor: str, capability: str, task: dict | None = None) -> str:
+    """The actor's role, if it may use ``capability`` (on ``task``): see ``permissions.allows``."""
+    return permissions.require(index, actor, capability, ws.config["agents"]["default_role"],
+                               task=task, strict=permissions.strict(ws.config))
 
 
 # -- review-queue posts ------------------------------------------------------
@@ -184,8 +190,8 @@ def _change(ws, actor: str, token: str, op: str, version: int | None, fields: di
     items: list = []
 
     def check(index) -> None:
-        _role(ws, index, actor, f"task.{op}")
         task = _live(index, task_id)
+        _role(ws, index, actor, f"task.{op}", task)
         if version is not None and version != task["version"]:
             raise Conflict(
                 f"task {task_id} is at version {task['version']}, not {version} (last moved by "

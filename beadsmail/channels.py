@@ -140,7 +140,7 @@ def post(ws, actor: str, name: str, body: str, subject: str | None = None,
 def _message(record: dict) -> dict:
     return {key: record.get(key) for key in
             ("id", "from", "subject", "body", "type", "priority", "created_at", "thread_id",
-             "replies_to")}
+             "replies_to", "metadata")}
 
 
 def read(ws, name: str, limit: int = 20) -> dict:

@@ -84,10 +84,10 @@ def _not_registered(conn, agent_id: str) -> NotFound:
 def list_agents(ws, include_all: bool = False, group: str | None = None) -> list[dict]:
     ws.refresh()
     conn = ws.index.conn
-    if group is not None and group not in registry.groups(conn):
-        known = registry.groups(conn)
-        raise NotFound(f"no registered agent is in group {group!r}; groups: "
-                       f"{', '.join(known) or 'none yet'} (set one with 'bd agent register --group')")
+    if group is not None:
+        from beadsmail import groups
+
+        groups.require(conn, group)
     now = datetime.now(UTC)
     return [view(ws, row, now) for row in registry.agents(conn, include_all, group)]
 

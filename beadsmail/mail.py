@@ -158,6 +158,7 @@ def compose(ws: Workspace, sender: str, to: list[str], subject: str, body: str, 
 def view(record: dict, state: int | None = None, read_at: str | None = None) -> dict:
     """A message as commands show it; with my state when it is addressed to me."""
     out = {key: record.get(key) for key in VIEW_FIELDS}
+    out["sender_group"] = records.sender_group(record)
     out.update(beads.fields(record))  # (beads' names: title, assignee, sender, status ...)
     if state is not None:
         out["state"] = mail_index.STATE_NAMES[state] if state >= 2 else "unread"
@@ -244,7 +245,9 @@ def inbox(ws: Workspace, me: str, *, session: str | None = None, **filters: Any)
 
 
 def open_mail(ws: Workspace, me: str, *, sender: str | None = None, priority: int | None = None,
-              type_: str | None = None, unread: bool = False, limit: int | None = None) -> list[dict]:
+              type_: str | None = None, unread: bool = False, limit: int | None = None,
+              group: str | None = None) -> list[dict]:
+    """My open mail; with ``group``, scoped to that group (see ``groups``)."""
     if priority is not None:
         priority_for(None, priority=priority)
     if type_ is not None and type_ not in TYPES:
@@ -252,8 +255,12 @@ def open_mail(ws: Workspace, me: str, *, sender: str | None = None, priority: in
     if limit is not None and limit < 0:
         raise InvalidInput(f"--limit {limit} is negative: give 0 (no limit) or more")
     conn = ws.index.conn
+    if group is not None:
+        from beadsmail import groups
+
+        groups.require(conn, group)
     rows = mail_index.inbox(conn, me, mail_index.reach(conn, me), sender=sender, priority=priority,
-                            type_=type_, unread=unread, limit=limit)
+                            type_=type_, unread=unread, limit=limit, group=group)
     return [view(record, state, read_at) for record, state, read_at in rows]
 
 

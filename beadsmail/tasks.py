@@ -308,7 +308,15 @@ def listing(ws, statuses: list[str] | None = None, assigned: str | None = None,
     if limit is not None and limit < 1:
         raise InvalidInput(f"--limit {limit} is not a positive number")
     ws.refresh()
+    _known_group(ws, group)
     return idx.listing(ws.index.conn, statuses, assigned, group, limit=limit)
+
+
+def _known_group(ws, group: str | None) -> None:
+    if group is not None:
+        from beadsmail import groups
+
+        groups.require(ws.index.conn, group)
 
 
 def show(ws, token: str) -> dict:
@@ -337,6 +345,7 @@ def conflicts(ws, token: str | None = None) -> list[dict]:
 
 def review_count(ws, group: str | None = None) -> dict:
     ws.refresh()
+    _known_group(ws, group)
     return {"review": idx.in_review(ws.index.conn, group), "group": group}
 
 
@@ -345,6 +354,7 @@ def board(ws, group: str | None = None, assigned: str | None = None, limit: int 
     if limit < 1:
         raise InvalidInput(f"--limit {limit} is not a positive number")
     ws.refresh()
+    _known_group(ws, group)
     conn = ws.index.conn
     counts = idx.counts(conn, group, assigned)
     return {"group": group, "assigned": assigned, "columns": [

@@ -345,6 +345,9 @@ class Workspace:
             index = self.index
             if check is not None:
                 check(index)
+            from beadsmail import groups
+
+            groups.stamp(index, items)  # every message carries its sender's group
             # the next Lamport clock, from records that passed the boundary (|clock| <=
             # 2^53-1); a peer that pushed the largest one makes clocks saturate there,
             # and (clock, id) still orders every record the same way on every clone

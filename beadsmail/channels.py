@@ -170,7 +170,7 @@ def post(ws, actor: str, name: str, body: str, subject: str | None = None,
 def _message(record: dict) -> dict:
     out = {key: record.get(key) for key in
            ("id", "from", "subject", "body", "type", "priority", "created_at", "thread_id",
-            "replies_to")}
+            "replies_to", "metadata")}
     out["sender_group"] = records.sender_group(record)
     return out
 

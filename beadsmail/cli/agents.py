@@ -41,6 +41,8 @@ def render_agent(a: dict) -> str:
              f"model {a['model'] or '-'}",
              f"status {a['status']}, {a['liveness']}, last seen {_ago(a['seen_seconds_ago'])}, "
              f"{a['unread']} unread, {a['open']} open (not acked)"]
+    if a.get("details"):
+        lines.append("details: " + ", ".join(f"{k} {v}" for k, v in sorted(a["details"].items())))
     if a.get("channels") is not None:
         lines.append("channels: " + (", ".join("#" + c for c in a["channels"]) or "none"))
         lines.append("contacts: " + (", ".join(a["contacts"]) or "none"))

@@ -76,18 +76,46 @@ def _render_show(d: dict) -> str:
         else:
             move = ", ".join(f"{k}={v}" for k, v in h["changes"].items()) or "-"
         parts.append(f"  v{h['version']}  {h['at']}  {h['actor']}  {h['op']}  {move}")
-    for c in d["conflicts"]:
-        parts.append(f"  conflict: {c['actor']} {c['op']} {c['changes']} expected v"
-                     f"{c['expected_version']}, task was at v{c['actual_version']} ({c['reason']})")
+    if d["conflicts"]:
+        parts.append("\nnot applied (lost a race between clones; re-apply by hand if still wanted):")
+    parts += [f"  {c['at']}  {c['actor']}  {change_text(c['op'], c['changes'])}: "
+              f"{_why(c)}" for c in d["conflicts"]]
     if d["comments"]:
         parts.append("\ncomments:\n" + _render_comments(d["comments"]))
     return "\n".join(parts)
 
 
+def _value(value: object) -> str:
+    return "nothing" if value is None else f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def change_text(op: str, changes: dict) -> str:
+    """A task event's change in words: ``move to review``, ``assign to w1``, ..."""
+    if op == "status":
+        return f"move to {changes.get('status')}"
+    if op == "assign":
+        return f"assign to {changes.get('assigned_to') or 'nobody'}"
+    if op == "order":
+        return f"sort order {changes.get('sort_order')}"
+    if op == "delete":
+        return "delete"
+    return "edit " + (", ".join(f"{k} to {_value(v)}" for k, v in changes.items()) or "nothing")
+
+
+def _why(c: dict) -> str:
+    if c["reason"] == "deleted":
+        return f"the task had been deleted (by {c['moved_by']})"
+    return (f"based on v{c['expected_version']}, but the task was at v{c['actual_version']} "
+            f"(last changed by {c['moved_by']})")
+
+
 def _render_conflicts(rows: list[dict]) -> str:
-    return "\n".join(f"{c['task']}  {c['at']}  {c['actor']} {c['op']} {c['changes']}: expected "
-                     f"v{c['expected_version']}, was v{c['actual_version']} (moved by "
-                     f"{c['moved_by']}; {c['reason']})" for c in rows) or "no conflicts"
+    if not rows:
+        return "no conflicts"
+    return "\n".join(["Changes not applied (each lost a race between clones; re-apply by hand "
+                      "if still wanted):"] + [
+        f"  {c['task']}  {c['at']}  {c['actor']}  {change_text(c['op'], c['changes'])}: "
+        f"{_why(c)}" for c in rows])
 
 
 def render_board(d: dict) -> str:

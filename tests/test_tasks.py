@@ -134,9 +134,10 @@ def test_list_fast_path_matches_typer_path(store: Path, bd) -> None:
     for i in range(3):
         create(bd, store, f"T{i}", "--assign", "bob")
     assert cli_tasks._list_options(["--json", "--status=todo", "--limit", "3"]) == {
-        "--json": True, "--all": False, "--status": ["todo"], "--assigned": None,
-        "--group": None, "--limit": 3}
-    for args in (["--help"], ["--assigned"], ["--limit", "-1"], ["--bogus"], ["x"]):
+        "--json": True, "--all": False, "--mine": False, "--status": ["todo"],
+        "--assigned": None, "--group": None, "--limit": 3, "--identity": None}
+    for args in (["--help"], ["--assigned"], ["--limit", "-1"], ["--bogus"], ["x"],
+                 ["--mine", "--assigned", "bob"]):
         assert cli_tasks._list_options(args) is None, args
     fast = ok(bd, store, "task", "list", "--assigned", "bob")
     assert bd(store, "task", "list", "--help").code == 0

@@ -269,7 +269,7 @@ def _register_dlq_app(app, typer, Json, Identity) -> None:
         message: Annotated[str, typer.Argument(help="Message id (or a unique prefix).",
                                                show_default=False)],
         recipient: Annotated[str | None, typer.Option(help="Only this recipient's entry.")] = None,
-        note: Annotated[str | None, typer.Option(help="Why it is resolved.")] = None,
+        note: Annotated[str | None, typer.Option("--note", "-m", help="Why it is resolved.")] = None,
         identity_: Identity = None, json_: Json = False,
     ) -> None:
         """Clear a dead letter (its sender or a manager).  Example: bd dlq resolve bd-3k9x"""

@@ -22,6 +22,7 @@ from beadsmail.compat import beads
 from beadsmail.errors import InvalidInput, NotFound
 from beadsmail.index import mail as mail_index
 from beadsmail.index.sessions import Sessions
+from beadsmail.signing import provenance
 from beadsmail.workspace import Workspace
 
 TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need it here
@@ -159,6 +160,7 @@ def view(record: dict, state: int | None = None, read_at: str | None = None) -> 
     """A message as commands show it; with my state when it is addressed to me."""
     out = {key: record.get(key) for key in VIEW_FIELDS}
     out.update(beads.fields(record))  # (beads' names: title, assignee, sender, status ...)
+    out.update(provenance(record))
     if state is not None:
         out["state"] = mail_index.STATE_NAMES[state] if state >= 2 else "unread"
         out["status"] = "closed" if state >= 3 else "open"

@@ -83,9 +83,10 @@ def _sends() -> list[list[object]]:
     signed = new_repo("beadsmail-bench-signing-send-")
     env = {**GIT_ENV, "BEADS_IDENTITY": "alice"}
     procs = {"signed": (bd_args("mail", "send", "bob", "-s", "s", "-m", "b"), signed, env)}
+    for repo in (signed, unsigned := new_repo("beadsmail-bench-signing-send-")):
+        subprocess.run(bd_args("init"), cwd=repo, env=env, check=True, capture_output=True)
     subprocess.run(bd_args("mail", "send", "bob", "-s", "first", "-m", "b"), cwd=signed,
                    env=env, check=True, capture_output=True)
-    unsigned = new_repo("beadsmail-bench-signing-send-")
     procs["unsigned"] = ([sys.executable, "-c", UNSIGNED, "mail", "send", "bob", "-s", "s",
                           "-m", "b"], unsigned, env)
     subprocess.run(procs["unsigned"][0], cwd=unsigned, env=procs["unsigned"][2], check=True,

@@ -489,3 +489,65 @@ class ForgingClone(RuleBasedStateMachine):
 TestForgingClone = ForgingClone.TestCase
 TestForgingClone.settings = settings(max_examples=3, stateful_step_count=8, deadline=None,
                                      suppress_health_check=list(HealthCheck))
+
+
+# -- keys, trust and rotation through the CLI ------------------------------------------------
+
+
+def test_agent_keys_shows_pins_and_rotates(world, tmp_path, bd) -> None:
+    remote, clones, msg = world
+    mine = bd(clones[0], "agent", "keys", "--json").json()
+    assert mine["key"].startswith("ssh-ed25519 AAAA") and mine["fingerprint"].startswith("SHA256:")
+    assert mine["policy"] == "warn"
+    feeds = {f["replica"]: f for f in mine["feeds"]}
+    assert feeds[mine["replica"]]["key"] == mine["key"] and "alice" in feeds[mine["replica"]]["agents"]
+    rotated = bd(clones[0], "agent", "keys", "--rotate", "--identity", "alice", "--json").json()
+    assert rotated["old"] == mine["fingerprint"] and rotated["new"] != mine["fingerprint"]
+    ws = Workspace.open(clones[0])
+    after = mail.send(ws, "alice", ["bob"], "after rotation", "x")
+    ws.close()
+    do_sync(clones[0])
+    box, found = view(fresh_clone(remote, tmp_path / "fresh"))
+    assert box[after["id"]]["verified"] == "verified" and found == []
+    other = bd(clones[1], "agent", "keys", "--json").json()["replica"]
+    wrong = Workspace.open(clones[2])
+    wrong_key = wrong.signer.key.openssh_public
+    wrong.close()
+    pinned = bd(clones[1], "agent", "keys", "--pin", mine["replica"], "--key", wrong_key, "--json")
+    assert pinned.json()["pinned"] == wrong_key
+    box, found = view(clones[1])
+    assert msg["id"] not in box  # (alice's feed no longer publishes the pinned key)
+    assert [p for p in found if "pinned" in p["why"]]
+    assert bd(clones[1], "agent", "keys", "--pin", mine["replica"], "--key", "nope").code == 1
+    assert bd(clones[1], "agent", "keys", "--unpin", mine["replica"], "--json").code == 0
+    box, _ = view(clones[1])
+    assert msg["id"] in box and other
+
+
+def test_trust_add_publish_and_manager_revoke_apply_on_every_clone(world, tmp_path, bd) -> None:
+    remote, clones, msg = world
+    second = _replica(clones[2])  # alice also works from the forger's clone, say
+    ws = Workspace.open(clones[2])
+    from_there = mail.send(ws, "alice", ["bob"], "alice from her laptop", "x")
+    ws.close()
+    push_and_pull(clones)
+    box, found = view(clones[1])
+    assert from_there["id"] not in box and [p for p in found if p["id"] == from_there["id"]]
+    shown = bd(clones[0], "agent", "trust", "alice", "--add", second, "--publish",
+               "--identity", "alice", "--json").json()
+    assert second in [r["replica"] for r in shown["bindings"][0]["replicas"]] and shown["record"]
+    do_sync(clones[0])
+    do_sync(clones[1])
+    for clone in (clones[1], fresh_clone(remote, tmp_path / "fresh")):
+        box, found = view(clone)
+        assert box[from_there["id"]]["verified"] == "verified", found
+    # a manager (alice) revokes mallory's replica for mallory: everything it wrote as mallory goes
+    mallory = bd(clones[0], "agent", "trust", "mallory", "--revoke", second, "--publish",
+                 "--identity", "alice", "--json").json()
+    assert mallory["record"]
+    do_sync(clones[0])
+    do_sync(clones[1])
+    for clone in (clones[1], fresh_clone(remote, tmp_path / "fresh2")):
+        shown = bd(clone, "agent", "trust", "mallory", "--json").json()
+        assert shown and second in shown[0]["revoked"], shown
+    assert bd(clones[0], "agent", "trust", "alice", "--add", "NOT-A-REPLICA").code == 1

@@ -24,6 +24,8 @@ def policy_of(settings: dict) -> str:
     from beadsmail.errors import InvalidInput
 
     value = (settings.get("security") or {}).get("signatures", DEFAULT_POLICY)
+    if value is False:  # (YAML reads a bare ``off`` as false)
+        value = "off"
     if value not in POLICIES:
         raise InvalidInput(f"security.signatures {value!r} must be one of off, warn, require")
     return value

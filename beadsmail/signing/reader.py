@@ -32,6 +32,7 @@ class Reader:
         self.checker = feed_mod.Checker(self._load, self.cache, self.bindings.keys,
                                         self.bindings.forks)
         self.problems: list[tuple] = []
+        self._pending: list[dict] = []  # bind/revoke records by a possible manager
         self._ref: str | None = None
         # identities first used in this fold: actor -> the (clock, id) of the claim bound
         self._first: dict[str, tuple] = {}
@@ -163,19 +164,35 @@ class Reader:
         return None
 
     def _binding_record(self, record: dict) -> None:
-        """``key`` records that bind or revoke: applied when their writer may (the agent's
-        own replica; a manager's is checked at fold time like any role)."""
+        """``key`` records that bind or revoke: applied when their writer may: a replica
+        already bound to the agent (now), or a manager (checked when the fold is complete,
+        ``close``, since a build folds the roster last). A change folds everything again
+        (``refold``), so every record is judged under the same bindings whatever order
+        the segments were read in."""
         op, agent, target = record.get("op"), record.get("agent"), record.get("target")
         if op not in ("bind", "revoke") or not agent or not target:
             return
+        if record["replica"] in self.bindings.bound(agent):
+            self._apply(record)
+        else:
+            self._pending.append(record)
+
+    def _apply(self, record: dict) -> None:
+        agent, target = record["agent"], record["target"]
+        if record["op"] == "bind":
+            changed = self.bindings.add(agent, target,
+                                        f"bound by {record['actor']} ({record['id']})")
+        else:
+            changed = self.bindings.revoke(agent, target)
+        self.rebound |= changed
+
+    def _apply_pending(self) -> None:
         from beadsmail.index import registry
 
-        if record["replica"] in self.bindings.bound(agent) or registry.registered_role(
-                self._index.conn, record["actor"]) == "manager":
-            if op == "bind":
-                self.bindings.add(agent, target, f"bound by {record['actor']} ({record['id']})")
-            else:
-                self.bindings.revoke(agent, target)
+        for record in self._pending:
+            if registry.registered_role(self._index.conn, record["actor"]) == "manager":
+                self._apply(record)
+        self._pending = []
 
     def _problem(self, ln: feed_mod.Line) -> None:
         r = ln.record
@@ -186,6 +203,7 @@ class Reader:
 
     def close(self) -> None:
         conn = self._index.conn
+        self._apply_pending()
         feeds_index.add_problems(conn, self.problems)
         self.problems = []
         feeds_index.save(conn, [(f.replica, f.key, f.seq, f.hash) for r, f in

@@ -57,6 +57,18 @@ def view(ws, row: dict, now: datetime | None = None) -> dict:
             "unread": unread, "open": open_}
 
 
+def roles(ws, me: str | None = None) -> dict:
+    """What each role may do (``permissions.describe``), and the role ``me`` acts with."""
+    default_role = ws.config["agents"]["default_role"]
+    out = permissions.describe(default_role, permissions.strict(ws.config))
+    ws.refresh()
+    out["anyone_registered"] = registry.anyone_registered(ws.index.conn)
+    if me is not None:
+        out["identity"] = me
+        out["role"] = permissions.role_of(ws.index, me, default_role)
+    return out
+
+
 def suggest(conn, name: str) -> list[str]:
     """Registered agent ids close to ``name`` (for "did you mean")."""
     return addressing.near(name, [a["id"] for a in registry.agents(conn)])
@@ -72,10 +84,10 @@ def _not_registered(conn, agent_id: str) -> NotFound:
 def list_agents(ws, include_all: bool = False, group: str | None = None) -> list[dict]:
     ws.refresh()
     conn = ws.index.conn
-    if group is not None and group not in registry.groups(conn):
-        known = registry.groups(conn)
-        raise NotFound(f"no registered agent is in group {group!r}; groups: "
-                       f"{', '.join(known) or 'none yet'} (set one with 'bd agent register --group')")
+    if group is not None:
+        from beadsmail import groups
+
+        groups.require(conn, group)
     now = datetime.now(UTC)
     return [view(ws, row, now) for row in registry.agents(conn, include_all, group)]
 

@@ -6,6 +6,10 @@ addressed to ``#name``, so ``bd mail send '#name'`` and ``bd channel post``
 write the same thing and members see posts in their inbox. ``#review-queue``
 and ``#review-log`` always exist for the task board, which posts to them when a
 task enters or leaves review; anyone may post to them.
+
+A channel belongs to a group (the one given at creation, else its creator's) or,
+without one, to every group; views scoped to a group show its own and the shared
+channels, and in a shared channel the posts of its agents (see ``groups``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from beadsmail import addressing, permissions, records
+from beadsmail import addressing, groups, permissions, records
 from beadsmail.addressing import BUILTIN_CHANNELS
 from beadsmail.errors import Conflict, InvalidInput, NotFound
 from beadsmail.index import registry
@@ -46,19 +50,25 @@ def _require(conn, name: str) -> None:
                        f"run 'bd channel create {name}'")
 
 
-def create(ws, actor: str, name: str, description: str | None = None) -> dict:
-    """Create a channel (managers only); the creator joins it."""
+def create(ws, actor: str, name: str, description: str | None = None,
+           group: str | None = None) -> dict:
+    """Create a channel (managers only) in ``group``, else the creator's; the creator joins."""
     name = normalize(name)
     if description is not None and len(description) > 1000:
         raise InvalidInput("channel description must be at most 1000 characters")
+    if group is not None:
+        records.check_identity(group, "group")
     default_role = ws.config["agents"]["default_role"]
+    fields = {"op": "create", "name": name}
 
     def check(index) -> None:
         permissions.require(index, actor, "channel.create", default_role)
         if _exists(index.conn, name):
             raise Conflict(f"channel #{name} already exists; post with 'bd channel post {name} -m ...'")
+        owner = group or groups.of(index.conn, actor)
+        if owner:
+            fields["group"] = owner
 
-    fields = {"op": "create", "name": name}
     if description:
         fields["description"] = description
     written = ws.write(actor, [("channel", fields),
@@ -83,29 +93,45 @@ def delete(ws, actor: str, name: str) -> dict:
     return {"channel": name, "deleted": True, "record": written.records[0]["id"]}
 
 
-def _summary(conn, name: str, row: dict | None) -> dict:
-    count, last = registry.channel_stats(conn, name)
-    return {"name": name, "description": (row or {}).get("description"),
-            "created_by": (row or {}).get("created_by"), "created_at": (row or {}).get("created_at"),
+def _summary(conn, name: str, row: dict | None, group: str | None = None) -> dict:
+    count, last = registry.channel_stats(conn, name, group)
+    row = row or {}
+    return {"name": name, "description": row.get("description"), "group": row.get("group"),
+            "created_by": row.get("created_by"), "created_at": row.get("created_at"),
             "builtin": name in BUILTIN_CHANNELS, "members": registry.members(conn, name),
             "messages": count, "last_post_at": last}
 
 
-def list_channels(ws) -> list[dict]:
-    """Every channel with its members and message count (the task board's always included)."""
+def list_channels(ws, group: str | None = None) -> list[dict]:
+    """Every channel with its members and message count (the task board's always included);
+    with ``group``, that group's and the shared ones, counting what it sees of them."""
     ws.refresh()
     conn = ws.index.conn
+    if group is not None:
+        groups.require(conn, group)
     rows = {c["name"]: c for c in registry.channels(conn)}
-    return [_summary(conn, name, rows.get(name))
-            for name in sorted(set(rows) | set(BUILTIN_CHANNELS))]
+    names = sorted(set(rows) | set(BUILTIN_CHANNELS))
+    return [_summary(conn, name, rows.get(name), group) for name in names
+            if groups.sees_channel((rows.get(name) or {}).get("group"), group)]
 
 
-def show(ws, name: str) -> dict:
+def _visible(conn, name: str, group: str | None) -> dict | None:
+    """The channel's row, after checking it exists and ``group`` (if any) may see it."""
+    _require(conn, name)
+    row = registry.channel(conn, name)
+    if group is not None:
+        groups.require(conn, group)
+        if not groups.sees_channel((row or {}).get("group"), group):
+            raise NotFound(f"no channel #{name} in group {group} (it belongs to group "
+                           f"{row['group']}); see 'bd channel list --group {group}'")
+    return row
+
+
+def show(ws, name: str, group: str | None = None) -> dict:
     ws.refresh()
     conn = ws.index.conn
     name = normalize(name)
-    _require(conn, name)
-    return _summary(conn, name, registry.channel(conn, name))
+    return _summary(conn, name, _visible(conn, name, group), group)
 
 
 def post(ws, actor: str, name: str, body: str, subject: str | None = None,
@@ -138,22 +164,26 @@ def post(ws, actor: str, name: str, body: str, subject: str | None = None,
 
 
 def _message(record: dict) -> dict:
-    return {key: record.get(key) for key in
-            ("id", "from", "subject", "body", "type", "priority", "created_at", "thread_id",
-             "replies_to")}
+    out = {key: record.get(key) for key in
+           ("id", "from", "subject", "body", "type", "priority", "created_at", "thread_id",
+            "replies_to")}
+    out["sender_group"] = records.sender_group(record)
+    return out
 
 
-def read(ws, name: str, limit: int = 20) -> dict:
-    """A channel's newest ``limit`` messages, oldest first (reading changes no state)."""
+def read(ws, name: str, limit: int = 20, group: str | None = None) -> dict:
+    """A channel's newest ``limit`` messages, oldest first (reading changes no state); with
+    ``group``, as that group sees the channel (see ``groups``)."""
     if limit < 1:
         raise InvalidInput("--limit must be at least 1")
     ws.refresh()
     conn = ws.index.conn
     name = normalize(name)
-    _require(conn, name)
-    messages = [_message(json.loads(d)) for d in registry.channel_messages(conn, name, limit)]
-    count, _ = registry.channel_stats(conn, name)
-    return {"channel": name, "messages": messages, "total": count}
+    _visible(conn, name, group)
+    messages = [_message(json.loads(d))
+                for d in registry.channel_messages(conn, name, limit, group)]
+    count, _ = registry.channel_stats(conn, name, group)
+    return {"channel": name, "group": group, "messages": messages, "total": count}
 
 
 def _membership(ws, actor: str, name: str, agent: str | None, op: str) -> dict:

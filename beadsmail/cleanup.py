@@ -1,7 +1,10 @@
 """Ephemeral cleanup: purge closed ephemeral messages, then compact this replica's segments.
 
 A message is closed when every recipient has acked it (see
-``index.mail.closed_ephemeral``). Removal is two steps. First one commit of
+``index.mail.closed_ephemeral``). A closed message that a message staying stored
+still points at (its thread root, or the message a reply answers) is kept until
+that one goes too, so ``bd show --thread`` never loses a thread's root while a
+reply is still open. Removal is two steps. First one commit of
 ``purge`` records naming the messages: every replica that folds them drops the
 messages (and ignores their receipts), whatever order records arrive in, so
 other clones forget them on their next sync. Then, under the store lock, this
@@ -33,9 +36,10 @@ def cleanup(ws: Workspace, actor: str, *, force: bool = False, dry_run: bool = F
     age = timespec.parse_duration(older_than, "--older-than") if older_than else 0.0
     cutoff = timespec.iso(datetime.now(UTC) - timedelta(seconds=age))
     ws.refresh()
-    closed = mail_index.closed_ephemeral(ws.index.conn, cutoff)
+    closed, kept = keep_referenced(ws.index.conn,
+                                   mail_index.closed_ephemeral(ws.index.conn, cutoff))
     result = {"mode": "force" if force else "dry-run" if dry_run else "preview",
-              "count": len(closed), "messages": closed, "purge_records": [],
+              "count": len(closed), "messages": closed, "kept": kept, "purge_records": [],
               "compacted_segments": [], "lines_removed": 0, "warnings": []}
     if not force or not closed:
         return result
@@ -50,6 +54,25 @@ def cleanup(ws: Workspace, actor: str, *, force: bool = False, dry_run: bool = F
     segments, removed = compact(ws, actor, set(ids))
     result["compacted_segments"], result["lines_removed"] = segments, removed
     return result
+
+
+def keep_referenced(conn, closed: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split closed messages into those to purge and those that a message staying stored
+    still points at (as its thread root or the message it replies to), transitively: a
+    thread never loses its root or a reply's parent while the reply is kept."""
+    going = {m["id"] for m in closed}
+    pointers: dict[str, set[str]] = {}
+    for mid, thread, parent in mail_index.thread_links(conn, sorted(going)):
+        for target in {thread, parent} - {None, mid}:
+            pointers.setdefault(target, set()).add(mid)
+    changed = True
+    while changed:
+        stays = {mid for mid in going if pointers.get(mid, set()) - going}
+        going -= stays
+        changed = bool(stays)
+    kept = [{**m, "kept_for": sorted(pointers[m["id"]] - going)}
+            for m in closed if m["id"] not in going]
+    return [m for m in closed if m["id"] in going], kept
 
 
 def compact(ws: Workspace, actor: str, purged: set[str]) -> tuple[list[str], int]:

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "sync": {"remote": "origin", "auto": False, "legacy_branch": "auto",
              "retire_after_days": 90},
     "agents": {"stalled_after": 300, "heartbeat_interval": 60, "default_role": "worker"},
+    "tasks": {"strict_roles": False},
     "acl": {"contacts": False},
     "mail": {"max_body": 65536},
     "reservations": {"ttl": "2h"},
@@ -173,6 +174,9 @@ agents:
   stalled_after: 300          # seconds without a heartbeat before an agent is stalled
   heartbeat_interval: 60      # seconds between committed heartbeats
   default_role: worker        # role of identities that never registered
+tasks:
+  strict_roles: false         # true: only managers and reviewers move tasks (bttask's matrix);
+                              # false: a task's assignee may move it too
 acl:
   contacts: false             # only message contacts (tier 1 agents exempt)
 mail:

@@ -20,6 +20,7 @@ import json
 from beadsmail import records
 from beadsmail.compat import beads
 from beadsmail.errors import InvalidInput, NotFound
+from beadsmail.index import copies
 from beadsmail.index import mail as mail_index
 from beadsmail.index.sessions import Sessions
 from beadsmail.signing import provenance
@@ -159,6 +160,7 @@ def compose(ws: Workspace, sender: str, to: list[str], subject: str, body: str, 
 def view(record: dict, state: int | None = None, read_at: str | None = None) -> dict:
     """A message as commands show it; with my state when it is addressed to me."""
     out = {key: record.get(key) for key in VIEW_FIELDS}
+    out["sender_group"] = records.sender_group(record)
     out.update(beads.fields(record))  # (beads' names: title, assignee, sender, status ...)
     out.update(provenance(record))
     if state is not None:
@@ -246,7 +248,9 @@ def inbox(ws: Workspace, me: str, *, session: str | None = None, **filters: Any)
 
 
 def open_mail(ws: Workspace, me: str, *, sender: str | None = None, priority: int | None = None,
-              type_: str | None = None, unread: bool = False, limit: int | None = None) -> list[dict]:
+              type_: str | None = None, unread: bool = False, limit: int | None = None,
+              group: str | None = None) -> list[dict]:
+    """My open mail; with ``group``, scoped to that group (see ``groups``)."""
     if priority is not None:
         priority_for(None, priority=priority)
     if type_ is not None and type_ not in TYPES:
@@ -254,8 +258,12 @@ def open_mail(ws: Workspace, me: str, *, sender: str | None = None, priority: in
     if limit is not None and limit < 0:
         raise InvalidInput(f"--limit {limit} is negative: give 0 (no limit) or more")
     conn = ws.index.conn
+    if group is not None:
+        from beadsmail import groups
+
+        groups.require(conn, group)
     rows = mail_index.inbox(conn, me, mail_index.reach(conn, me), sender=sender, priority=priority,
-                            type_=type_, unread=unread, limit=limit)
+                            type_=type_, unread=unread, limit=limit, group=group)
     return [view(record, state, read_at) for record, state, read_at in rows]
 
 
@@ -277,6 +285,7 @@ def read(ws: Workspace, me: str, token: str, *, peek: bool = False,
     mine_receipt = next((r for r in receipts if r["recipient"] == me), None)
     out = view(record, state, mine_receipt["read_at"] if mine_receipt else None)
     out["receipts"] = receipts
+    out["flags"] = copies.flags(conn, [record["id"]]).get(record["id"], [])
     return out
 
 
@@ -329,7 +338,8 @@ def show(ws: Workspace, token: str, *, thread: bool = False) -> dict | list[dict
     if not thread:
         if record["kind"] == "message":
             record = {**record, "receipts": mail_index.receipts(index.conn, rid)}
-        return record
+        return {**record, **provenance(record),
+                "flags": copies.flags(index.conn, [rid]).get(rid, [])}
     if record["kind"] != "message":
         raise InvalidInput(f"{rid} is a {record['kind']}, not a message: --thread shows "
                            "conversations")

@@ -83,6 +83,17 @@ def upgrade(record: object) -> object:
     return record
 
 
+def sender_group(record: dict) -> str | None:
+    """The group a message's sender was in when it sent (``sender_group``). A message
+    written before the field existed has none, unless btmsg kept it in its metadata
+    (``sender_group_id``), which is read then; its sender's group now is never guessed."""
+    if "sender_group" in record:
+        return record["sender_group"]
+    meta = record.get("metadata")
+    old = meta.get("sender_group_id") if isinstance(meta, dict) else None
+    return old if isinstance(old, str) and IDENTITY_RE.match(old) else None
+
+
 def stored_text(record: dict, raw: bytes) -> str:
     """The line as the index keeps it: the raw line, or for a record ``upgrade`` renamed
     a field of, its canonical bytes in the current format (so every view reads one name)."""

@@ -16,6 +16,10 @@ posts a notification to ``#review-queue`` and leaving it posts to
 the index does not know it yet (so exactly once per store, barring a race
 between clones, which a create record tolerates).
 
+Permissions: the role matrix (``permissions``), and a task's assignee may move it
+unless ``tasks.strict_roles`` is true; the rule is checked under the lock against
+the task as it stands.
+
 Transitions: any move between the five statuses is allowed (a task can be sent
 back from review, or reopened from done); moving a task to the status it is
 already in is refused. Hooks run after the commit: ``on_create``, ``on_update``
@@ -103,8 +107,10 @@ def _check_parent(index, task_id: str | None, parent: str) -> None:
         node = idx.parent_of(index.conn, node)
 
 
-def _role(ws, index, actor: str, capability: str) -> str:
-    return permissions.require(index, actor, capability, ws.config["agents"]["default_role"])
+def _role(ws, index, actor: str, capability: str, task: dict | None = None) -> str:
+    """The actor's role, if it may use ``capability`` (on ``task``): see ``permissions.allows``."""
+    return permissions.require(index, actor, capability, ws.config["agents"]["default_role"],
+                               task=task, strict=permissions.strict(ws.config))
 
 
 # -- review-queue posts ------------------------------------------------------
@@ -184,8 +190,8 @@ def _change(ws, actor: str, token: str, op: str, version: int | None, fields: di
     items: list = []
 
     def check(index) -> None:
-        _role(ws, index, actor, f"task.{op}")
         task = _live(index, task_id)
+        _role(ws, index, actor, f"task.{op}", task)
         if version is not None and version != task["version"]:
             raise Conflict(
                 f"task {task_id} is at version {task['version']}, not {version} (last moved by "
@@ -295,7 +301,15 @@ def listing(ws, statuses: list[str] | None = None, assigned: str | None = None,
     if limit is not None and limit < 1:
         raise InvalidInput(f"--limit {limit} is not a positive number")
     ws.refresh()
+    _known_group(ws, group)
     return idx.listing(ws.index.conn, statuses, assigned, group, limit=limit)
+
+
+def _known_group(ws, group: str | None) -> None:
+    if group is not None:
+        from beadsmail import groups
+
+        groups.require(ws.index.conn, group)
 
 
 def show(ws, token: str) -> dict:
@@ -324,6 +338,7 @@ def conflicts(ws, token: str | None = None) -> list[dict]:
 
 def review_count(ws, group: str | None = None) -> dict:
     ws.refresh()
+    _known_group(ws, group)
     return {"review": idx.in_review(ws.index.conn, group), "group": group}
 
 
@@ -332,6 +347,7 @@ def board(ws, group: str | None = None, assigned: str | None = None, limit: int 
     if limit < 1:
         raise InvalidInput(f"--limit {limit} is not a positive number")
     ws.refresh()
+    _known_group(ws, group)
     conn = ws.index.conn
     counts = idx.counts(conn, group, assigned)
     return {"group": group, "assigned": assigned, "columns": [

@@ -150,10 +150,12 @@ class Workspace:
             self._reader = Reader(index, self.loc.state_dir, self.policy)
         return self._reader
 
-    def _close_reader(self) -> None:
+    def _close_reader(self, save: bool = True) -> None:
+        """Store what the fold's verification found (not after a fold that was undone)."""
         if self._reader is not None:
-            self._reader.close()
-            self._refold = self._reader.refold
+            if save:
+                self._reader.close()
+                self._refold = self._reader.refold
             self._reader = None
 
     def close(self) -> None:
@@ -176,12 +178,18 @@ class Workspace:
             built = self._build(heads, force=bool(folded))
             if built is not None:
                 return built
-        with index.transaction():  # (or another process built it meanwhile)
-            folded = index.heads()
-            if heads == folded:
-                return 0
-            new = self._fold_heads(folded, heads)
-            index.set_heads(heads)
+        from beadsmail.index.copies import Reorder
+
+        try:
+            with index.transaction():  # (or another process built it meanwhile)
+                folded = index.heads()
+                if heads == folded:
+                    return 0
+                new = self._fold_heads(folded, heads)
+                index.set_heads(heads)
+        except Reorder:  # a copy the rule prefers to one folded: fold everything anew
+            self._close_reader(save=False)
+            return self.rebuild_index()
         if self._refold:
             self._refold = False
             return self._build(heads, force=True) or 0
@@ -229,9 +237,25 @@ class Workspace:
                                   self.limits)
         except KeyError as exc:
             raise StoreError(f"store object missing ({exc}); run 'bd doctor'") from None
-        for rejection in found.rejected:
+        for rejection in found.rejected + self._strangers(ref, found.segments):
             self.index.add_rejection(rejection.at(ref, sha))
         return [(path, blob.decode(), (ref, sha)) for path, blob in found.segments]
+
+    def _strangers(self, ref: str, segments: list[tuple[str, bytes]]) -> list:
+        """Segments another head adds to this clone's own replica directory that its local
+        ref lacks: files it never wrote (the merge refuses them too). Taken out of
+        ``segments``; returned as rejections."""
+        own = replica_id(self.loc, create=False)
+        if ref == self.ref or own is None or not any(
+                path.startswith(own + "/") for path, _ in segments):
+            return []
+        from beadsmail import boundary
+
+        held = boundary.replica_segments(self.writer, self.writer.head(), own, self.limits)
+        strange = [path for path, _ in segments if path.startswith(own + "/") and path not in held]
+        segments[:] = [(path, blob) for path, blob in segments if path not in strange]
+        return [boundary.Rejection(path, 0, "a file this clone never wrote, in its own replica "
+                                   "directory; not read") for path in strange]
 
     def _fold_heads(self, folded: dict[str, str], heads: dict[str, str]) -> list[dict]:
         items: list[tuple[dict, str, str, int]] = []
@@ -288,6 +312,9 @@ class Workspace:
             index = self.index
             if check is not None:
                 check(index)
+            from beadsmail import groups
+
+            groups.stamp(index, items)  # every message carries its sender's group
             # the next Lamport clock, from records that passed the boundary (|clock| <=
             # 2^53-1); a peer that pushed the largest one makes clocks saturate there,
             # and (clock, id) still orders every record the same way on every clone
@@ -325,15 +352,21 @@ class Workspace:
         command folds them from the store."""
         import sqlite3
 
+        from beadsmail.index.copies import Reorder
+
         index = self.index
         warning = None
         try:
-            with index.transaction():
-                if old_head is None or index.heads().get(self.ref) == old_head.decode():
-                    warning = self._fold_own(commit, path, records, lines)
-                else:  # someone outside beadsmail moved the ref: fold the long way
-                    self._fold_heads(index.heads(), self._folding_heads())
-                    index.set_heads(self._folding_heads())
+            try:
+                with index.transaction():
+                    if old_head is None or index.heads().get(self.ref) == old_head.decode():
+                        warning = self._fold_own(commit, path, records, lines)
+                    else:  # someone outside beadsmail moved the ref: fold the long way
+                        self._fold_heads(index.heads(), self._folding_heads())
+                        index.set_heads(self._folding_heads())
+            except Reorder:  # (see refresh)
+                self._close_reader(save=False)
+                self.rebuild_index()
         except (sqlite3.Error, OSError) as exc:
             return [f"warning: stored in commit {commit.decode()[:12]}, but the index could not "
                     f"be updated ({exc}); the next command catches up"]

@@ -178,7 +178,7 @@ def _forged_compaction(a: Attacker) -> None:
     marker.update(kind="compaction", replica=a.victim, segment=seg.rsplit("/", 1)[1],
                   removed=[first["id"]], id="bd-zzzzzzzzzzzz9")
     for key in ("from", "to", "subject", "body", "priority", "type", "thread_id", "replies_to",
-                "ephemeral", "metadata", "action_requested", "context"):
+                "ephemeral", "metadata", "action_requested", "context", "sender_group"):
         marker.pop(key, None)
     rest = a.read(seg).split(b"\n")[1:]
     a.put(seg, b"\n".join(rest).rstrip(b"\n") + b"\n" + json.dumps(marker).encode() + b"\n")

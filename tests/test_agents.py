@@ -69,8 +69,8 @@ def test_register_bad_input_is_refused_and_writes_nothing(team: Path, bd) -> Non
     result = bd(team, "agent", "register", "--id", "w3", "--role", "tester", "--tier", "x")
     assert result.code == 2 and "tier" in result.err
     assert store_commits(team) == before
-    assert "groups: core, ui" in error(bd(team, "agent", "list", "--group", "nope", "--json"),
-                                       "not_found")["message"]
+    assert "known groups are core, ui" in error(
+        bd(team, "agent", "list", "--group", "nope", "--json"), "invalid_input")["message"]
     assert "did you mean w1" in error(bd(team, "agent", "show", "w11", "--json"),
                                       "not_found")["message"]
 

@@ -49,7 +49,7 @@ def test_create_post_read_list(team: Path, bd) -> None:
     listed = by_name(ok(bd(team, "channel", "list", "--json")))
     assert listed["backend"]["members"] == ["boss", "w1"] and listed["backend"]["messages"] == 2
     assert listed["backend"]["description"] == "server work"
-    assert "#backend: 2 messages; boss, w1" in ok(bd(team, "channel", "list"))
+    assert "#backend (group core): 2 messages; boss, w1" in ok(bd(team, "channel", "list"))
     assert "posted" in ok(bd(team, "channel", "post", "backend", "-m", "x", env=W2))
     assert "created #ops" in ok(bd(team, "channel", "create", "ops", env=BOSS))
 

@@ -241,7 +241,7 @@ def peak_kib(repo: Path, *args: str) -> int:
     return int(out.stdout.split()[-1])
 
 
-@pytest.mark.parametrize("megabytes", [200])
+@pytest.mark.parametrize("megabytes", [20, pytest.param(200, marks=pytest.mark.slow)])
 def test_a_huge_hostile_blob_is_never_loaded(template: Path, tmp_path: Path,
                                              megabytes: int) -> None:
     victim, attacker, ids = network(template, tmp_path / "net")

@@ -510,3 +510,41 @@ def test_mail_fold_ignores_arrival_order(tmp_path: Path) -> None:
         assert _folded(tmp_path, f"c{n}", shuffled + recs[::2], batch, bulk=True) == reference
 
     check()
+
+
+def test_cleanup_keeps_what_stored_mail_points_at(store: Path, bd) -> None:
+    root = send(bd, store, "manager", "w1", "-s", "Task", "-m", "Do X")
+    mid = bd(store, "mail", "reply", root["id"], "-m", "On it", "--json",
+             env={"BEADS_IDENTITY": "w1"}).json()
+    last = bd(store, "mail", "reply", mid["id"], "-m", "Thanks", "--json",
+              env={"BEADS_IDENTITY": "manager"}).json()
+    lone = send(bd, store, "manager", "w1", "-s", "Lone", "-m", "x")
+    for me, ids in (("w1", [root["id"], lone["id"]]), ("manager", [mid["id"]])):
+        assert bd(store, "mail", "ack", *ids, "--identity", me).code == 0
+    # the root and the middle reply are closed, but the last reply (unacked) points at both
+    preview = bd(store, "cleanup", "--ephemeral", "--json").json()
+    assert [m["id"] for m in preview["messages"]] == [lone["id"]]
+    assert {k["id"]: k["kept_for"] for k in preview["kept"]} == {
+        root["id"]: sorted([mid["id"], last["id"]]), mid["id"]: [last["id"]]}
+    assert "kept 2" in bd(store, "cleanup", "--ephemeral").out.lower()
+    forced = bd(store, "cleanup", "--ephemeral", "--force", "--json").json()
+    assert [m["id"] for m in forced["messages"]] == [lone["id"]]
+    thread = bd(store, "show", last["id"], "--thread", "--json")
+    assert thread.code == 0, thread.err
+    assert [m["id"] for m in thread.json()] == [root["id"], mid["id"], last["id"]]
+    # once the last reply is closed too, the whole thread goes
+    assert bd(store, "mail", "ack", last["id"], "--identity", "w1").code == 0
+    again = bd(store, "cleanup", "--ephemeral", "--force", "--json").json()
+    assert sorted(m["id"] for m in again["messages"]) == sorted([root["id"], mid["id"], last["id"]])
+    assert again["kept"] == [] and bd(store, "show", root["id"]).code == 1
+
+
+def test_cleanup_keeps_an_ephemeral_root_of_a_permanent_reply(store: Path, bd) -> None:
+    root = send(bd, store, "manager", "w1", "-s", "Question", "-m", "?")
+    answer = send(bd, store, "w1", "manager", "-s", "Answer", "-m", "!", "--permanent",
+                  "--reply-to", root["id"])
+    for me, mid in (("w1", root["id"]), ("manager", answer["id"])):
+        assert bd(store, "mail", "ack", mid, "--identity", me).code == 0
+    forced = bd(store, "cleanup", "--ephemeral", "--force", "--json").json()
+    assert forced["count"] == 0 and [k["id"] for k in forced["kept"]] == [root["id"]]
+    assert bd(store, "show", answer["id"], "--thread", "--json").json()[0]["id"] == root["id"]

@@ -27,7 +27,7 @@ def check(result: fleet.Result, clones: int, rounds: int) -> None:
     assert result.problems == []
 
 
-@pytest.mark.parametrize("transport", ["path", "git-daemon"])
+@pytest.mark.parametrize("transport", ["path", pytest.param("git-daemon", marks=pytest.mark.slow)])
 def test_a_small_fleet_syncing_at_once_never_fails(tmp_path: Path, transport: str,
                                                    request) -> None:
     url = None

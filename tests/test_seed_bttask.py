@@ -114,3 +114,19 @@ def test_the_published_scripts_positional_forms(board: list[Path]) -> None:
     assert [c["content"] for c in shown["comments"]] == ["on it now"]
     assert "in_progress" in ok(sh(main, "bttask board", BTMSG_AGENT_ID="mgr-1"))
     ok(sh(main, f"bttask delete {tid}", BTMSG_AGENT_ID="mgr-1"))
+
+
+def test_the_assignee_moves_their_task_and_the_strict_key_restores_the_document(
+        board: list[Path]) -> None:
+    """By default the assignee may move their own task; with ``tasks.strict_roles: true``
+    the reference's matrix holds as written: others are read-only."""
+    main, _, wt2 = board
+    tid = js(sh(main, CREATE + " --assign dev-1 --json", BTMSG_AGENT_ID="mgr-1"))["id"]
+    moved = js(sh(wt2, STATUS.replace("T-42", tid) + " --json", BTMSG_AGENT_ID="dev-1"))
+    assert (moved["status"], moved["assigned_to"]) == ("in_progress", "dev-1")
+    (wt2 / ".beads").mkdir(exist_ok=True)
+    (wt2 / ".beads" / "config.yaml").write_text("tasks:\n  strict_roles: true\n")
+    refused = sh(wt2, f"bttask status --id {tid} --status review --version 2",
+                 BTMSG_AGENT_ID="dev-1")
+    assert refused.code == 1 and "task.status" in refused.err
+    assert "manager, reviewer" in refused.err

@@ -234,8 +234,17 @@ def test_duplicate_id_with_other_text_keeps_the_original(world, tmp_path) -> Non
         box, found = view(clone)
         assert box[msg["id"]]["body"] == "the real one" and box[msg["id"]]["from"] == "alice"
         assert box[msg["id"]]["verified"] == "verified"
-        assert [p for p in found if p["id"] == msg["id"] and "other content" in p["why"]
-                and p["replica"] != _replica(clones[0])]
+        assert "conflicting_copies" in _flags(clone, msg["id"])  # (index.copies)
+
+
+def _flags(clone: Path, record_id: str) -> list[str]:
+    ws = Workspace.open(clone)
+    try:
+        shown = mail.show(ws, record_id)
+        assert shown["verified"] == "verified"
+        return shown["flags"]
+    finally:
+        ws.close()
 
 
 def _replica(clone: Path) -> str:
@@ -247,8 +256,8 @@ def _replica(clone: Path) -> str:
 
 
 def test_a_duplicate_id_resolves_the_same_whatever_arrives_first(world, tmp_path) -> None:
-    """Two signed copies of one id: every clone keeps the same one (the smaller clock,
-    then the smaller sha256 of the line), whether it saw one first or both at once."""
+    """Two signed copies of one id: every clone keeps the same one (``index.copies``'
+    rule), whether it saw one first or both at once."""
     remote, clones, msg = world
     a = Workspace.open(clones[0])
     original = mail.send(a, "alice", ["bob"], "new from alice", "the real one")
@@ -264,9 +273,25 @@ def test_a_duplicate_id_resolves_the_same_whatever_arrives_first(world, tmp_path
     seen = []
     for clone in (clones[0], clones[1], fresh_clone(remote, tmp_path / "fresh")):
         box, found = view(clone)
-        seen.append((box[original["id"]]["body"],
-                     sorted(p["replica"] for p in found if p["id"] == original["id"])))
-    assert seen[0] == seen[1] == seen[2] and len(seen[0][1]) == 1, seen
+        seen.append((box[original["id"]]["body"], _flags(clone, original["id"])))
+    assert seen[0] == seen[1] == seen[2] and "conflicting_copies" in seen[0][1], seen
+
+
+def test_a_verified_copy_beats_an_unsigned_one(world, tmp_path) -> None:
+    """An unsigned copy of a signed record's id (as an old version, or a hand, writes it)
+    never wins, whatever its text sorts as."""
+    remote, clones, msg = world
+    ws = Workspace.open(clones[2])
+    copy = {k: v for k, v in msg.items() if k not in ("seq", "prev", "sig")}
+    copy.update(body="AAA an unsigned copy", actor="mallory", replica=ws.replica)
+    copy["from"] = "mallory"
+    ws.writer.append(ws.replica, [json.dumps(copy, sort_keys=True, separators=(",", ":"))
+                                  .encode()], "copy", "mallory", "2026-01-01", 1 << 20)
+    ws.close()
+    push_and_pull(clones)
+    for clone in (clones[1], fresh_clone(remote, tmp_path / "fresh")):
+        box, _ = view(clone)
+        assert box[msg["id"]]["body"] == "the real one" and box[msg["id"]]["verified"] == "verified"
 
 
 def _segments_of(owner: Path, clone: Path) -> list[str]:

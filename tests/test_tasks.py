@@ -461,3 +461,44 @@ def test_task_rows_print_their_stored_json(store: Path, bd) -> None:
     assert rows[0]["title"] == "T2 é" and rows == list(rows)
     assert idx.listing(ws.index.conn, ["done"]).__json__() == "[]"
     ws.close()
+
+
+def test_the_assignee_moves_their_own_task_unless_strict(store: Path, bd) -> None:
+    register(store, "boss", "manager")
+    register(store, "dev", "worker")
+    register(store, "other", "project")
+    task = create(bd, store, "Mine", "--assign", "dev", who="boss")
+    ok(bd, store, "task", "status", task["id"], "in_progress", "--version", "1", who="dev")
+    moved = ok(bd, store, "task", "status", task["id"], "review", "--version", "2", who="dev")
+    assert moved["task"]["status"] == "review" and moved["posted"]
+    err = fails(bd, store, "task", "status", task["id"], "done", "--version", "3", who="other")
+    assert err["type"] == "permission_denied"
+    assert "manager, reviewer and the task's assignee" in err["message"]
+    # the assignee moves the status only: assigning, editing, deleting stay with the matrix
+    assert "'task.assign'" in fails(bd, store, "task", "assign", task["id"], "other",
+                                    who="dev")["message"]
+    assert "'task.delete'" in fails(bd, store, "task", "delete", task["id"], who="dev")["message"]
+    (store / ".beads" / "config.yaml").write_text("tasks:\n  strict_roles: true\n")
+    err = fails(bd, store, "task", "status", task["id"], "in_progress", "--version", "3",
+                who="dev")
+    assert "'task.status'" in err["message"] and "tasks.strict_roles" in err["message"]
+    assert "the task's assignee" not in err["message"].split(";")[1].split("(")[0]
+    ok(bd, store, "task", "status", task["id"], "done", "--version", "3", who="boss")
+    (store / ".beads" / "config.yaml").write_text("tasks:\n  strict_roles: maybe\n")
+    err = fails(bd, store, "task", "status", task["id"], "review", "--version", "4", who="boss")
+    assert err["type"] == "invalid_input" and "tasks.strict_roles" in err["message"]
+
+
+def test_agent_roles_prints_the_matrix(store: Path, bd) -> None:
+    roles = ok(bd, store, "agent", "roles")
+    assert roles["roles"]["reviewer"] == sorted(roles["roles"]["reviewer"])
+    assert "task.status" in roles["roles"]["reviewer"]
+    assert "task.status" not in roles["roles"]["worker"]
+    status = next(c for c in roles["capabilities"] if c["capability"] == "task.status")
+    assert status["roles"] == ["manager", "reviewer"] and status["assignee"] is True
+    assert roles["strict_roles"] is False and roles["default_role"] == "worker"
+    text = bd(store, "agent", "roles").out
+    assert "task.status" in text and "assignee" in text and "tasks.strict_roles" in text
+    (store / ".beads" / "config.yaml").write_text("tasks:\n  strict_roles: true\n")
+    strict = ok(bd, store, "agent", "roles")
+    assert strict["strict_roles"] is True and strict["assignee"] == []

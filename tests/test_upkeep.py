@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from conftest import GIT_ENV, run_bd_proc
 from helpers import write_message
 
@@ -57,6 +58,7 @@ def _seed(repo: Path, n: int) -> None:
     ws.close()
 
 
+@pytest.mark.slow
 def test_sends_and_reads_during_repeated_rebuilds_never_fail(repo: Path, bd) -> None:
     assert bd(repo, "init").code == 0
     _seed(repo, 20000)

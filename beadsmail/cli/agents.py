@@ -82,6 +82,27 @@ def render_status(d: dict) -> str:
     return "\n".join(lines)
 
 
+def render_roles(d: dict) -> str:
+    """The capability x role table, then who may do what beyond it."""
+    roles = list(d["roles"])
+    width = max(len(c["capability"]) for c in d["capabilities"])
+    lines = ["  ".join(["CAPABILITY".ljust(width), *(r.upper() for r in roles), "MEANS"])]
+    for c in d["capabilities"]:
+        cells = [("yes" if r in c["roles"] else "-").ljust(len(r)) for r in roles]
+        extra = " (and a task's assignee, on that task)" if c["assignee"] else ""
+        lines.append("  ".join([c["capability"].ljust(width), *cells, c["means"] + extra]))
+    lines.append("")
+    lines.append("A task's assignee may move it whatever their role (tasks.strict_roles: false); "
+                 "set tasks.strict_roles: true for the matrix alone." if d["assignee"] else
+                 "tasks.strict_roles is true: only the matrix decides who moves tasks.")
+    lines.append(f"Identities that never registered act as {d['default_role']} "
+                 "(agents.default_role); while nobody is registered, everyone acts as a manager"
+                 + (" (nobody is registered yet)." if not d["anyone_registered"] else "."))
+    if d.get("identity"):
+        lines.append(f"{d['identity']} acts as {d['role']}.")
+    return "\n".join(lines)
+
+
 def render_heartbeat(d: dict) -> str:
     return f"{d['agent']} alive at {d['last_seen']}" + (" (committed)" if d["committed"] else "")
 
@@ -150,6 +171,12 @@ def _roster_commands(agent_app, typer, Json, Identity) -> None:
     ) -> None:
         """List agents with liveness and unread counts.  Example: bd agent list --json"""
         emit(agents.list_agents(workspace(), all_, group), json_, render_agents)
+
+    @agent_app.command("roles")
+    def roles_(identity_: Identity = None, json_: Json = False) -> None:
+        """What each role may do, and the role you act with.  Example: bd agent roles --json"""
+        ws = workspace()
+        emit(agents.roles(ws, identity(ws, identity_)), json_, render_roles)
 
     @agent_app.command("show")
     def show_(agent_id: AgentId, json_: Json = False) -> None:

@@ -12,13 +12,15 @@ from beadsmail.cli.output import emit
 
 Name = Annotated[str, typer.Argument(help="Channel name ('#' optional).", show_default=False)]
 Agent = Annotated[str | None, typer.Option(help="Another agent (managers only).")]
+Group = Annotated[str | None, typer.Option(
+    help="Only what this group sees: its channels and the shared ones, its agents' posts.")]
 
 
 def render_list(rows: list[dict]) -> str:
     lines = []
     for c in rows:
         members = ", ".join(c["members"]) or "no members"
-        note = " (task board)" if c["builtin"] else ""
+        note = " (task board)" if c["builtin"] else f" (group {c['group']})" if c["group"] else ""
         count = f"{c['messages']} message{'' if c['messages'] == 1 else 's'}"
         lines.append(f"#{c['name']}{note}: {count}; {members}")
     return "\n".join(lines)
@@ -53,10 +55,12 @@ def _admin_commands(channel_app: typer.Typer) -> None:
     @channel_app.command("create")
     def create_(name: Name,
                 description: Annotated[str | None, typer.Option(help="What it is for.")] = None,
+                group: Annotated[str | None, typer.Option(
+                    help="The group it belongs to (default: yours; without one: shared).")] = None,
                 identity_: Identity = None, json_: Json = False) -> None:
         """Create a channel (managers); you join it.  Example: bd channel create backend"""
         ws = workspace()
-        emit(channels.create(ws, identity(ws, identity_), name, description), json_,
+        emit(channels.create(ws, identity(ws, identity_), name, description, group), json_,
              lambda c: f"created #{c['name']}")
 
     @channel_app.command("delete")
@@ -83,9 +87,9 @@ def _admin_commands(channel_app: typer.Typer) -> None:
 
 def _message_commands(channel_app: typer.Typer) -> None:
     @channel_app.command("list")
-    def list_(json_: Json = False) -> None:
+    def list_(group: Group = None, json_: Json = False) -> None:
         """List channels with members and message counts.  Example: bd channel list --json"""
-        emit(channels.list_channels(workspace()), json_, render_list)
+        emit(channels.list_channels(workspace(), group), json_, render_list)
 
     @channel_app.command("post")
     def post_(
@@ -108,6 +112,6 @@ def _message_commands(channel_app: typer.Typer) -> None:
     @channel_app.command("read")
     def read_(name: Name,
               limit: Annotated[int, typer.Option(help="The newest N messages.")] = 20,
-              json_: Json = False) -> None:
+              group: Group = None, json_: Json = False) -> None:
         """Show a channel's latest messages, oldest first.  Example: bd channel read backend --limit 5"""
-        emit(channels.read(workspace(), name, limit), json_, render_read)
+        emit(channels.read(workspace(), name, limit, group), json_, render_read)

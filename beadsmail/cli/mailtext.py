@@ -75,9 +75,20 @@ def message(m: dict) -> str:
                                              for r in m["receipts"])))
     if m.get("verified"):
         fields.append(("Signed", _signed(m)))
+    if m.get("flags"):
+        fields.append(("Flags", flag_text(m["flags"])))
     width = max(len(k) for k, _ in fields) + 2
     head = [f"{(k + ':').ljust(width)}{v}" for k, v in fields]
     return "\n".join([RULE, *head, RULE, "", m["body"]])
+
+
+FLAG_TEXT = {"replica_mismatch": "sits outside the directory of the replica it names",
+             "conflicting_copies": "other copies of this id say something else"}
+
+
+def flag_text(flags: list[str]) -> str:
+    """A record's flags in words (``index.copies``), pointing at ``bd doctor``."""
+    return "; ".join(FLAG_TEXT.get(f, f) for f in flags) + " (see 'bd doctor')"
 
 
 def line(m: dict) -> str:
@@ -104,6 +115,7 @@ def _signed(m: dict) -> str:
 def record(d: dict) -> str:
     if d.get("kind") == "message":
         return message(d)
+    d = {k: flag_text(v) if k == "flags" else v for k, v in d.items() if k != "flags" or v}
     width = max(len(k) for k in d) + 2
     return "\n".join(f"{(k + ':').ljust(width)}"
                      f"{json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v}"
@@ -128,10 +140,14 @@ def thread(ws, messages: list[dict]) -> str:
 def cleaned(d: dict) -> str:
     n = d["count"]
     noun = f"{n} closed ephemeral message{'s' if n != 1 else ''}"
+    kept = [f"Kept {len(d['kept'])} closed message{'s' if len(d['kept']) != 1 else ''} that "
+            "stored mail still points at:"] if d.get("kept") else []
+    kept += [f"  {m['id']}  {m['subject']}  (for {', '.join(m['kept_for'])})"
+             for m in d.get("kept", ())]
     if not n:
-        return "No closed ephemeral messages to remove."
+        return "\n".join(["No closed ephemeral messages to remove.", *kept])
     items = [f"  {m['id']}  {m['subject']}  (from {m['from']}, {when(m['created_at'])})"
-             for m in d["messages"]]
+             for m in d["messages"]] + kept
     if d["mode"] == "force":
         segs = len(d["compacted_segments"])
         return "\n".join([f"Removed {noun} (purge {', '.join(d['purge_records'])}); compacted "

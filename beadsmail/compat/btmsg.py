@@ -14,12 +14,18 @@ sends or receives; an agent reads only what is addressed to it; the role matrix
 is beadsmail's, which is btmsg's. Output is btmsg's: its table columns under
 ``--json`` (``from_agent``, ``to_agent``, ``content``, ``read``, ``reply_to``,
 ``sender_group_id``, ...), short lines otherwise. A message's ``sender_group_id``
-is the sender's group when it was sent (kept in its metadata), else its group now.
+is its record's ``sender_group``: the sender's group when it was sent.
+
+Views are scoped to the caller's group as btmsg's are (see ``groups``): ``read``
+and ``inbox`` leave out what other groups' agents sent to ``*`` or a channel,
+``channels`` lists the group's channels and the shared ones, ``channel history``
+shows the group's posts, ``status`` the group's agents, ``feed`` (managers
+only, as btmsg's admin feed) every message the group's agents sent.
 """
 
 from __future__ import annotations
 
-from beadsmail import agents, channels, contacts, mail
+from beadsmail import agents, channels, contacts, mail, permissions
 from beadsmail.errors import InvalidInput, NotFound
 from beadsmail.index import mail as mail_index
 from beadsmail.index import registry
@@ -32,14 +38,12 @@ SUBJECT_CHARS = 80
 
 def message_row(ws, view: dict, me: str | None = None) -> dict:
     """A message as a row of btmsg's ``messages`` table (plus its subject and type)."""
-    meta = view.get("metadata") or {}
-    group = meta.get("sender_group_id") or _group(ws, view["from"])
     state = view.get("state")
     if state is None and me is not None:
         state = "read" if mail_index.state(ws.index.conn, view["id"], me) >= 2 else "unread"
     return {"id": view["id"], "from_agent": view["from"], "to_agent": ",".join(view["to"]),
             "content": view["body"], "read": 0 if state in (None, "unread") else 1,
-            "reply_to": view.get("replies_to"), "sender_group_id": group,
+            "reply_to": view.get("replies_to"), "sender_group_id": view.get("sender_group"),
             "created_at": view["created_at"], "subject": view["subject"], "type": view["type"]}
 
 
@@ -51,8 +55,8 @@ def agent_row(view: dict) -> dict:
             "stalled": view["stalled"], "unread": view["unread"]}
 
 
-def channel_row(summary: dict, group: str | None) -> dict:
-    return {"id": summary["name"], "name": "#" + summary["name"], "group_id": group,
+def channel_row(summary: dict) -> dict:
+    return {"id": summary["name"], "name": "#" + summary["name"], "group_id": summary["group"],
             "created_by": summary["created_by"], "created_at": summary["created_at"],
             "members": summary["members"], "messages": summary["messages"]}
 
@@ -109,9 +113,9 @@ def send(ws, me: str, opts: dict, rest: list[str]) -> tuple[dict, str]:
     if not to:
         raise InvalidInput("send needs a recipient: --to AGENT")
     content = _text(opts, rest)
-    row = require_registered(ws, me)
+    require_registered(ws, me)
     view = mail.send(ws, me, [to], _subject(content), content, type_="request",
-                     metadata={"sender_group_id": row["group"]}, reply_to=opts.get("--reply-to"))
+                     reply_to=opts.get("--reply-to"))
     return message_row(ws, view), f"✓ Sent to {to} [{view['id']}]"
 
 
@@ -138,13 +142,13 @@ def _mine(ws, me: str, token: str) -> dict:
 
 def read(ws, me: str, opts: dict, rest: list[str]) -> tuple[list | dict, str]:
     """``read``: every unread message, now marked read; ``read ID``: that one."""
-    require_registered(ws, me)
+    row = require_registered(ws, me)
     token = opts.get("--message-id") or (rest[0] if rest else None)
     if token:
         _mine(ws, me, token)
         row = message_row(ws, mail.read(ws, me, token), me)
         return row, _render_full(row)
-    found = mail.inbox(ws, me, unread=True)
+    found = mail.inbox(ws, me, unread=True, group=row["group"])
     for view in found:
         mail.read(ws, me, view["id"])
     rows = [message_row(ws, {**v, "state": "read"}) for v in reversed(found)]  # oldest first
@@ -153,8 +157,8 @@ def read(ws, me: str, opts: dict, rest: list[str]) -> tuple[list | dict, str]:
 
 def inbox(ws, me: str, opts: dict, rest: list[str]) -> tuple[list, str]:
     """Unread messages without marking them (``--all``: the last 50 open ones too)."""
-    require_registered(ws, me)
-    found = mail.inbox(ws, me, unread=not opts.get("--all"), limit=50)
+    row = require_registered(ws, me)
+    found = mail.inbox(ws, me, unread=not opts.get("--all"), limit=50, group=row["group"])
     rows = [message_row(ws, v) for v in reversed(found)]
     label = "All messages" if opts.get("--all") else f"Unread messages ({len(rows)})"
     return rows, _render_list(rows, label, "No messages." if opts.get("--all")
@@ -185,9 +189,9 @@ def channel_post(ws, me: str, opts: dict, rest: list[str]) -> tuple[dict, str]:
 
 
 def channel_list(ws, me: str | None, opts: dict, rest: list[str]) -> tuple[list, str]:
-    found = channels.list_channels(ws)
-    rows = [channel_row(c, _group(ws, c["created_by"]) if c["created_by"] else None)
-            for c in found]
+    """The caller's group's channels and the shared ones (every channel without a caller)."""
+    ws.refresh()
+    rows = [channel_row(c) for c in channels.list_channels(ws, _group(ws, me) if me else None)]
     lines = [f"  {r['name']}  ({len(r['members'])} members, {r['messages']} messages)"
              for r in rows]
     return rows, "\n".join(["Channels:", *lines]) if rows else "No channels."
@@ -198,7 +202,7 @@ def channel_create(ws, me: str, opts: dict, rest: list[str]) -> tuple[dict, str]
         raise InvalidInput("channel create needs a name")
     require_registered(ws, me)
     made = channels.create(ws, me, rest[0])
-    return channel_row(made, _group(ws, me)), f"✓ Channel #{made['name']} created"
+    return channel_row(made), f"✓ Channel #{made['name']} created"
 
 
 def channel_add(ws, me: str, opts: dict, rest: list[str]) -> tuple[dict, str]:
@@ -212,9 +216,31 @@ def channel_add(ws, me: str, opts: dict, rest: list[str]) -> tuple[dict, str]:
 def channel_history(ws, me: str, opts: dict, rest: list[str]) -> tuple[list, str]:
     if not rest:
         raise InvalidInput("channel history needs a channel name")
-    found = channels.read(ws, rest[0], int(opts.get("--limit") or 20))
+    ws.refresh()
+    group = _group(ws, me) if me else None
+    found = channels.read(ws, rest[0], _limit(opts, 20), group)
     rows = [message_row(ws, mail.view(ws.index.record(m["id"]))) for m in found["messages"]]
     return rows, _render_list(rows, f"#{found['channel']}", "No messages.")
+
+
+def feed(ws, me: str, opts: dict, rest: list[str]) -> tuple[list, str]:
+    """Every message the caller's group's agents sent, newest ``--limit`` (managers only)."""
+    row = require_registered(ws, me)
+    permissions.require(ws.index, me, "mail.read.others", ws.config["agents"]["default_role"])
+    if not row["group"]:
+        raise InvalidInput(f"{me} is in no group: register it with --group GROUP for a feed")
+    found = mail_index.feed(ws.index.conn, row["group"], _limit(opts, 50))
+    rows = [message_row(ws, mail.view(r)) for r in found]
+    return rows, _render_list(rows, f"Activity feed — {row['group']}", "No messages yet.")
+
+
+def _limit(opts: dict, default: int) -> int:
+    raw = opts.get("--limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"--limit takes a positive whole number, not {raw!r}")
+    return int(raw)
 
 
 def heartbeat(ws, me: str, opts: dict, rest: list[str]) -> tuple[dict, str]:
@@ -224,7 +250,10 @@ def heartbeat(ws, me: str, opts: dict, rest: list[str]) -> tuple[dict, str]:
 
 
 def status(ws, me: str | None, opts: dict, rest: list[str]) -> tuple[list, str]:
-    rows = [agent_row(v) for v in agents.list_agents(ws, group=opts.get("--group"))]
+    """The agents of ``--group``, else of the caller's group, else every agent."""
+    ws.refresh()
+    group = opts.get("--group") or (_group(ws, me) if me else None)
+    rows = [agent_row(v) for v in agents.list_agents(ws, group=group)]
     lines = [f"  {r['id']:<16} {r['name']:<20} {r['role']:<10} tier {r['tier']}  "
              f"{'stalled' if r['stalled'] else r['status']}  unread {r['unread']}" for r in rows]
     return rows, "\n".join(["Agents:", *lines]) if rows else "No agents registered."
@@ -245,7 +274,7 @@ def unread(ws, me: str | None, opts: dict, rest: list[str]) -> tuple[int, str]:
     if not me:
         return 0, "0"
     ws.refresh()
-    count = len(mail.open_mail(ws, me, unread=True))
+    count = len(mail.open_mail(ws, me, unread=True, group=_group(ws, me)))
     return count, str(count)
 
 
@@ -325,6 +354,7 @@ COMMANDS: dict[str, tuple] = {
     "channel send": (channel_post, set(), set(), (1, MANY), True),
     "channel add": (channel_add, set(), set(), (2, 2), True),
     "channel history": (channel_history, set(), {"--limit"}, (1, 1), False),
+    "feed": (feed, set(), {"--limit"}, (0, 0), True),
 }
 
 USAGE = """\
@@ -338,4 +368,5 @@ usage: btmsg <command> [options] [--json]     (the agent: BTMSG_AGENT_ID)
   ack --message-id ID
   channel-post --channel NAME --content TEXT
   channels                             channel list|create|send|history|add ...
-  heartbeat | status | whoami | unread | contacts | allow FROM TO [-b] | history AGENT"""
+  feed [--limit N]                     (managers: the group's messages)
+  heartbeat | status [--group G] | whoami | unread | contacts | allow FROM TO [-b] | history AGENT"""

@@ -10,12 +10,14 @@ A status move without ``--version`` (the published script has none) moves from
 the version just read. The script's ``progress`` is ``in_progress``; its
 ``critical`` priority is ``high``. ``--json`` prints bttask's columns
 (``assigned_to``, ``created_by``, ``group_id``, ``parent_task_id``,
-``sort_order``, ``version``, ...).
+``sort_order``, ``version``, ...). ``list``, ``board`` and ``review-count`` show
+the caller's group's tasks (bttask's ``list_tasks`` is per group), another group's
+with ``--group G``, every group's for a caller in none.
 """
 
 from __future__ import annotations
 
-from beadsmail import tasks
+from beadsmail import groups, tasks
 from beadsmail.errors import InvalidInput
 
 STATUS_ALIASES = {"progress": "in_progress", "in-progress": "in_progress"}
@@ -60,9 +62,17 @@ def _written(result: dict, verb: str) -> tuple[dict, str]:
 
 # -- commands -------------------------------------------------------------------
 
+def _group(ws, me: str | None, opts: dict) -> str | None:
+    """``--group``, else the caller's registered group (None: every group)."""
+    if opts.get("--group") or not me:
+        return opts.get("--group")
+    ws.refresh()
+    return groups.of(ws.index.conn, me)
+
+
 def listing(ws, me, opts: dict, rest: list[str]) -> tuple[list, str]:
     found = [task_row(t) for t in tasks.listing(ws, include_done=True,
-                                                group=opts.get("--group"))]
+                                                group=_group(ws, me, opts))]
     return found, "\n".join(["Tasks:", *map(_line, found)]) if found else "No tasks."
 
 
@@ -127,7 +137,7 @@ def comments(ws, me, opts: dict, rest: list[str]) -> tuple[list, str]:
 
 
 def board(ws, me, opts: dict, rest: list[str]) -> tuple[dict, str]:
-    found = tasks.board(ws, group=opts.get("--group"))
+    found = tasks.board(ws, group=_group(ws, me, opts))
     columns = {c["status"]: [task_row(t) for t in c["tasks"]] for c in found["columns"]}
     lines = []
     for column in found["columns"]:
@@ -137,7 +147,7 @@ def board(ws, me, opts: dict, rest: list[str]) -> tuple[dict, str]:
 
 
 def review_count(ws, me, opts: dict, rest: list[str]) -> tuple[int, str]:
-    count = tasks.review_count(ws, opts.get("--group"))["review"]
+    count = tasks.review_count(ws, _group(ws, me, opts))["review"]
     return count, str(count)
 
 
@@ -160,7 +170,7 @@ COMMANDS: dict[str, tuple] = {
 
 USAGE = """\
 usage: bttask <command> [options] [--json]     (the agent: BTMSG_AGENT_ID)
-  list [--all]
+  list [--all] [--group G]
   create --title TITLE [--priority low|medium|high] [--description TEXT]
   add TITLE... [--desc TEXT] [--priority P] [--assign AGENT] [--parent TASK]
   status --id TASK --status STATUS --version N      status TASK STATUS

@@ -17,11 +17,14 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from beadsmail.records import sender_group
+
 DDL = """
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT NOT NULL, clock INTEGER NOT NULL, created_at TEXT NOT NULL,
     sender TEXT NOT NULL, subject TEXT NOT NULL, priority INTEGER NOT NULL,
-    type TEXT NOT NULL, thread_id TEXT NOT NULL, ephemeral INTEGER NOT NULL);
+    type TEXT NOT NULL, thread_id TEXT NOT NULL, ephemeral INTEGER NOT NULL,
+    sender_group TEXT);
 CREATE TABLE IF NOT EXISTS message_to (message_id TEXT NOT NULL, target TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS receipts (
     message_id TEXT NOT NULL, recipient TEXT NOT NULL, state INTEGER NOT NULL,
@@ -39,6 +42,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS message_to_key ON message_to(message_id, targe
 QUERY_INDEXES = """
 CREATE INDEX IF NOT EXISTS messages_thread ON messages(thread_id, clock);
 CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender, clock);
+CREATE INDEX IF NOT EXISTS messages_group ON messages(sender_group, clock);
 CREATE INDEX IF NOT EXISTS message_to_target ON message_to(target, message_id);
 """
 TABLES = ("messages", "message_to", "receipts", "deleted", "purged")
@@ -60,7 +64,8 @@ def _rows(records) -> tuple[list[tuple], list[tuple[str, str]]]:
     rows, targets = [], []
     for r in records:
         rows.append((r["id"], r["clock"], r["created_at"], r["from"], r["subject"],
-                     r["priority"], r["type"], r["thread_id"], int(r["ephemeral"])))
+                     r["priority"], r["type"], r["thread_id"], int(r["ephemeral"]),
+                     sender_group(r)))
         targets += [(r["id"], t) for t in r["to"]]
     return rows, targets
 
@@ -69,7 +74,7 @@ def load_messages(conn: sqlite3.Connection, records: list[dict]) -> None:
     """Messages into an index being built (``Index.load``): plain inserts, since their ids
     are unique there and nothing is deleted yet (tombstones and purges fold later)."""
     rows, targets = _rows(records)
-    conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+    conn.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
     conn.executemany("INSERT INTO message_to VALUES (?, ?)", targets)
 
 
@@ -82,7 +87,7 @@ def _messages(conn: sqlite3.Connection, records) -> None:
     if not rows:
         return
     conn.executemany(
-        "INSERT OR IGNORE INTO messages SELECT ?,?,?,?,?,?,?,?,? "
+        "INSERT OR IGNORE INTO messages SELECT ?,?,?,?,?,?,?,?,?,? "
         "WHERE NOT EXISTS (SELECT 1 FROM deleted WHERE id = ?1)", rows)
     conn.executemany(
         "INSERT OR IGNORE INTO message_to SELECT ?1, ?2 "
@@ -163,8 +168,11 @@ def _mine_cte(targets: list[str]) -> str:
 
 def inbox(conn: sqlite3.Connection, me: str, targets: list[str], *, sender: str | None = None,
           priority: int | None = None, type_: str | None = None, unread: bool = False,
-          include_acked: bool = False, limit: int | None = None) -> list[tuple[dict, int, str | None]]:
-    """Messages addressed to ``me``: (record, my state, my read time), urgent first, newest next."""
+          include_acked: bool = False, limit: int | None = None,
+          group: str | None = None) -> list[tuple[dict, int, str | None]]:
+    """Messages addressed to ``me``: (record, my state, my read time), urgent first, newest next.
+    With ``group``: what reaches me through ``targets`` only from senders in that group or
+    in none (what is addressed to me by name always)."""
     # (the text is looked up for the rows the WHERE clause keeps only)
     sql = (_mine_cte(targets) + "SELECT (SELECT data FROM records WHERE id = m.id), "
            "coalesce(r.state, 0), r.read_at FROM mine JOIN messages m ON m.id = mine.id "
@@ -178,6 +186,10 @@ def inbox(conn: sqlite3.Connection, me: str, targets: list[str], *, sender: str 
         if value is not None:
             sql += f" AND {column} = ?"
             args.append(value)
+    if group is not None:
+        sql += (" AND (m.sender_group IS NULL OR m.sender_group = ? OR EXISTS (SELECT 1 FROM "
+                "message_to d WHERE d.message_id = m.id AND d.target = ?1))")
+        args.append(group)
     sql += " ORDER BY m.priority, m.created_at DESC, m.id DESC"
     if limit:
         sql += " LIMIT ?"
@@ -193,6 +205,16 @@ def addressed_to(conn: sqlite3.Connection, message_id: str, me: str, targets: li
         f"AND (t.target = ? OR (t.target IN ({marks}) AND m.sender <> ?)) LIMIT 1",
         [message_id, me, *targets, me]).fetchone()
     return row is not None
+
+
+def feed(conn: sqlite3.Connection, group: str, limit: int) -> list[dict]:
+    """The newest ``limit`` messages sent by agents of ``group`` (whatever their
+    recipients: btmsg's group feed), oldest first."""
+    rows = conn.execute(
+        "SELECT (SELECT data FROM records WHERE id = x.id) FROM (SELECT id, clock FROM messages "
+        "WHERE sender_group = ? ORDER BY clock DESC, id DESC LIMIT ?) x ORDER BY x.clock, x.id",
+        (group, limit))
+    return [json.loads(d) for (d,) in rows]
 
 
 def message(conn: sqlite3.Connection, message_id: str) -> dict | None:
@@ -273,6 +295,21 @@ def closed_ephemeral(conn: sqlite3.Connection, created_before: str) -> list[dict
                 continue
         closed.append({"id": mid, "from": sender, "subject": subject, "created_at": created})
     return closed
+
+
+def thread_links(conn: sqlite3.Connection, ids: list[str]) -> list[tuple[str, str, str | None]]:
+    """(id, thread_id, replies_to) of every stored message in the threads of ``ids``: all
+    that can point at one of them (a reply shares its parent's thread)."""
+    out: list[tuple[str, str, str | None]] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        out += conn.execute(
+            "SELECT m.id, m.thread_id, json_extract(d.data, '$.replies_to') FROM messages m "
+            "JOIN records d ON d.id = m.id WHERE m.thread_id IN "
+            f"(SELECT thread_id FROM messages WHERE id IN ({marks})) ORDER BY m.id",
+            chunk).fetchall()
+    return sorted(set(out))
 
 
 def _audience(conn: sqlite3.Connection, target: str) -> set[str]:

@@ -8,7 +8,8 @@ Every row is order-independent by construction:
   written on a clone that had not yet seen a status change never undoes it.
   ``last_seen`` is the maximum over all of an agent's records.
 - Channels, memberships and contacts are last-writer-wins by ``(clock, id)``;
-  a channel's creator is its earliest create record.
+  a channel's creator, and the group it belongs to, come from its earliest
+  create record (ties broken by creator, then group).
 - Dead letters are derived from ``message_to`` (the mail fold's recipients) at
   query time, so purged messages leave no trace behind.
 - ``dead_resolved`` holds (message, recipient) pairs cleared from the dead-letter
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS agents (
     rid TEXT NOT NULL, details TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channels (
     name TEXT PRIMARY KEY, description TEXT, created_by TEXT, created_at TEXT,
-    active INTEGER NOT NULL, clock INTEGER NOT NULL, rid TEXT NOT NULL) WITHOUT ROWID;
+    active INTEGER NOT NULL, clock INTEGER NOT NULL, rid TEXT NOT NULL, grp TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memberships (
     channel TEXT NOT NULL, agent TEXT NOT NULL, joined INTEGER NOT NULL, at TEXT NOT NULL,
     clock INTEGER NOT NULL, rid TEXT NOT NULL, PRIMARY KEY (channel, agent)) WITHOUT ROWID;
@@ -115,17 +116,19 @@ def _agents(conn: sqlite3.Connection, records) -> None:
 
 def _channels(conn: sqlite3.Connection, records) -> None:
     for r in records:
+        group = r.get("group") if r["op"] == "create" else None
         conn.execute(
-            "INSERT INTO channels VALUES (?,?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET "
+            "INSERT INTO channels VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET "
             "description=excluded.description, active=excluded.active, "
             "clock=excluded.clock, rid=excluded.rid WHERE " + LATER.format(t="channels"),
             (r["name"], r.get("description"), r["actor"], r["created_at"],
-             int(r["op"] == "create"), r["clock"], r["id"]))
-        if r["op"] == "create":  # creator = the earliest create record
-            conn.execute("UPDATE channels SET created_by = ?, created_at = ? WHERE name = ? AND "
-                         "(created_at > ? OR (created_at = ? AND created_by > ?))",
-                         (r["actor"], r["created_at"], r["name"], r["created_at"],
-                          r["created_at"], r["actor"]))
+             int(r["op"] == "create"), r["clock"], r["id"], group))
+        if r["op"] == "create":  # creator and group = the earliest create record's
+            conn.execute("UPDATE channels SET created_by = ?1, created_at = ?2, grp = ?4 "
+                         "WHERE name = ?3 AND (created_at > ?2 OR (created_at = ?2 AND "
+                         "(created_by > ?1 OR (created_by = ?1 AND "
+                         "coalesce(grp, '') > coalesce(?4, '')))))",
+                         (r["actor"], r["created_at"], r["name"], group))
 
 
 # -- agents -------------------------------------------------------------------
@@ -177,6 +180,21 @@ def groups(conn: sqlite3.Connection) -> list[str]:
         "SELECT DISTINCT grp FROM agents WHERE registered = 1 AND grp IS NOT NULL ORDER BY grp")]
 
 
+def known_groups(conn: sqlite3.Connection) -> list[str]:
+    """Every group the store names: of an agent (registered now or once), a channel or a
+    task (a message's sender group was its sender's, so it is among the agents')."""
+    return [r[0] for r in conn.execute(
+        "SELECT grp FROM agents WHERE grp IS NOT NULL UNION SELECT grp FROM channels "
+        "WHERE grp IS NOT NULL UNION SELECT grp FROM tasks WHERE grp IS NOT NULL ORDER BY 1")]
+
+
+def group_of(conn: sqlite3.Connection, agent_id: str) -> str | None:
+    """The group an agent is registered in now (None: unregistered, or in no group)."""
+    row = conn.execute("SELECT grp FROM agents WHERE id = ? AND registered = 1",
+                       (agent_id,)).fetchone()
+    return row[0] if row else None
+
+
 def local_heartbeat(conn: sqlite3.Connection, agent_id: str) -> tuple[str, str | None] | None:
     row = conn.execute("SELECT seen_at, committed_at FROM heartbeats WHERE agent = ?",
                        (agent_id,)).fetchone()
@@ -200,21 +218,19 @@ def touch(conn: sqlite3.Connection, agent_id: str, seen_at: str, committed_at: s
 
 # -- channels and contacts ----------------------------------------------------
 
+CHANNEL_COLUMNS = ("name", "description", "created_by", "created_at", "active", "group")
+_CHANNEL_SELECT = "SELECT name, description, created_by, created_at, active, grp FROM channels "
+
+
 def channel(conn: sqlite3.Connection, name: str) -> dict | None:
-    row = conn.execute("SELECT name, description, created_by, created_at, active FROM channels "
-                       "WHERE name = ?", (name,)).fetchone()
-    if not row:
-        return None
-    return dict(zip(("name", "description", "created_by", "created_at", "active"), row, strict=True))
+    row = conn.execute(_CHANNEL_SELECT + "WHERE name = ?", (name,)).fetchone()
+    return dict(zip(CHANNEL_COLUMNS, row, strict=True)) if row else None
 
 
 def channels(conn: sqlite3.Connection) -> list[dict]:
     """Channels created and not deleted."""
-    rows = conn.execute(
-        "SELECT name, description, created_by, created_at, active FROM channels WHERE active = 1 "
-        "ORDER BY name")
-    return [dict(zip(("name", "description", "created_by", "created_at", "active"), r, strict=True))
-            for r in rows]
+    rows = conn.execute(_CHANNEL_SELECT + "WHERE active = 1 ORDER BY name")
+    return [dict(zip(CHANNEL_COLUMNS, r, strict=True)) for r in rows]
 
 
 def members(conn: sqlite3.Connection, name: str) -> list[str]:
@@ -228,20 +244,27 @@ def channels_of(conn: sqlite3.Connection, agent_id: str) -> list[str]:
         (agent_id,))]
 
 
-def channel_stats(conn: sqlite3.Connection, name: str) -> tuple[int, str | None]:
-    """How many messages a channel holds, and when the last was posted."""
+# posts a group sees in a shared channel: its own agents' and those of agents in no group
+_IN_GROUP = " AND (?2 IS NULL OR m.sender_group IS NULL OR m.sender_group = ?2)"
+
+
+def channel_stats(conn: sqlite3.Connection, name: str,
+                  group: str | None = None) -> tuple[int, str | None]:
+    """How many messages a channel holds (as ``group`` sees it), and when the last came."""
     row = conn.execute("SELECT count(*), max(m.created_at) FROM message_to t JOIN messages m "
-                       "ON m.id = t.message_id WHERE t.target = ?", ("#" + name,)).fetchone()
+                       "ON m.id = t.message_id WHERE t.target = ?1" + _IN_GROUP,
+                       ("#" + name, group)).fetchone()
     return row[0], row[1]
 
 
-def channel_messages(conn: sqlite3.Connection, name: str, limit: int) -> list[str]:
-    """The JSON of a channel's newest ``limit`` messages, oldest first."""
+def channel_messages(conn: sqlite3.Connection, name: str, limit: int,
+                     group: str | None = None) -> list[str]:
+    """The JSON of a channel's newest ``limit`` messages (as ``group`` sees it), oldest first."""
     rows = conn.execute(  # the text is looked up for the ``limit`` rows kept only
         "SELECT (SELECT data FROM records WHERE id = x.id) FROM ("
         "SELECT m.id, m.clock FROM message_to t JOIN messages m ON m.id = t.message_id "
-        "WHERE t.target = ? ORDER BY m.clock DESC, m.id DESC LIMIT ?) x "
-        "ORDER BY x.clock, x.id", ("#" + name, limit))
+        "WHERE t.target = ?1" + _IN_GROUP + " ORDER BY m.clock DESC, m.id DESC LIMIT ?3) x "
+        "ORDER BY x.clock, x.id", ("#" + name, group, limit))
     return [r[0] for r in rows]
 
 

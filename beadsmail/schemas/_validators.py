@@ -26,7 +26,7 @@ def _plain(x):
 
 _message_0 = frozenset(('action_requested', 'actor', 'body', 'clock', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'priority', 'replica', 'replies_to', 'subject', 'thread_id', 'to', 'type', 'v', ))
 
-_message_1 = frozenset(('action_requested', 'actor', 'body', 'clock', 'context', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'prev', 'priority', 'replica', 'replies_to', 'seq', 'sig', 'subject', 'thread_id', 'to', 'type', 'v', 'via', ))
+_message_1 = frozenset(('action_requested', 'actor', 'body', 'clock', 'context', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'prev', 'priority', 'replica', 'replies_to', 'sender_group', 'seq', 'sig', 'subject', 'thread_id', 'to', 'type', 'v', 'via', ))
 
 _message_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -92,6 +92,10 @@ def validate_message(data):
         _fail('message.from', 'must be of type string')
     if _message_3.search(_v1) is None:
         _fail('message.from', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+    if 'sender_group' in _k:
+        _v1 = data['sender_group']
+        if not ((type(_v1) is str and _message_3.search(_v1) is not None) or (_v1 is None)):
+            _fail('message.sender_group', 'has the wrong type or value')
     _v1 = data['to']
     if not (type(_v1) is list):
         _fail('message.to', 'must be of type array')
@@ -173,7 +177,7 @@ def validate_message(data):
             _fail('message.via', 'must be one of "serve"')
 
 def accept_message(data):
-    if type(data) is not dict or len(data) != 18 + ('context' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
+    if type(data) is not dict or len(data) != 18 + ('sender_group' in data) + ('context' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -199,6 +203,10 @@ def accept_message(data):
     x = data['from']
     if not (type(x) is str and _message_3.search(x) is not None):
         return False
+    if 'sender_group' in data:
+        x = data['sender_group']
+        if not ((type(x) is str and _message_3.search(x) is not None) or (x is None)):
+            return False
     x = data['to']
     if not (type(x) is list and len(x) >= 1 and len(x) <= 100 and (len(x) < 2 or len(set(map(repr, x))) == len(x)) and all(map(_message_6.search, x))):
         return False
@@ -628,7 +636,7 @@ def accept_agent(data):
 
 _channel_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'name', 'op', 'replica', 'v', ))
 
-_channel_1 = frozenset(('actor', 'clock', 'created_at', 'description', 'id', 'kind', 'name', 'op', 'prev', 'replica', 'seq', 'sig', 'v', 'via', ))
+_channel_1 = frozenset(('actor', 'clock', 'created_at', 'description', 'group', 'id', 'kind', 'name', 'op', 'prev', 'replica', 'seq', 'sig', 'v', 'via', ))
 
 _channel_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -701,6 +709,12 @@ def validate_channel(data):
             _fail('channel.description', 'must be of type string')
         if len(_v1) > 1000:
             _fail('channel.description', 'must have at most 1000 characters')
+    if 'group' in _k:
+        _v1 = data['group']
+        if not (type(_v1) is str):
+            _fail('channel.group', 'must be of type string')
+        if _channel_3.search(_v1) is None:
+            _fail('channel.group', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     if 'seq' in _k:
         _v1 = data['seq']
         if not (type(_v1) is int):
@@ -725,7 +739,7 @@ def validate_channel(data):
             _fail('channel.via', 'must be one of "serve"')
 
 def accept_channel(data):
-    if type(data) is not dict or len(data) != 9 + ('description' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
+    if type(data) is not dict or len(data) != 9 + ('description' in data) + ('group' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -757,6 +771,10 @@ def accept_channel(data):
     if 'description' in data:
         x = data['description']
         if not (type(x) is str and len(x) <= 1000):
+            return False
+    if 'group' in data:
+        x = data['group']
+        if not (type(x) is str and _channel_3.search(x) is not None):
             return False
     if 'seq' in data:
         x = data['seq']

@@ -84,7 +84,8 @@ def _reply(ws, me, p, b):
 
 def _inbox(ws, me, p, b):
     return mail.inbox(ws, p.get("agent") or me, sender=p.get("from"), priority=p.get("priority"),
-                      type_=p.get("type"), unread=p.get("unread", False), limit=p.get("limit"))
+                      type_=p.get("type"), unread=p.get("unread", False), limit=p.get("limit"),
+                      group=p.get("group"))
 
 
 def _ack(ws, me, p, b):
@@ -128,6 +129,8 @@ P_ID = Param("id", "path", ID, True, "message id or unique prefix")
 P_TASK = Param("id", "path", ID, True, "task id or unique prefix")
 P_NAME = Param("name", "path", NAME, True, "channel name (without '#')")
 P_LIMIT = Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 1000})
+P_GROUP = Param("group", schema={"type": "string", "maxLength": 64},
+                description="scope to this group (see docs/server.md); an unknown group is a 400")
 
 ROUTES: list[Route] = [
     Route("POST", "/api/messages", "send", "Send a message (bd mail send)", _send, body=body(
@@ -140,7 +143,7 @@ ROUTES: list[Route] = [
     Route("GET", "/api/inbox", "inbox", "Open mail for an agent (bd mail inbox)", _inbox, [
         Param("agent", description="whose inbox (default: the caller)"),
         Param("from"), Param("priority", schema=PRIORITY), Param("type", schema=MTYPE),
-        Param("unread", schema={"type": "boolean"}), P_LIMIT]),
+        Param("unread", schema={"type": "boolean"}), P_LIMIT, P_GROUP]),
     Route("GET", "/api/messages/{id}", "show_message",
           "One message with its receipts, without marking it read (bd mail read --peek)",
           lambda ws, me, p, b: mail.read(ws, me, p["id"], peek=True), [P_ID]),
@@ -178,11 +181,13 @@ ROUTES: list[Route] = [
               ws, me, b.get("paths", []), all_=b.get("all", False)),
           body=body([], paths=PATHS, all={"type": "boolean"}), tag="reservations", writes=True),
     Route("GET", "/api/channels", "channels", "Channels with members and counts "
-          "(bd channel list)", lambda ws, me, p, b: channels.list_channels(ws), tag="channels"),
+          "(bd channel list)", lambda ws, me, p, b: channels.list_channels(ws, p.get("group")),
+          [P_GROUP], tag="channels"),
     Route("GET", "/api/channels/{name}", "channel_read", "A channel's newest messages "
           "(bd channel read)", lambda ws, me, p, b: channels.read(ws, p["name"],
-                                                                  p.get("limit", 20)),
-          [P_NAME, P_LIMIT], tag="channels"),
+                                                                  p.get("limit", 20),
+                                                                  p.get("group")),
+          [P_NAME, P_LIMIT, P_GROUP], tag="channels"),
     Route("POST", "/api/channels/{name}/messages", "channel_post", "Post to a channel "
           "(bd channel post)", _post, [P_NAME], body(["body"], body=TEXT, subject=TEXT,
                                                       type=MTYPE, priority=PRIORITY),
@@ -194,21 +199,22 @@ ROUTES: list[Route] = [
           "(bd channel leave)", lambda ws, me, p, b: channels.leave(ws, me, p["name"]), [P_NAME],
           tag="channels", writes=True),
     Route("GET", "/api/agents", "agents", "Agents with liveness and unread counts "
-          "(bd agent list)", lambda ws, me, p, b: agents.list_agents(ws, p.get("all", False)),
-          [Param("all", schema={"type": "boolean"})], tag="agents"),
+          "(bd agent list)", lambda ws, me, p, b: agents.list_agents(ws, p.get("all", False),
+                                                                     p.get("group")),
+          [Param("all", schema={"type": "boolean"}), P_GROUP], tag="agents"),
     Route("GET", "/api/agents/{id}", "agent", "One agent (bd agent show)",
           lambda ws, me, p, b: agents.show(ws, p["id"]),
           [Param("id", "path", ID, True, "agent id")], tag="agents"),
     Route("GET", "/api/status", "status", "The coordination overview (bd status)",
           lambda ws, me, p, b: status.overview(ws, me), tag="agents"),
     Route("GET", "/api/tasks", "tasks", "Tasks (bd task list)", _task_list, [
-        Param("status", schema=STATUS), Param("assigned"), Param("group"),
+        Param("status", schema=STATUS), Param("assigned"), P_GROUP,
         Param("all", schema={"type": "boolean"}, description="include done tasks"), P_LIMIT],
           tag="tasks"),
     Route("GET", "/api/board", "board", "The five columns (bd task board)",
           lambda ws, me, p, b: tasks.board(ws, p.get("group"), p.get("assigned"),
                                            p.get("limit", 50)),
-          [Param("group"), Param("assigned"), P_LIMIT], tag="tasks"),
+          [P_GROUP, Param("assigned"), P_LIMIT], tag="tasks"),
     Route("POST", "/api/tasks", "task_create", "Create a task (bd task create)", _create_task,
           body=body(["title"], title=TEXT, description=TEXT, priority=TPRIORITY, assign=NAME,
                     parent=ID, status=STATUS, group=NAME), tag="tasks", writes=True),
@@ -229,7 +235,14 @@ ROUTES: list[Route] = [
 
 
 def parse_params(route: Route, path: dict, query) -> dict:
-    """Path and query parameters, typed as the route declares; InvalidInput otherwise."""
+    """Path and query parameters, typed as the route declares; InvalidInput otherwise,
+    and for a query parameter the route does not take (never silently ignored)."""
+    takes = [p.name for p in route.params if p.where == "query"]
+    unknown = sorted(set(query.keys()) - set(takes))
+    if unknown:
+        raise InvalidInput(f"{route.method} {route.path} does not take the query parameter "
+                           f"{unknown[0][:40]!r}; it takes {', '.join(takes) or 'none'} "
+                           "(see /openapi.json)")
     out: dict = {}
     for param in route.params:
         raw = path.get(param.name) if param.where == "path" else query.get(param.name)

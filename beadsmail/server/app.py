@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from beadsmail import agents, channels, records
+from beadsmail import agents, channels, groups, records
 from beadsmail.errors import BeadsError, InvalidInput, NotFound, PermissionDenied
 from beadsmail.server import access, api, openapi, security, spec13
 from beadsmail.server.feed import Feed
@@ -153,7 +153,7 @@ class Server:
             "GET", "/api/messages", "log", "The message log, oldest first (the page's view)",
             None, [api.Param("agent", description="sent by or to this agent"),
                    api.Param("channel", description="posted to this channel (without '#')"),
-                   api.Param("type", schema=api.MTYPE), api.P_LIMIT,
+                   api.Param("type", schema=api.MTYPE), api.P_LIMIT, api.P_GROUP,
                    api.Param("before", schema=api.ID, description="only messages before this id")])
         self.routes = [self.log_route, *api.ROUTES]
         self.validators = {r.op: jsonschema.Draft202012Validator(r.body)
@@ -235,6 +235,7 @@ class Server:
                 params = api.parse_params(route, request.path_params, request.query_params)
                 body = await self._body(request, route)
                 if route.op == "log":
+                    await self.known_group(params.get("group"))
                     result = await self.hub.log(params, await self.hub.reader(me))
                 else:
                     result = await self.feed.call(access.call, route.fn, route.op, me, params,
@@ -245,6 +246,11 @@ class Server:
             except Exception as exc:  # noqa: BLE001 - mapped to a JSON error
                 return error_response(exc)
         return handle
+
+    async def known_group(self, group: str | None) -> None:
+        """InvalidInput unless ``group`` (if given) is a group the store knows."""
+        if group is not None:
+            await self.feed.call(_known_group, group)
 
     async def info(self, request: Request) -> Response:
         try:
@@ -291,12 +297,14 @@ class Server:
             if project not in self.projects:
                 raise NotFound(f"no project {project!r} here")
             me = self.principal(websocket.headers, websocket.query_params.get("token"))
+            group = websocket.query_params.get("group") or None
+            await self.known_group(group)
         except BeadsError as exc:
             await websocket.send_json(error_frame(exc))
-            await websocket.close(CLOSE_NOT_FOUND if exc.code == "not_found" else
-                                  CLOSE_UNAUTHORIZED)
+            code = {"not_found": CLOSE_NOT_FOUND, "invalid_input": CLOSE_BAD_REQUEST}
+            await websocket.close(code.get(exc.code, CLOSE_UNAUTHORIZED))
             return
-        await self.hub.serve_observer(websocket, project, me)
+        await self.hub.serve_observer(websocket, project, me, group)
 
     def app(self) -> Starlette:
         routes = [Route("/", lambda r: FileResponse(STATIC / "index.html")),
@@ -336,6 +344,11 @@ def _mcp_endpoint(server: Server):
     from beadsmail.integrations.mcphttp import Endpoint
 
     return Endpoint(server)
+
+
+def _known_group(ws, group: str) -> None:
+    ws.refresh()
+    groups.require(ws.index.conn, group)
 
 
 def _heartbeat(ws, agent: str) -> None:

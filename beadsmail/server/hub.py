@@ -331,10 +331,12 @@ class Hub:
                 raise NotFound(f"no message {params['before']!r} in the log; give a full id")
             end = found
         agent, channel, kind = params.get("agent"), params.get("channel"), params.get("type")
+        group, groups = params.get("group"), self.stream.groups
         picked: list[str] = []
         for i in range(end - 1, -1, -1):
             sender, targets, type_ = meta[ids[i]]
             if not targets or (kind and type_ != kind) or \
+                    (group and groups.get(ids[i]) != group) or \
                     not reader.may_read(sender, targets) or \
                     (channel and "#" + channel.lstrip("#") not in targets) or \
                     (agent and sender != agent and agent not in targets):
@@ -347,8 +349,9 @@ class Hub:
     # -- observers (the web page) ----------------------------------------------
 
     async def serve_observer(self, websocket: WebSocket, project: str,
-                             principal: Principal) -> None:
-        """Push every new record ``principal`` may read to a page (see ``access``)."""
+                             principal: Principal, group: str | None = None) -> None:
+        """Push every new record ``principal`` may read to a page (see ``access``); with
+        ``group``, of the messages only those its agents sent (as the log's ``?group=``)."""
         reader = await self.reader(principal)
         queue: asyncio.Queue = asyncio.Queue(self.limits.observer_queue)
         self.observers[queue] = project
@@ -364,7 +367,9 @@ class Hub:
                 record = getter.result()
                 if principal.token and record.get("kind") in REGISTRY_KINDS:
                     reader = await self.reader(principal)  # joins and groups change the reach
-                if reader.sees(record, self.stream.meta.get):
+                if reader.sees(record, self.stream.meta.get) and (
+                        group is None or record.get("kind") != "message"
+                        or records.sender_group(record) == group):
                     await websocket.send_json({"type": "record", "record": record})
                 if queue not in self.observers:  # overflowed: make the page reload
                     await websocket.close(1013, "too far behind; reload")

@@ -25,7 +25,7 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from beadsmail.records import ID_RE
+from beadsmail.records import ID_RE, sender_group
 
 CACHE = 4096
 
@@ -37,6 +37,7 @@ class Stream:
         self.ids: list[str] = []
         self.pos: dict[str, int] = {}
         self.meta: dict[str, tuple[str, tuple[str, ...], str]] = {}  # sender, targets, type
+        self.groups: dict[str, str | None] = {}  # the sender's group (the log's ?group=)
         self.cache: OrderedDict[str, dict] = OrderedDict()
         self.texts: dict[str, str] = {}  # the JSON of cached records, made when first pushed
         self.cursors: dict[str, str] = {}
@@ -75,6 +76,7 @@ class Stream:
         self.pos[mid] = len(self.ids)
         self.ids.append(mid)
         self.meta[mid] = (record["from"], tuple(record["to"]), record.get("type", ""))
+        self.groups[mid] = sender_group(record)
         return True
 
     # -- growing -------------------------------------------------------------
@@ -111,6 +113,7 @@ class Stream:
             self.texts.pop(mid, None)
             if mid in self.meta:
                 self.meta[mid] = ("", (), "")
+                self.groups[mid] = None
 
     # -- cursors -------------------------------------------------------------
 

@@ -36,9 +36,6 @@ class Bindings:
         self.keys: dict[str, str] = data.get("keys", {}) if isinstance(data, dict) else {}
         # replica -> the seq from which its feed has two signed branches (seen on this clone)
         self.forks: dict[str, int] = data.get("forks", {}) if isinstance(data, dict) else {}
-        # record id -> sha256 of copies that lost to another copy of the id (``Reader``)
-        self.displaced: dict[str, list[str]] = data.get("displaced", {}) \
-            if isinstance(data, dict) else {}
         self.dirty = False
 
     def save(self) -> None:
@@ -47,7 +44,7 @@ class Bindings:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"agents": self.agents, "keys": self.keys,
-                                   "forks": self.forks, "displaced": self.displaced}, indent=1, sort_keys=True) + "\n",
+                                   "forks": self.forks}, indent=1, sort_keys=True) + "\n",
                        "utf-8")
         os.replace(tmp, self.path)
         self.dirty = False
@@ -107,12 +104,6 @@ class Bindings:
         entry["how"].pop(replica, None)
         self.dirty |= changed
         return changed
-
-    def displace(self, record_id: str, digest: str) -> None:
-        lost = self.displaced.setdefault(record_id, [])
-        if digest not in lost:
-            lost.append(digest)
-            self.dirty = True
 
     def pin_key(self, replica: str, key: str | None) -> None:
         if key is None:

@@ -197,10 +197,10 @@ class Checker:
             elif "seq" in r and r["seq"] >= self.forks.get(replica, r["seq"] + 1):
                 _bad(ln, f"fork: this feed has two signed branches from seq "
                          f"{self.forks[replica]}; nothing from there on is folded")
+            elif "seq" not in r:
+                ln.status = UNVERIFIED  # (one naming another replica: ``index.copies`` flags it)
             elif r.get("replica") != replica:
                 _bad(ln, f"its replica field {r.get('replica')!r} is not the feed's ({replica})")
-            elif "seq" not in r:
-                ln.status = UNVERIFIED
             elif "sig" not in r:
                 pending.append(ln)
             else:

@@ -106,10 +106,6 @@ class Reader:
         if r["kind"] == "message" and r["from"] != r["actor"]:
             ln.status = feed_mod.FORGED
             ln.why = f"its sender {r['from']!r} is not the identity that wrote it ({r['actor']})"
-        else:
-            why = self._duplicate(ln)
-            if why is not None:
-                ln.status, ln.why = feed_mod.FORGED, why
 
     def _bound(self, r: dict, replica: str) -> str | None:
         """First use binds, and within one fold the earliest claim by (clock, id) wins
@@ -129,32 +125,6 @@ class Reader:
 
     def seen(self, record_id: str) -> bool:
         return feeds_index.has_record(self._index, record_id)
-
-    def _duplicate(self, ln: feed_mod.Line) -> str | None:
-        """Why ``ln`` does not fold as its id (another copy of the id, with other text,
-        wins), or None. Of two copies the verified one wins, then the smaller (clock,
-        sha256 of the line), whatever order they arrive in: when a newcomer beats the
-        copy already folded, that copy is remembered as displaced (``Bindings``) and the
-        index is built again without it (``refold``)."""
-        r = ln.record
-        if ln.digest.hex() in self.bindings.displaced.get(r["id"], ()):
-            return f"id {r['id']} belongs to another copy with other content, which wins"
-        if not self.seen(r["id"]):
-            return None
-        text = feeds_index.stored_text(self._index, r["id"])
-        if text is None or text.encode() == ln.raw:
-            return None
-        held = text.encode()
-        import hashlib
-        import json
-
-        held_rank = ("seq" not in json.loads(held), json.loads(held)["clock"],
-                     hashlib.sha256(held).digest())
-        if (ln.status != feed_mod.VERIFIED, r["clock"], ln.digest) < held_rank:
-            self.bindings.displace(r["id"], hashlib.sha256(held).hexdigest())
-            self.rebound = True
-            return None
-        return f"id {r['id']} is taken by a copy with other content, which wins"
 
     def _unsigned(self, record: dict, replica: str) -> str | None:
         bound = self.bindings.bound(record["actor"])
@@ -216,9 +186,6 @@ class Reader:
             if self.checker.new_fork or self.rebound:
                 fresh = bindings_mod.Bindings(self.bindings.path)
                 fresh.forks.update(self.checker.forks)
-                for rid, lost in self.bindings.displaced.items():
-                    for digest in lost:
-                        fresh.displace(rid, digest)
                 fresh.dirty = True
                 fresh.save()
             return

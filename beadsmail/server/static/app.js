@@ -18,7 +18,10 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function showError(text) { $("#banner-text").textContent = text; $("#banner").hidden = false; }
+function showAlert(text, kind) {  // kind: "error" (pink) or "warn" (yellow)
+  $("#banner-text").textContent = text; $("#banner").className = kind; $("#banner").hidden = false;
+}
+function showError(text) { showAlert(text, "error"); }
 $("#banner-close").addEventListener("click", () => { $("#banner").hidden = true; });
 
 function headers(json) {
@@ -34,7 +37,10 @@ function headers(json) {
 async function api(path, body) {
   const opts = body === undefined ? { headers: headers(false) }
     : { method: "POST", headers: headers(true), body: JSON.stringify(body) };
-  const res = await fetch(path, opts);
+  let res;
+  try { res = await fetch(path, opts); } catch (e) {
+    throw new Error("the server did not answer: is bd serve still running? Reload once it is.");
+  }
   const data = await res.json().catch(() => ({}));
   if (!res.ok) {
     const err = new Error((data.error && data.error.message) || res.statusText);
@@ -102,6 +108,9 @@ async function loadLog() {
     const messages = await api("/api/messages?" + q);
     state.known = new Set(messages.map((m) => m.id));
     $("#log").replaceChildren(...messages.map((m) => renderMessage(m, false)));
+    if (!messages.length) $("#log").append(el("li", { class: "empty" }, Object.values(f).some(Boolean)
+      ? "No messages match these filters."
+      : "No messages yet: send one below, or from a shell: bd mail send AGENT -s SUBJECT -m TEXT"));
     $("#log").scrollTop = $("#log").scrollHeight;
   } catch (e) { showError("messages: " + e.message); }
 }
@@ -112,14 +121,11 @@ function addOption(select, value, label) {
 }
 
 function arrived(m) {
-  addOption($("#f-agent"), m.from);
-  for (const t of m.to) {
-    if (t.startsWith("#")) addOption($("#f-channel"), t.slice(1), t);
-    else if (!"@*".includes(t[0])) addOption($("#f-agent"), t);
-  }
+  addOption($("#f-agent"), m.from);  // (recipients may be typos: only senders surely exist)
   if (state.known.has(m.id) || !matches(m)) return;
   state.known.add(m.id);
   const log = $("#log");
+  for (const empty of log.querySelectorAll(".empty")) empty.remove();
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   log.append(renderMessage(m, true));
   if (atBottom) log.scrollTop = log.scrollHeight;
@@ -189,6 +195,7 @@ async function loadAgents() {
       el("span", {}, id), el("span", { class: "liveness connected" }, "connected")));
     if (!rows.length) rows.push(el("li", { class: "empty" }, "no agents registered or connected"));
     $("#agents").replaceChildren(...rows);
+    book.agents = agents; renderAddresses();
     for (const id of [...ids, ...connected]) addOption($("#f-agent"), id);
   } catch (e) { showError("agents: " + e.message); }
   await loadReservations();
@@ -207,9 +214,37 @@ async function loadReservations() {
 }
 
 async function loadChannels() {
-  try {
-    for (const c of await api("/api/channels")) addOption($("#f-channel"), c.name, "#" + c.name);
-  } catch (e) { showError("channels: " + e.message); }
+  try { book.channels = await api("/api/channels"); renderAddresses(); }
+  catch (e) { showError("channels: " + e.message); }
+}
+
+// -- addresses ---------------------------------------------------------------------
+// The page offers only addresses that exist: channels, registered agents that are not
+// stopped, their groups, and '*'. The compose box starts at the first channel the viewer
+// is in (the project's first), else empty with a placeholder.
+
+const book = { agents: [], channels: [], autoTo: "" };
+
+function renderAddresses() {
+  const live = book.agents.filter((a) => a.registered && a.status !== "stopped");
+  const groups = [...new Set(live.map((a) => a.group).filter(Boolean))].sort();
+  const addresses = [...book.channels.map((c) => "#" + c.name), ...live.map((a) => a.id),
+                     ...groups.map((g) => "@" + g), ...(live.length ? ["*"] : [])];
+  $("#c-to-list").replaceChildren(...addresses.map((a) => el("option", { value: a })));
+  const chosen = $("#f-channel").value;
+  $("#f-channel").replaceChildren(el("option", { value: "" }, "all"),
+    ...book.channels.map((c) => el("option", { value: c.name }, "#" + c.name)));
+  $("#f-channel").value = book.channels.some((c) => c.name === chosen) ? chosen : "";
+  defaultTo();
+}
+
+function defaultTo() {  // replaces the box's text only while it is the previous default
+  const me = $("#identity").value.trim();
+  const mine = book.channels.filter((c) => c.members.includes(me));
+  const pick = mine.find((c) => c.name === state.project) || mine[0];
+  const to = pick ? "#" + pick.name : "";
+  if ($("#c-to").value.trim() === book.autoTo) $("#c-to").value = to;
+  book.autoTo = to;
 }
 
 // -- live updates -----------------------------------------------------------------
@@ -264,22 +299,28 @@ async function start() {
   if (info.tokens_required) $("#identity").disabled = true;
   for (const t of info.types) { addOption($("#f-type"), t); addOption($("#c-type"), t); }
   $("#c-type").value = "status";
-  $("#c-to").value = "#" + state.project;
   for (const f of ["#f-agent", "#f-channel", "#f-type"]) $(f).addEventListener("change", loadLog);
   await Promise.all([loadChannels(), loadAgents()]);
   setInterval(loadAgents, 15000);
   connect();
 }
 
-$("#identity").addEventListener("change", () => localStorage.setItem("bd-identity", $("#identity").value.trim()));
+$("#identity").addEventListener("change", () => {
+  localStorage.setItem("bd-identity", $("#identity").value.trim()); defaultTo();
+});
+$("#token-box").addEventListener("submit", (ev) => ev.preventDefault());
 $("#token").addEventListener("change", () => { sessionStorage.setItem("bd-token", $("#token").value.trim()); location.reload(); });
 $("#compose").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const to = $("#c-to").value.split(/[\s,]+/).filter(Boolean);
   const body = { to, type: $("#c-type").value, body: $("#c-body").value };
   if ($("#c-subject").value.trim()) body.subject = $("#c-subject").value.trim();
-  try { await api("/api/messages", body); $("#c-body").value = ""; $("#c-subject").value = ""; }
-  catch (e) { showError("send: " + e.message); }
+  try {
+    const sent = await api("/api/messages", body);
+    $("#c-body").value = ""; $("#c-subject").value = "";
+    const warnings = (sent.warnings || []).map((w) => w.replace(/^warning: /, ""));
+    if (warnings.length) showAlert("Sent, but " + warnings.join(" "), "warn");
+  } catch (e) { showError("send: " + e.message); }
 });
 $("#new-task").addEventListener("submit", async (ev) => {
   ev.preventDefault();

@@ -576,3 +576,16 @@ def test_trust_add_publish_and_manager_revoke_apply_on_every_clone(world, tmp_pa
         shown = bd(clone, "agent", "trust", "mallory", "--json").json()
         assert shown and second in shown[0]["revoked"], shown
     assert bd(clones[0], "agent", "trust", "alice", "--add", "NOT-A-REPLICA").code == 1
+
+
+def test_records_bd_serve_writes_say_via_serve_and_are_signed_by_its_replica(repo: Path) -> None:
+    ws = Workspace.open(repo)
+    ws.via = "serve"  # (what bd serve sets on its workspace: beadsmail/server/__init__.py)
+    sent = mail.send(ws, "alice", ["bob"], "through the server", "x")
+    ws.close()
+    fresh = Workspace.open(repo)
+    fresh.rebuild_index()
+    shown = mail.show(fresh, sent["id"])
+    assert shown["via"] == "serve" and shown["verified"] == "verified"
+    assert shown["signed_by"] == fresh.replica
+    fresh.close()

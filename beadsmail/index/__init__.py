@@ -30,17 +30,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
-from beadsmail.index import (
-    build,
-    copies,
-    feeds,
-    generations,
-    mail,
-    registry,
-    reservations,
-    search,
-    tasks,
-)
+from beadsmail.index import build, copies, generations, mail, registry, reservations, search, tasks
+from beadsmail.index import feeds as feeds
 
 SCHEMA_VERSION = 17
 # How long a process waits for another's index transaction: a full rebuild of a
@@ -50,7 +41,7 @@ BUSY_SECONDS = 120
 # checkpoint runs at ~4 MB (1,000 pages), so this is about where it would start over.
 WAL_LIMIT = 4 << 20
 UPKEEP_WAIT_MS = 200
-DOMAINS = (registry, mail, tasks, reservations, search, feeds)  # (registry first: roles)
+DOMAINS = (registry, feeds, mail, tasks, reservations, search)  # (feeds: role checks)
 # SQLite's primary result codes that mean "this file is not a usable index": SQLITE_ERROR
 # (a table missing), SQLITE_CORRUPT, SQLITE_NOTADB. Anything else (busy, out of file
 # descriptors, a disk error) is an error to report, not a reason to throw the index away.
@@ -352,8 +343,7 @@ class Index:
 
     @classmethod
     def scratch(cls, path: Path) -> Index:
-        """An index of no generation, for another process's part of a build: ``load_part``
-        fills it, then the building process merges it (``load``)."""
+        """An index of no generation for another process's part of a build (``load_part``)."""
         self = cls.__new__(cls)
         self.path, self.rebuilt, self._linked, self._rows = path, False, None, None
         self.conn = build.scratch(path, _tables())
@@ -372,8 +362,6 @@ class Index:
             by_kind.setdefault(record["kind"], []).append(record)
         for domain in DOMAINS:
             domain.fold(self.conn, by_kind)
-            if domain is registry:  # (role checks read the roles folded just now)
-                feeds.refuse_roles(self.conn, by_kind)
 
     # -- queries -------------------------------------------------------------
 

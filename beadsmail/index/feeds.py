@@ -34,7 +34,9 @@ TABLES = ("feeds",)  # (feed_problems name where a line was seen: that depends o
 
 
 def fold(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
-    """(The feed tables are written as segments are verified, not by the fold.)"""
+    """The role checks at fold time (``refuse_roles``), right after the roster is folded
+    (``DOMAINS`` order); the feed tables are written as segments are verified."""
+    refuse_roles(conn, by_kind)
 
 
 def load(conn: sqlite3.Connection, replica: str) -> tuple[bytes | None, int, str | None] | None:

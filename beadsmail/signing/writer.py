@@ -67,7 +67,8 @@ class Signer:
                        f"record until one of those runs 'bd agent trust {actor} --add "
                        f"{self.ws.replica} --publish'")
         seq, digest = self._last
-        feeds_index.save(conn, [(self.ws.replica, self.key.public, seq, digest)])
+        if self.ws.policy != "off":  # (under 'off' no fold keeps feed states)
+            feeds_index.save(conn, [(self.ws.replica, self.key.public, seq, digest)])
         cache = feed.SignatureCache(self.ws.loc.state_dir / "signatures.cache")
         cache.add(bytes.fromhex(digest), self.key.public)
         cache.save()

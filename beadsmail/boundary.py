@@ -337,6 +337,14 @@ def read_blob(git, path: str, blob: bytes, limits: Limits) -> bytes | Rejection:
     return content
 
 
+def replica_segments(git, commit: bytes | None, replica: str, limits: Limits) -> set[str]:
+    """The well-formed segment paths (``<replica>/<name>``) of one replica in a commit."""
+    log, _ = log_tree(git, commit)
+    replicas, _ = entries(git, log, "", True, limits)
+    found, _ = entries(git, replicas.get(replica.encode()), replica + "/", False, limits)
+    return {f"{replica}/{name.decode()}" for name in found}
+
+
 def segments(git, commit: bytes | None, limits: Limits) -> dict[str, bytes]:
     """Every well-formed segment of a commit: ``<replica>/<name>`` -> blob id."""
     return dict(walk(git, None, commit, limits).segments)

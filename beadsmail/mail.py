@@ -20,6 +20,7 @@ import json
 from beadsmail import records
 from beadsmail.compat import beads
 from beadsmail.errors import InvalidInput, NotFound
+from beadsmail.index import copies
 from beadsmail.index import mail as mail_index
 from beadsmail.index.sessions import Sessions
 from beadsmail.workspace import Workspace
@@ -282,6 +283,7 @@ def read(ws: Workspace, me: str, token: str, *, peek: bool = False,
     mine_receipt = next((r for r in receipts if r["recipient"] == me), None)
     out = view(record, state, mine_receipt["read_at"] if mine_receipt else None)
     out["receipts"] = receipts
+    out["flags"] = copies.flags(conn, [record["id"]]).get(record["id"], [])
     return out
 
 
@@ -334,7 +336,7 @@ def show(ws: Workspace, token: str, *, thread: bool = False) -> dict | list[dict
     if not thread:
         if record["kind"] == "message":
             record = {**record, "receipts": mail_index.receipts(index.conn, rid)}
-        return record
+        return {**record, "flags": copies.flags(index.conn, [rid]).get(rid, [])}
     if record["kind"] != "message":
         raise InvalidInput(f"{rid} is a {record['kind']}, not a message: --thread shows "
                            "conversations")

@@ -127,7 +127,7 @@ class _Report:
         self.checks: list[dict] = []
         self.repairs: list[dict] = []
         self.data: dict = {"bad_lines": [], "missing_objects": [], "edits": [], "locks": [],
-                           "rejected": [], "set_aside": []}
+                           "rejected": [], "set_aside": [], "copies": []}
 
     def check(self, name: str, ok: bool, detail: str = "") -> None:
         self.checks.append({"check": name, "ok": ok, "detail": detail})
@@ -209,6 +209,20 @@ def _check_rejected(ws: Workspace, report: _Report, rejected: list[dict]) -> Non
         f"nothing refused from other replicas ({len(report.data['set_aside'])} set aside)")
 
 
+def _check_copies(ws: Workspace, report: _Report) -> None:
+    """Records held outside their replica's directory or met with other copies (the rule
+    that picks the copy every clone holds is ``index.copies``): named, never a failure
+    here (no clone can repair another replica's records; signatures decide later)."""
+    from beadsmail.index import copies
+
+    found = copies.findings(ws.index.conn)
+    report.data["copies"] = found
+    report.check("copies", True, (
+        f"{len(found)} record(s) out of place or with conflicting copies (listed below); "
+        "every clone holds the same copy of each") if found else
+        "every record sits in its replica's directory, one copy of each id")
+
+
 def _repair_lines(ws: Workspace, report: _Report, fresh: _Fresh, changed: list[dict]) -> bool:
     """Quarantine/restore what this replica owns; True if anything was written."""
     from beadsmail import repair
@@ -238,6 +252,7 @@ def doctor(ws: Workspace, fix: bool = False) -> dict:
         return report.result(False)
     fresh = _Fresh(ws)
     changed = _check_records(ws, report, fresh)
+    _check_copies(ws, report)
     if fix and report.data["rejected"]:
         from beadsmail import repair
 

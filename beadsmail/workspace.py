@@ -170,12 +170,17 @@ class Workspace:
             built = self._build(heads)
             if built is not None:
                 return built
-        with index.transaction():  # (or another process built it meanwhile)
-            folded = index.heads()
-            if heads == folded:
-                return 0
-            new = self._fold_heads(folded, heads)
-            index.set_heads(heads)
+        from beadsmail.index.copies import Reorder
+
+        try:
+            with index.transaction():  # (or another process built it meanwhile)
+                folded = index.heads()
+                if heads == folded:
+                    return 0
+                new = self._fold_heads(folded, heads)
+                index.set_heads(heads)
+        except Reorder:  # a copy the rule prefers to one folded: fold everything anew
+            return self.rebuild_index()
         index.upkeep()
         return len(new)
 
@@ -267,9 +272,25 @@ class Workspace:
                                   self.limits)
         except KeyError as exc:
             raise StoreError(f"store object missing ({exc}); run 'bd doctor'") from None
-        for rejection in found.rejected:
+        for rejection in found.rejected + self._strangers(ref, found.segments):
             self.index.add_rejection(rejection.at(ref, sha))
         return [(path, blob.decode(), (ref, sha)) for path, blob in found.segments]
+
+    def _strangers(self, ref: str, segments: list[tuple[str, bytes]]) -> list:
+        """Segments another head adds to this clone's own replica directory that its local
+        ref lacks: files it never wrote (the merge refuses them too). Taken out of
+        ``segments``; returned as rejections."""
+        own = replica_id(self.loc, create=False)
+        if ref == self.ref or own is None or not any(
+                path.startswith(own + "/") for path, _ in segments):
+            return []
+        from beadsmail import boundary
+
+        held = boundary.replica_segments(self.writer, self.writer.head(), own, self.limits)
+        strange = [path for path, _ in segments if path.startswith(own + "/") and path not in held]
+        segments[:] = [(path, blob) for path, blob in segments if path not in strange]
+        return [boundary.Rejection(path, 0, "a file this clone never wrote, in its own replica "
+                                   "directory; not read") for path in strange]
 
     def _fold_heads(self, folded: dict[str, str], heads: dict[str, str]) -> list[dict]:
         items: list[tuple[dict, str, str, int]] = []
@@ -381,14 +402,19 @@ class Workspace:
         command folds them from the store."""
         import sqlite3
 
+        from beadsmail.index.copies import Reorder
+
         index = self.index
         try:
-            with index.transaction():
-                if old_head is None or index.heads().get(self.ref) == old_head.decode():
-                    self._fold_own(commit, path, records, lines)
-                else:  # someone outside beadsmail moved the ref: fold the long way
-                    self._fold_heads(index.heads(), self.heads())
-                    index.set_heads(self.heads())
+            try:
+                with index.transaction():
+                    if old_head is None or index.heads().get(self.ref) == old_head.decode():
+                        self._fold_own(commit, path, records, lines)
+                    else:  # someone outside beadsmail moved the ref: fold the long way
+                        self._fold_heads(index.heads(), self.heads())
+                        index.set_heads(self.heads())
+            except Reorder:  # (see refresh)
+                self.rebuild_index()
         except (sqlite3.Error, OSError) as exc:
             return [f"warning: stored in commit {commit.decode()[:12]}, but the index could not "
                     f"be updated ({exc}); the next command catches up"]

@@ -143,6 +143,15 @@ def test_a_new_or_changed_hook_is_reported_once_and_runs_only_approved(store: Pa
     assert bd(store, "hooks", "trust", "nope").code == 1
 
 
+def test_what_bd_init_installs_needs_no_approval(store: Path, bd) -> None:
+    """``bd init`` writes ``.beads/config.yaml`` and no hook: nothing of it waits for
+    approval, and the first send says nothing about approving."""
+    status = bd(store, "hooks", "status", "--json").json()
+    assert status["unapproved"] == [] and status["approve"] is None
+    sent = bd(store, "mail", "send", "w1", "-s", "s", "-m", "b", "--identity", "a")
+    assert sent.code == 0 and sent.err == ""
+
+
 def test_settings_that_run_or_send_wait_for_approval(store: Path, bd, tmp_path: Path) -> None:
     cfg = store / ".beads" / "config.yaml"
     elsewhere = tmp_path / "elsewhere.git"

@@ -73,9 +73,20 @@ def message(m: dict) -> str:
     if m.get("receipts"):
         fields.append(("Receipts", ", ".join(f"{r['recipient']} {r['state']}"
                                              for r in m["receipts"])))
+    if m.get("flags"):
+        fields.append(("Flags", flag_text(m["flags"])))
     width = max(len(k) for k, _ in fields) + 2
     head = [f"{(k + ':').ljust(width)}{v}" for k, v in fields]
     return "\n".join([RULE, *head, RULE, "", m["body"]])
+
+
+FLAG_TEXT = {"replica_mismatch": "sits outside the directory of the replica it names",
+             "conflicting_copies": "other copies of this id say something else"}
+
+
+def flag_text(flags: list[str]) -> str:
+    """A record's flags in words (``index.copies``), pointing at ``bd doctor``."""
+    return "; ".join(FLAG_TEXT.get(f, f) for f in flags) + " (see 'bd doctor')"
 
 
 def line(m: dict) -> str:
@@ -86,6 +97,7 @@ def line(m: dict) -> str:
 def record(d: dict) -> str:
     if d.get("kind") == "message":
         return message(d)
+    d = {k: flag_text(v) if k == "flags" else v for k, v in d.items() if k != "flags" or v}
     width = max(len(k) for k in d) + 2
     return "\n".join(f"{(k + ':').ljust(width)}"
                      f"{json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v}"

@@ -37,10 +37,19 @@ def _where(r: dict) -> str:
     return f".beads/log/{r['path']}:{r['line']}{at}"
 
 
+def _render_copies(c: dict) -> str:
+    held = f"      record {c['id']} ({', '.join(c['flags']) or 'a misplaced copy'}): held from " \
+           f".beads/log/{c['path']}:{c['line']} (replica {c['replica']})"
+    return "\n".join([held] + [
+        f"        other copy: .beads/log/{o['path']}:{o['line']} (replica {o['replica']}, "
+        f"{'other content' if o['differs'] else 'same content'})" for o in c["copies"]])
+
+
 def _render_doctor(d: dict) -> str:
     lines = [f"{'ok  ' if c['ok'] else 'FAIL'}  {c['check']}: {c['detail']}" for c in d["checks"]]
     lines += [f"      {b['path']}:{b['line']}: {b['error']}" for b in d["bad_lines"]]
     lines += [f"      refused: {_where(r)}: {r['error']}" for r in d.get("rejected", [])]
+    lines += [_render_copies(c) for c in d.get("copies", [])]
     lines += [_render_repair(r) for r in d.get("repairs", [])]
     lines.append("store is healthy" if d["ok"] else "problems found (data is never deleted)")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
-from beadsmail.index import build, generations, mail, registry, reservations, search, tasks
+from beadsmail.index import build, copies, generations, mail, registry, reservations, search, tasks
 
 SCHEMA_VERSION = 16
 # How long a process waits for another's index transaction: a full rebuild of a
@@ -91,7 +91,7 @@ def _statements(ddl: str) -> Iterator[str]:
 
 def _tables() -> Iterator[str]:
     """The statements that make every table, without indexes (a build adds them last)."""
-    for ddl in (CORE_DDL, *(domain.DDL for domain in DOMAINS)):
+    for ddl in (CORE_DDL, copies.DDL, *(domain.DDL for domain in DOMAINS)):
         yield from _statements(ddl)
 
 
@@ -151,7 +151,8 @@ class Index:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("BEGIN IMMEDIATE")
-                for ddl in (CORE_DDL, RECORDS_INDEXES, *(domain.DDL for domain in DOMAINS),
+                for ddl in (CORE_DDL, copies.DDL, RECORDS_INDEXES,
+                            *(domain.DDL for domain in DOMAINS),
                             *(domain.KEYS for domain in DOMAINS),
                             *(domain.QUERY_INDEXES for domain in DOMAINS)):
                     for statement in _statements(ddl):
@@ -294,7 +295,9 @@ class Index:
                 for r in rows]
 
     def ingest(self, items: Iterable[tuple[dict, str, str | None, int | None]]) -> list[dict]:
-        """Add records (with their canonical text, file and line); fold the new ones; return them."""
+        """Add records (with their canonical text, file and line); fold the new ones; return
+        them. Another copy of an id held goes to ``copies.contend`` (which may raise
+        ``copies.Reorder``: build the index anew)."""
         new = []
         cur = self.conn.cursor()
         for record, text, path, line in items:
@@ -304,6 +307,8 @@ class Index:
                  record["created_at"], record["replica"], path, line, text))
             if cur.rowcount:
                 new.append(record)
+            else:
+                copies.contend(self.conn, (record, text, path, line))
         self._fold(new)
         return new
 
@@ -325,6 +330,7 @@ class Index:
         for ddl in (RECORDS_INDEXES, *(domain.KEYS for domain in DOMAINS)):
             for statement in _statements(ddl):
                 conn.execute(statement)
+        rows.settle()  # (one copy of each id held, by the rule of ``copies``)
         conn.execute("INSERT INTO kind_counts SELECT kind, count(*) FROM records GROUP BY kind")
         self._fold(rows.others)
         for domain in DOMAINS:
@@ -437,4 +443,6 @@ class Index:
                 rows = self.conn.execute(f"SELECT * FROM {table}").fetchall()
                 out[table] = sorted((list(r) for r in rows), key=repr)
         out["records"] = [r[0] for r in self.conn.execute("SELECT id FROM records ORDER BY id")]
+        out["copies"] = self.conn.execute("SELECT id, path, line, differs FROM copies "
+                                          "ORDER BY id, path, line").fetchall()
         return out

@@ -1,16 +1,17 @@
 """Loading every record into a new index generation at once (``Index.load``).
 
 A build (``Index.building``) writes into a file nobody reads yet, so rows go in
-by batches of 5,000 with ids deduplicated here (first seen wins, as INSERT OR
-IGNORE would), the kinds a domain loads directly (``LOADED``: messages, which
-nothing can have deleted yet since deletions fold later) go straight into their
-tables, and the others wait to be folded at the end, once the indexes their
+by batches of 5,000 with ids deduplicated here (the first seen goes into
+``records``, every later copy into ``copies``, and ``settle`` holds the copy the
+rule of ``copies`` prefers once all are loaded), the kinds a domain loads
+directly (``LOADED``: messages, which nothing can have deleted yet since
+deletions fold later) go straight into their tables, and the others wait to be folded at the end, once the indexes their
 folds rely on exist.
 
 A large build may be split: another process loads part of the segments into a
 scratch file of the same tables (``scratch``, ``Rows.add``), and ``Rows.merge``
-copies its rows in where that part comes in the fold's order, in SQL, dropping
-ids seen before. Copying a row costs a fraction of parsing it.
+copies its rows in where that part comes in the fold's order, in SQL (rows of
+ids seen before go to ``copies``). Copying a row costs a fraction of parsing it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+
+from beadsmail.index import copies as copies_mod
 
 BATCH = 5000
 Item = tuple[dict, str, "str | None", "int | None"]
@@ -34,6 +37,7 @@ class Rows:
         self.pending: dict[str, list[dict]] = {kind: [] for kind in self.loaders}
         self.seen: set[str] = set()
         self.rows: list[tuple] = []
+        self.copies: list[tuple] = []  # later copies of ids seen before
         self.others: list[dict] = []  # to fold at the end
 
     def add(self, items: Iterable[Item]) -> None:
@@ -41,6 +45,8 @@ class Rows:
         for record, text, path, line in items:
             rid = record["id"]
             if rid in seen:
+                if path is not None:
+                    self.copies.append((rid, path, line or 0, text))
                 continue
             seen.add(rid)
             kind = record["kind"]
@@ -53,6 +59,8 @@ class Rows:
     def flush(self) -> None:
         self.conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows)
         self.rows.clear()
+        self.conn.executemany("INSERT OR IGNORE INTO copies VALUES (?, ?, ?, ?, 0)", self.copies)
+        self.copies.clear()
         for kind, batch in self.pending.items():
             if batch:
                 self.loaders[kind](self.conn, batch)
@@ -70,6 +78,9 @@ class Rows:
         conn.execute("CREATE TEMP TABLE seen_before (id TEXT PRIMARY KEY) WITHOUT ROWID")
         conn.executemany("INSERT INTO temp.seen_before VALUES (?)", [(i,) for i in seen_before])
         new = "{} NOT IN (SELECT id FROM temp.seen_before)"
+        conn.execute("INSERT OR IGNORE INTO copies SELECT * FROM part.copies")
+        conn.execute("INSERT OR IGNORE INTO copies SELECT id, path, coalesce(line, 0), data, 0 "
+                     f"FROM part.records WHERE path IS NOT NULL AND NOT {new.format('id')}")
         conn.execute("INSERT INTO records SELECT * FROM part.records WHERE "
                      f"{new.format('id')} ORDER BY rowid")
         for table, column in self.tables.items():
@@ -87,6 +98,25 @@ class Rows:
         conn.execute("DETACH DATABASE part")
         conn.execute("BEGIN")
         part.unlink(missing_ok=True)
+
+    def settle(self) -> None:
+        """Hold each id's preferred copy (``copies.settle``); where that changes what a
+        record says, take the first copy's rows out of the loaded tables (or out of the
+        records still to fold) and load or fold the preferred one instead."""
+        self.flush()
+        replaced = copies_mod.settle(self.conn)
+        if not replaced:
+            return
+        gone = {old["id"] for old, _ in replaced}
+        self.others = [r for r in self.others if r["id"] not in gone]
+        for old, new in replaced:
+            if old["kind"] in self.loaders:
+                for table, column in self.tables.items():
+                    self.conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (old["id"],))
+            if new["kind"] in self.loaders:
+                self.loaders[new["kind"]](self.conn, [new])
+            else:
+                self.others.append(new)
 
 
 def scratch(path: Path, ddl: Iterable[str]) -> sqlite3.Connection:

@@ -14,6 +14,10 @@ Everything else is a warning and the message is stored: an unknown, retired or
 stopped recipient makes a dead letter, delivered when the agent (re)appears and
 listed by ``bd dlq list`` until then; an ``@group`` nobody is in and a
 ``#channel`` that does not exist likewise. Near misses get a "did you mean".
+``check_send`` returns those warnings and the dead letters themselves
+(recipient, reason, near misses), which every sending command puts in its
+result. Strict addressing (``--strict``, config ``mail.strict``) refuses a send
+that would leave a dead letter instead, before anything is written.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import difflib
 
 from beadsmail import permissions
-from beadsmail.errors import InvalidInput, NotFound, PermissionDenied
+from beadsmail.errors import InvalidInput, Misaddressed, NotFound, PermissionDenied
 from beadsmail.index import registry
 
 TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need it here
@@ -31,26 +35,35 @@ if TYPE_CHECKING:
 BUILTIN_CHANNELS = ("review-queue", "review-log")
 
 
-def check_send(index: Any, config: dict, sender: str, targets: list[str]) -> list[str]:
-    """Raise PermissionDenied for a send the contacts ACL refuses; return warnings."""
+def check_send(index: Any, config: dict, sender: str, targets: list[str],
+               strict: bool | None = None) -> tuple[list[str], list[dict]]:
+    """Raise PermissionDenied for a send the contacts ACL refuses (Misaddressed for one
+    that would leave a dead letter under strict addressing); return the warnings and
+    the dead letters (``{"recipient", "reason", "did_you_mean"}``) the send makes."""
     conn = index.conn
     roster = {a["id"]: a for a in registry.agents(conn, include_unregistered=True)}
     live = [a for a in roster.values() if a["registered"]]
     if config.get("acl", {}).get("contacts") and live:
         _check_contacts(conn, roster, sender, targets)
-    warnings = []
+    warnings, dead = [], []
     for target in targets:
         if target == "*":
             if not live:
                 warnings.append("warning: no agent is registered yet; the broadcast is stored "
                                 "and reaches agents as they register")
-        elif target.startswith("@"):
-            warnings += _check_group(conn, target[1:])
+            continue
+        if target.startswith("@"):
+            found = _check_group(conn, target[1:])
         elif target.startswith("#"):
-            warnings += _check_channel(conn, target[1:])
-        elif live:  # with no roster at all, any identity may receive mail
-            warnings += _check_agent(roster.get(target), target, [a["id"] for a in live])
-    return warnings
+            found = _check_channel(conn, target[1:])
+        else:  # with no roster at all, any identity may receive mail
+            found = _check_agent(roster.get(target), target, [a["id"] for a in live]) if live else None
+        if found is not None:
+            warnings.append(found[0])
+            dead.append(found[1])
+    if dead and (config.get("mail", {}).get("strict") if strict is None else strict):
+        raise Misaddressed(dead)
+    return warnings, dead
 
 
 def near(name: str, known: list[str]) -> list[str]:
@@ -61,9 +74,12 @@ def near(name: str, known: list[str]) -> list[str]:
     return difflib.get_close_matches(name, known, n=3, cutoff=0.5)
 
 
-def _did_you_mean(name: str, known: list[str], mark: str = "") -> str:
-    found = near(name, known)
-    return f" (did you mean {', '.join(mark + f for f in found)}?)" if found else ""
+def _letter(target: str, reason: str, known: list[str], mark: str = "",
+            key: str | None = None) -> tuple[str, dict]:
+    """(the did-you-mean text, the dead letter) of ``target``."""
+    found = [mark + f for f in near(key or target, known)]
+    hint = f" (did you mean {', '.join(found)}?)" if found else ""
+    return hint, {"recipient": target, "reason": reason, "did_you_mean": found}
 
 
 def _queued(target: str, when: str) -> str:
@@ -71,33 +87,36 @@ def _queued(target: str, when: str) -> str:
             "see 'bd dlq list'")
 
 
-def _check_agent(row: dict | None, target: str, live: list[str]) -> list[str]:
+def _check_agent(row: dict | None, target: str, live: list[str]) -> tuple[str, dict] | None:
     if row is None:
-        return [f"warning: {target} is not a registered agent{_did_you_mean(target, live)}; "
-                + _queued(target, "registers")]
+        hint, letter = _letter(target, "unknown", live)
+        return (f"warning: {target} is not a registered agent{hint}; "
+                + _queued(target, "registers"), letter)
     if not row["registered"]:
-        return [f"warning: {target} is unregistered{_did_you_mean(target, live)}; "
-                + _queued(target, "registers again")]
+        hint, letter = _letter(target, "unregistered", live)
+        return f"warning: {target} is unregistered{hint}; " + _queued(target, "registers again"), letter
     if row["status"] == "stopped":
-        return [f"warning: {target} is stopped; " + _queued(target, "is active again")]
-    return []
+        return (f"warning: {target} is stopped; " + _queued(target, "is active again"),
+                _letter(target, "stopped", [])[1])
+    return None
 
 
-def _check_group(conn, group: str) -> list[str]:
+def _check_group(conn, group: str) -> tuple[str, dict] | None:
     groups = registry.groups(conn)
     if group in groups:
-        return []
-    return [f"warning: no registered agent is in group @{group}{_did_you_mean(group, groups, '@')}; "
-            "the message is stored as a dead letter and reaches agents who join the group"]
+        return None
+    hint, letter = _letter("@" + group, "empty group", groups, "@", group)
+    return (f"warning: no registered agent is in group @{group}{hint}; "
+            "the message is stored as a dead letter and reaches agents who join the group", letter)
 
 
-def _check_channel(conn, name: str) -> list[str]:
+def _check_channel(conn, name: str) -> tuple[str, dict] | None:
     known = [c["name"] for c in registry.channels(conn)]
     if name in known or name in BUILTIN_CHANNELS:
-        return []
-    return [f"warning: channel #{name} does not exist"
-            f"{_did_you_mean(name, known + list(BUILTIN_CHANNELS), '#')}; the message is stored "
-            f"as a dead letter (a manager can create it: 'bd channel create {name}')"]
+        return None
+    hint, letter = _letter("#" + name, "no channel", known + list(BUILTIN_CHANNELS), "#", name)
+    return (f"warning: channel #{name} does not exist{hint}; the message is stored "
+            f"as a dead letter (a manager can create it: 'bd channel create {name}')", letter)
 
 
 def _check_contacts(conn, roster: dict, sender: str, targets: list[str]) -> None:

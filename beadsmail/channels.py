@@ -135,8 +135,9 @@ def show(ws, name: str, group: str | None = None) -> dict:
 
 
 def post(ws, actor: str, name: str, body: str, subject: str | None = None,
-         type_: str = DEFAULT_TYPE, priority: int | None = None) -> tuple[dict, list[str]]:
-    """Post a message to ``#name`` (validated like mail); return it and warnings for stderr."""
+         type_: str = DEFAULT_TYPE, priority: int | None = None) -> dict:
+    """Post a message to ``#name`` (validated like mail); return it with its ``warnings``
+    (hooks, packing) and ``dead_letters`` (none: the channel must exist)."""
     from beadsmail import mail
 
     name = normalize(name)
@@ -150,23 +151,26 @@ def post(ws, actor: str, name: str, body: str, subject: str | None = None,
     fields["replies_to"] = None
     default_role = ws.config["agents"]["default_role"]
     warnings: list[str] = []
+    dead: list[dict] = []
 
     def check(index) -> None:
         permissions.require(index, actor, "channel.post", default_role)
         _require(index.conn, name)
-        warnings.extend(addressing.check_send(index, ws.config, actor, ["#" + name]))
+        found = addressing.check_send(index, ws.config, actor, ["#" + name])
+        warnings.extend(found[0])
+        dead.extend(found[1])
 
     written = ws.write(actor, [("message", fields)], f"channel: {actor} -> #{name}", check=check)
     record = written.records[0]
     warnings += written.warnings
     warnings += ws.hook_runner().run(ws.loc.worktree, "on_message", record, "send")
-    return {"channel": name, **_message(record)}, warnings
+    return {"channel": name, **_message(record), "warnings": warnings, "dead_letters": dead}
 
 
 def _message(record: dict) -> dict:
     out = {key: record.get(key) for key in
            ("id", "from", "subject", "body", "type", "priority", "created_at", "thread_id",
-            "replies_to")}
+            "replies_to", "metadata")}
     out["sender_group"] = records.sender_group(record)
     return out
 

@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "agents": {"stalled_after": 300, "heartbeat_interval": 60, "default_role": "worker"},
     "tasks": {"strict_roles": False},
     "acl": {"contacts": False},
-    "mail": {"max_body": 65536},
+    "mail": {"max_body": 65536, "strict": False},
     "reservations": {"ttl": "2h"},
     "boundary": {"line_bytes": 1 << 20, "depth": 32, "blob_bytes": 16 << 20,
                  "tree_entries": 20_000},
@@ -178,6 +178,7 @@ acl:
   contacts: false             # only message contacts (tier 1 agents exempt)
 mail:
   max_body: 65536             # bytes
+  strict: false               # refuse mail that would be a dead letter (a typo in an address)
 reservations:
   ttl: 2h                     # how long 'bd reserve' holds a lease unless --ttl says
 boundary:                     # bounds on what is read from git (docs/security.md)

@@ -33,6 +33,20 @@ class NoStore(NotARepository):
                          f"(or 'git fetch' a remote that has one){more}")
 
 
+class Misaddressed(BeadsError):
+    """Strict addressing refused a send that would leave dead letters; nothing was written."""
+
+    code = "misaddressed"
+
+    def __init__(self, dead: list[dict]) -> None:
+        names = ", ".join(d["recipient"] + (f" (did you mean {', '.join(d['did_you_mean'])}?)"
+                                            if d["did_you_mean"] else "") + f" [{d['reason']}]"
+                          for d in dead)
+        super().__init__(f"strict addressing refused the message, nothing was sent: {names}; "
+                         "fix the addresses (or pass --no-strict to store it as a dead letter)",
+                         dead_letters=dead)
+
+
 class NotFound(BeadsError):
     code = "not_found"
 

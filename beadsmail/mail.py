@@ -187,19 +187,21 @@ def resolve_message(ws: Workspace, token: str) -> dict:
 # -- commands -------------------------------------------------------------------
 
 def send(ws: Workspace, sender: str, to: list[str], subject: str, body: str, *,
-         reply_to: str | None = None, **options: Any) -> dict:
-    """Store one message for every recipient; run the ``on_message`` hook (event send/reply)."""
+         reply_to: str | None = None, strict: bool | None = None, **options: Any) -> dict:
+    """Store one message for every recipient; run the ``on_message`` hook (event send/reply).
+    The result holds the ``warnings`` and the ``dead_letters`` the send made; ``strict``
+    (default: config ``mail.strict``) refuses a send that would make dead letters."""
     fields = compose(ws, sender, to, subject, body, **options)
     ws.refresh()
     parent = resolve_message(ws, reply_to) if reply_to else None
     fields["id"] = records.new_id(ws.prefix)
     fields["thread_id"] = parent["thread_id"] if parent else fields["id"]
     fields["replies_to"] = parent["id"] if parent else None
-    return _store(ws, sender, fields, "reply" if parent else "send")
+    return _store(ws, sender, fields, "reply" if parent else "send", strict)
 
 
 def reply(ws: Workspace, sender: str, token: str, body: str, *, subject: str | None = None,
-          type_: str | None = None, **options: Any) -> dict:
+          type_: str | None = None, strict: bool | None = None, **options: Any) -> dict:
     """Answer a message: to its sender (to its recipients when I sent it), ``Re:`` subject,
     ``replies_to`` = the parent, ``thread_id`` = the root, ephemeral like the parent."""
     ws.refresh()
@@ -214,17 +216,20 @@ def reply(ws: Workspace, sender: str, token: str, body: str, *, subject: str | N
     fields["id"] = records.new_id(ws.prefix)
     fields["thread_id"] = parent["thread_id"]
     fields["replies_to"] = parent["id"]
-    return _store(ws, sender, fields, "reply")
+    return _store(ws, sender, fields, "reply", strict)
 
 
-def _store(ws: Workspace, sender: str, fields: dict, event: str) -> dict:
+def _store(ws: Workspace, sender: str, fields: dict, event: str, strict: bool | None) -> dict:
     from beadsmail import addressing, permissions
 
     warnings: list[str] = []
+    dead: list[dict] = []
 
     def check(index) -> None:
         permissions.require(index, sender, "mail.send", ws.config["agents"]["default_role"])
-        warnings.extend(addressing.check_send(index, ws.config, sender, fields["to"]))
+        found = addressing.check_send(index, ws.config, sender, fields["to"], strict)
+        warnings.extend(found[0])
+        dead.extend(found[1])
 
     written = ws.write(sender, [("message", fields)],
                        f"mail: {sender} -> {', '.join(fields['to'])}: "
@@ -232,7 +237,7 @@ def _store(ws: Workspace, sender: str, fields: dict, event: str) -> dict:
     record = written.records[0]
     warnings += written.warnings
     warnings += ws.hook_runner().run(ws.loc.worktree, "on_message", record, event)
-    return {**view(record), "warnings": warnings}
+    return {**view(record), "warnings": warnings, "dead_letters": dead}
 
 
 def inbox(ws: Workspace, me: str, *, session: str | None = None, **filters: Any) -> list[dict]:

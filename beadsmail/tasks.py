@@ -14,7 +14,9 @@ The records to write are built inside that callback too: entering ``review``
 posts a notification to ``#review-queue`` and leaving it posts to
 ``#review-log``, in the same commit as the move, creating the channel first when
 the index does not know it yet (so exactly once per store, barring a race
-between clones, which a create record tolerates).
+between clones, which a create record tolerates). A post names the event it
+announces (``metadata.event``), and the index shows it only while the fold
+applies that move: a move that loses a race between clones loses its post too.
 
 Permissions: the role matrix (``permissions``), and a task's assignee may move it
 unless ``tasks.strict_roles`` is true; the rule is checked under the lock against
@@ -115,8 +117,11 @@ def _role(ws, index, actor: str, capability: str, task: dict | None = None) -> s
 
 # -- review-queue posts ------------------------------------------------------
 
-def _posts(ws, index, actor: str, task: dict, before: str | None, after: str) -> list:
-    """Channel and message records for a move into or out of review."""
+def _posts(ws, index, actor: str, task: dict, before: str | None, after: str,
+           event: str) -> list:
+    """Channel and message records for a move into or out of review; ``event`` is the
+    record of the move (the task's id for its creation): the index shows the post only
+    while the fold applies that move (``index.tasks``)."""
     if after == "review" and before != "review":
         channel, subject = REVIEW_QUEUE, f"Review: {task['title']}"
         body = f"{task['id']} \"{task['title']}\" is ready for review (moved by {actor})."
@@ -133,7 +138,7 @@ def _posts(ws, index, actor: str, task: dict, before: str | None, after: str) ->
         "body": body, "priority": 2, "type": "notification", "thread_id": message_id,
         "replies_to": None, "ephemeral": False, "action_requested": "none",
         "metadata": {"task": task["id"], "title": task["title"], "from_status": before,
-                     "to_status": after, "version": task["version"]}}))
+                     "to_status": after, "version": task["version"], "event": event}}))
     return items
 
 
@@ -172,7 +177,8 @@ def create(ws, actor: str, title: str, description: str = "", priority: str = DE
             _check_parent(index, None, fields["parent"])
         fields["group"] = group if group is not None else idx.agent_group(index.conn, actor)
         task = {"id": fields["id"], "title": fields["title"], "version": 1}
-        items[:] = [("task", dict(fields))] + _posts(ws, index, actor, task, None, status)
+        items[:] = [("task", dict(fields))] + _posts(ws, index, actor, task, None, status,
+                                                     fields["id"])
 
     title = " ".join(fields["title"].split())[:100]
     written = ws.write(actor, items, f"task: {actor} creates {fields['id']}: {title}", check=check)
@@ -203,9 +209,10 @@ def _change(ws, actor: str, token: str, op: str, version: int | None, fields: di
             raise InvalidInput(f"task {task_id} is already in {task['status']}; nothing to do")
         if fields.get("parent"):
             _check_parent(index, task_id, fields["parent"])
-        event = {"task": task_id, "op": op, "expected_version": task["version"], **fields}
+        event = {"id": rec.new_id(ws.prefix), "task": task_id, "op": op,
+                 "expected_version": task["version"], **fields}
         posts = _posts(ws, index, actor, {**task, "version": task["version"] + 1},
-                       task["status"], fields["status"]) if op == "status" else []
+                       task["status"], fields["status"], event["id"]) if op == "status" else []
         items[:] = [("task_event", event)] + posts
 
     what = f" -> {fields['status']}" if op == "status" else ""

@@ -200,3 +200,79 @@ def test_no_dead_letters_before_anyone_registers(repo, bd) -> None:
     assert ok(bd(repo, "dlq", "list", "--json", env={"BEADS_IDENTITY": "manager"})) == []
     inbox = ok(bd(repo, "mail", "inbox", "--json", env={"BEADS_IDENTITY": "worker-1"}))
     assert [m["subject"] for m in inbox] == ["hi"]
+
+
+# -- misaddressed mail: the JSON says so, and --strict refuses it -------------------------
+
+def store_state(repo: Path) -> tuple[str, str]:
+    """The store ref and the object count: what a refused send must leave as it was."""
+    from conftest import git
+
+    return git(repo, "rev-parse", "refs/heads/beadsmail"), git(repo, "count-objects", "-v")
+
+
+def test_misaddressed_mail_names_its_dead_letters_in_the_json(team: Path, bd) -> None:
+    result = send(bd, team, BOSS, "a22", "@nobdy", "a1")
+    sent = ok(result)
+    assert [(d["recipient"], d["reason"]) for d in sent["dead_letters"]] == [
+        ("a22", "unknown"), ("@nobdy", "empty group")]
+    assert "a2" in sent["dead_letters"][0]["did_you_mean"]
+    assert len(sent["warnings"]) == 2 and "a22 is not a registered agent" in sent["warnings"][0]
+    assert "a22 is not a registered agent" in result.err  # and said on stderr
+    clean = ok(send(bd, team, BOSS, "a1", "@core", "#review-queue"))
+    assert clean["dead_letters"] == [] and clean["warnings"] == []
+    ok(bd(team, "agent", "unregister", "a3", env=BOSS))
+    parent = ok(send(bd, team, {"BEADS_IDENTITY": "a3"}, "boss"))
+    answer = ok(bd(team, "mail", "reply", parent["id"], "-m", "ok", "--json", env=BOSS))
+    assert [(d["recipient"], d["reason"]) for d in answer["dead_letters"]] == [("a3", "unregistered")]
+    posted = ok(bd(team, "channel", "post", "review-queue", "-m", "hi", "--json", env=A1))
+    assert posted["dead_letters"] == [] and posted["warnings"] == []
+
+
+def test_text_mode_warns_on_stderr_only(team: Path, bd) -> None:
+    result = bd(team, "mail", "send", "a22", "-s", "hi", "-m", "x", env=BOSS)
+    assert result.code == 0 and "a22 is not a registered agent" in result.err
+    assert "dead" not in result.out and "warning" not in result.out
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_strict_refuses_misaddressed_mail_and_stores_nothing(team: Path, bd, how: str) -> None:
+    strict = ["--strict"] if how == "flag" else []
+    if how == "config":
+        (team / ".beads" / "config.yaml").write_text("mail:\n  strict: true\n")
+    before = store_state(team)
+    refused = bd(team, "mail", "send", "a1", "a22", "#revew-queue", "-s", "hi", "-m", "x",
+                 *strict, "--json", env=BOSS)
+    err = error(refused, "misaddressed")
+    assert "a22 (did you mean a2" in err["message"] and "#revew-queue" in err["message"]
+    assert [d["recipient"] for d in err["dead_letters"]] == ["a22", "#revew-queue"]
+    text = bd(team, "mail", "send", "a22", "-s", "hi", "-m", "x", *strict, env=BOSS)
+    assert text.code == 1 and text.out == "" and len(text.err.splitlines()) == 1
+    assert text.err.startswith("error: strict addressing refused") and "a22" in text.err
+    assert store_state(team) == before  # nothing written: no commit, no object
+    assert ok(bd(team, "dlq", "list", "--json")) == []
+    parent = ok(send(bd, team, A1, "boss", *strict))  # well addressed: sent as usual
+    ok(bd(team, "agent", "unregister", "a1", env=BOSS))
+    error(bd(team, "mail", "reply", parent["id"], "-m", "x", *strict, "--json", env=BOSS),
+          "misaddressed")
+    if how == "config":  # --no-strict sends it anyway, as a dead letter
+        sent = ok(send(bd, team, BOSS, "a22", "--no-strict"))
+        assert [d["recipient"] for d in sent["dead_letters"]] == ["a22"]
+
+
+def test_the_server_and_mcp_send_paths_report_dead_letters(team: Path) -> None:
+    from beadsmail.integrations import surface
+    from beadsmail.server import api
+    from beadsmail.workspace import Workspace
+
+    ws = Workspace.open(str(team))
+    sent = surface.send(ws, "boss", ["a22"], "hi", "x")
+    assert [d["recipient"] for d in sent["dead_letters"]] == ["a22"] and sent["warnings"]
+    route = next(r for r in api.ROUTES if r.op == "send")
+    posted = route.fn(ws, "boss", {}, {"to": "@nobdy", "body": "x"})
+    assert [d["reason"] for d in posted["dead_letters"]] == ["empty group"]
+    from beadsmail.errors import Misaddressed
+
+    with pytest.raises(Misaddressed):
+        route.fn(ws, "boss", {}, {"to": ["a1", "a22"], "body": "x", "strict": True})
+    assert api.STATUS_CODES["misaddressed"] == 422

@@ -155,3 +155,130 @@ def test_a_clone_of_a_repository_with_a_store_works_at_once(repo: Path, bd, tmp_
     back = bd(clone, "mail", "inbox", "--identity", "a", "--json").json()
     assert [m["id"] for m in back] == [reply.json()["id"]]
     assert git(clone, "branch", "--list", "beadsmail").strip() == "beadsmail"  # written here
+
+
+# -- consistent command shapes -----------------------------------------------------------
+
+# The options that carry a command's free text: each is also -m, as in `git commit -m`.
+TEXT_OPTIONS = {"--body", "--message", "--content", "--description", "--note", "--reason",
+                "--text"}
+
+
+def leaf_commands() -> list[tuple[str, object]]:
+    import typer.main
+
+    from beadsmail.cli import build_app
+    from beadsmail.cli.reference import _walk
+
+    return [(" ".join(path[1:]), cmd) for path, cmd in
+            _walk(typer.main.get_command(build_app()), ["bd"]) if not getattr(cmd, "commands", None)]
+
+
+def _reads(cmd) -> set[str]:
+    """The names a command's own function loads: locals, globals, closure cells, attributes."""
+    import dis
+    import inspect
+
+    func = inspect.unwrap(cmd.callback)
+    return {i.argval for i in dis.get_instructions(func)
+            if i.opname.startswith("LOAD_") and isinstance(i.argval, str)}
+
+
+def test_every_command_that_acts_as_someone_takes_identity() -> None:
+    """A command acts as someone when it resolves an identity (``identity(...)``,
+    ``identity_source(...)``, or passes its ``--identity`` on); exactly those take
+    ``--identity``, and none takes it without using it."""
+    wrong, acting = [], []
+    for name, cmd in leaf_commands():
+        names = _reads(cmd)
+        flag = any("--identity" in p.opts for p in cmd.params)
+        acts = "identity_" in names or bool(names & {"identity", "identity_source"})
+        acting += [name] if acts else []
+        if flag != acts or (flag and "identity_" not in names):
+            wrong.append(f"{name}: --identity {'declared' if flag else 'missing'}, "
+                         f"{'resolves' if acts else 'does not resolve'} an identity")
+    assert not wrong, wrong
+    assert {"task board", "task list", "mail send", "channel post", "task comment"} <= set(acting)
+
+
+def test_every_text_option_is_also_dash_m() -> None:
+    missing = [f"{name} {opt}" for name, cmd in leaf_commands() for p in cmd.params
+               for opt in p.opts if opt in TEXT_OPTIONS and "-m" not in p.opts]
+    assert not missing, missing
+    texts = {name for name, cmd in leaf_commands() for p in cmd.params if "-m" in p.opts}
+    assert {"mail send", "mail reply", "channel post", "task comment", "task create",
+            "dlq resolve", "reserve"} <= texts
+
+
+def test_dash_m_gives_the_text_everywhere(repo: Path, bd) -> None:
+    me = {"BEADS_IDENTITY": "boss"}
+    assert bd(repo, "init").code == 0
+    task = json.loads(bd(repo, "task", "create", "--title", "t", "-m", "the description",
+                         "--json", env=me).out)["task"]
+    assert task["description"] == "the description"
+    comment = bd(repo, "task", "comment", task["id"], "-m", "looks good", "--json", env=me)
+    assert json.loads(comment.out)["comment"]["content"] == "looks good", comment.err
+    assert bd(repo, "channel", "create", "ops", "-m", "deploys", env=me).code == 0
+    posted = json.loads(bd(repo, "channel", "post", "ops", "-m", "at 5", "--json", env=me).out)
+    assert posted["body"] == "at 5"
+    edited = bd(repo, "task", "edit", task["id"], "-m", "new words", "--json", env=me)
+    assert json.loads(edited.out)["task"]["description"] == "new words", edited.err
+
+
+def test_task_board_and_list_take_identity_for_mine(repo: Path, bd) -> None:
+    me = {"BEADS_IDENTITY": "boss"}
+    assert bd(repo, "init").code == 0
+    mine = json.loads(bd(repo, "task", "create", "--title", "mine", "--assign", "w1", "--json",
+                         env=me).out)["task"]
+    bd(repo, "task", "create", "--title", "theirs", "--assign", "w2", env=me)
+    for how in (["--identity", "w1"], ["--identity=w1"]):
+        listed = json.loads(bd(repo, "task", "list", "--mine", *how, "--json").out)
+        assert [t["id"] for t in listed] == [mine["id"]], how
+        board = json.loads(bd(repo, "task", "board", "--mine", *how, "--json").out)
+        assert [t["id"] for c in board["columns"] for t in c["tasks"]] == [mine["id"]]
+    both = bd(repo, "task", "board", "--mine", "--assigned", "w2", "--identity", "w1", "--json")
+    assert both.code == 2 and "--mine" in json.loads(both.out)["error"]["message"]
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(tmp_path: Path, flag: str) -> None:
+    from importlib.metadata import version
+
+    result = run_bd_proc(tmp_path, flag)  # anywhere: no repository needed
+    assert (result.code, result.out, result.err) == (0, f"bd {version('beadsmail')}\n", "")
+
+
+def test_root_help_lists_version(tmp_path: Path) -> None:
+    help_text = run_bd_proc(tmp_path, "--help").out
+    assert "--version" in help_text and "-V" in help_text
+
+
+# -- where errors go: under --json one JSON document on stdout, else one line on stderr ---
+
+ERRORS = [  # (arguments, exit code, error type)
+    (["mail", "read", "bd-zzzzzzzz"], 1, "not_found"),          # a domain error (typer)
+    (["mail", "send", "w1", "-s", "x", "-m", "x", "-p", "9"], 1, "invalid_input"),  # typer-free
+    (["task", "list", "--limit", "x"], 2, "usage"),             # a usage error
+    (["mail", "inbox", "--no-such-option"], 2, "usage"),
+    (["task", "status", "bd-zzzzzzzz", "done"], 2, "usage"),    # a missing required option
+]
+
+
+@pytest.mark.parametrize(("args", "code", "kind"), ERRORS)
+def test_errors_are_json_on_stdout_under_json_else_one_line_on_stderr(
+        repo: Path, bd, args: list[str], code: int, kind: str) -> None:
+    assert bd(repo, "init").code == 0
+    as_json = bd(repo, *args, "--json", env={"BEADS_IDENTITY": "w1"})
+    assert as_json.code == code and as_json.err == "", as_json
+    assert json.loads(as_json.out)["error"]["type"] == kind
+    assert as_json.out.count("\n") == 1  # exactly one document, one line
+    text = bd(repo, *args, env={"BEADS_IDENTITY": "w1"})
+    assert text.code == code and text.out == "", text
+    assert len(text.err.splitlines()) == 1 and text.err.startswith(("error: ", "usage"))
+
+
+def test_the_docs_say_where_errors_go() -> None:
+    root = Path(__file__).parent.parent
+    for doc in ("README.md", "docs/cli.md", "docs/agents.md", "docs/mail.md"):
+        text = " ".join((root / doc).read_text("utf-8").split())
+        assert "JSON error object on stdout" in text, doc

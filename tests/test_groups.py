@@ -41,7 +41,7 @@ def _raw(ws, record_id: str) -> dict:
 def test_every_message_record_carries_the_senders_group(ws) -> None:
     """bd mail, channel posts, task review posts and btmsg all stamp ``sender_group``."""
     sent = mail.send(ws, "red-1", ["blue-1"], "hi", "hello")
-    posted, _ = channels.post(ws, "blue-1", "review-queue", "look")
+    posted = channels.post(ws, "blue-1", "review-queue", "look")
     loose = mail.send(ws, "human", ["*"], "all", "hands")
     row, _ = btmsg.send(ws, "blue-mgr", {"--to": "red-1", "--content": "x"}, [])
     task = tasks.create(ws, "red-mgr", "Fix it", "", "high")["task"]

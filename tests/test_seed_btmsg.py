@@ -105,6 +105,13 @@ def test_agents_must_register_and_name_themselves(team: list[Path]) -> None:
         assert unnamed.code == 1 and "BTMSG_AGENT_ID" in unnamed.err, line
     usage = sh(main, "btmsg send --to")
     assert usage.code == 2 and "usage: btmsg" in usage.err
+    # every other way of sending or receiving too, before it looks at the message
+    for line in ("btmsg inbox", "btmsg ack --message-id bd-0000000000000",
+                 "btmsg reply bd-0000000000000 thanks", "btmsg read bd-0000000000000",
+                 "btmsg history mgr-1", "btmsg channel send review-queue hello",
+                 "btmsg feed"):
+        refused = sh(main, line, BTMSG_AGENT_ID="ghost-9")
+        assert refused.code == 1 and "not registered" in refused.err, line
 
 
 def test_role_permissions(team: list[Path]) -> None:
@@ -119,6 +126,11 @@ def test_role_permissions(team: list[Path]) -> None:
     dm = js(sh(main, 'btmsg send tester-1 "for the tester only" --json', BTMSG_AGENT_ID="mgr-1"))
     other = sh(wt1, f"btmsg read {dm['id']}", BTMSG_AGENT_ID="architect-1")
     assert other.code == 1 and "not addressed to architect-1" in other.err
+    for line in (f"btmsg ack --message-id {dm['id']}", f"btmsg reply {dm['id']} me too"):
+        other = sh(wt1, line, BTMSG_AGENT_ID="architect-1")
+        assert other.code == 1 and "not addressed to architect-1" in other.err, line
+    assert dm["id"] not in {m["id"] for m in js(sh(wt1, "btmsg inbox --all --json",
+                                                    BTMSG_AGENT_ID="architect-1"))}
     mine = js(sh(wt2, f"btmsg read {dm['id']} --json", BTMSG_AGENT_ID="tester-1"))
     assert mine["content"] == "for the tester only" and mine["read"] == 1
 

@@ -216,3 +216,38 @@ def test_message_log_query_is_the_audit(bus: list[Path], bd) -> None:
     ok(sh(main, SEND, CLAUDE_SESSION_ID="system3"))
     log = bd(main, "audit", "--action", "message", "--json").json()
     assert any(e["actor"] == "system3" and e["action"] == "message.send" for e in log)
+
+
+def test_every_priority_is_kept_exactly_both_ways(bus: list[Path], bd) -> None:
+    """1-10 in, the same 1-10 out (and bd's 0-4 beside it); bd's 0-4 seen through the bus as
+    the documented 1/3/5/7/10; a metadata value that is no bus priority is never shown."""
+    main, wt1, _ = bus
+    lines = [f".claude/scripts/message-bus/mb-send orch-epic4 query '{{\"subject\": \"p{k}\"}}' "
+             f"--priority={k}" for k in range(1, 11)]
+    ok(sh(main, " && ".join(lines), CLAUDE_SESSION_ID="system3"))
+    for p in range(5):
+        assert bd(main, "mail", "send", "orch-epic4", "-s", f"bd{p}", "-m", "x", "--priority",
+                  str(p), "--identity", "system3").code == 0
+    assert bd(main, "mail", "send", "orch-epic4", "-s", "odd", "-m", "x", "--priority", "2",
+              "--metadata", '{"mb_priority": "high"}', "--identity", "system3").code == 0
+    got = {m["payload"]["subject"]: (m["priority"], m["bd_priority"])
+           for m in js(sh(wt1, RECV_JSON, CLAUDE_SESSION_ID="orch-epic4"))}
+    assert {k: got[f"p{k}"][0] for k in range(1, 11)} == {k: k for k in range(1, 11)}
+    assert [got[f"p{k}"][1] for k in range(1, 11)] == [0, 1, 1, 2, 2, 3, 3, 3, 4, 4]
+    assert [got[f"bd{p}"] for p in range(5)] == [(1, 0), (3, 1), (5, 2), (7, 3), (10, 4)]
+    assert got["odd"] == (5, 2)
+    unread = bd(wt1, "mail", "inbox", "--unread", "--json", "--identity", "orch-epic4").json()
+    assert unread == []  # mb-recv marked them read
+
+
+def test_list_shows_active_instances_and_their_details(bus: list[Path], bd) -> None:
+    """``mb-list`` without ``--all``: active instances only (a stopped one is left out);
+    the details ``mb-register`` took are stored and shown, by mb-list and by bd."""
+    main, wt1, _ = bus
+    assert bd(main, "agent", "status", "system3", "stopped", "--identity", "system3").code == 0
+    listed = ok(sh(main, LIST))
+    assert "system3" not in listed and "/path/to/worktree" in listed and "epic4" in listed
+    assert "system3" in ok(sh(main, LIST_ALL))
+    shown = bd(wt1, "agent", "show", "orch-epic4")
+    assert shown.code == 0 and "initiative epic4" in shown.out
+    assert "worktree /path/to/worktree" in shown.out and "tmux_session orch-epic4" in shown.out

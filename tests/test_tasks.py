@@ -134,9 +134,10 @@ def test_list_fast_path_matches_typer_path(store: Path, bd) -> None:
     for i in range(3):
         create(bd, store, f"T{i}", "--assign", "bob")
     assert cli_tasks._list_options(["--json", "--status=todo", "--limit", "3"]) == {
-        "--json": True, "--all": False, "--status": ["todo"], "--assigned": None,
-        "--group": None, "--limit": 3}
-    for args in (["--help"], ["--assigned"], ["--limit", "-1"], ["--bogus"], ["x"]):
+        "--json": True, "--all": False, "--mine": False, "--status": ["todo"],
+        "--assigned": None, "--group": None, "--limit": 3, "--identity": None}
+    for args in (["--help"], ["--assigned"], ["--limit", "-1"], ["--bogus"], ["x"],
+                 ["--mine", "--assigned", "bob"]):
         assert cli_tasks._list_options(args) is None, args
     fast = ok(bd, store, "task", "list", "--assigned", "bob")
     assert bd(store, "task", "list", "--help").code == 0
@@ -385,6 +386,20 @@ def test_race_across_clones_resolves_to_smaller_clock_id(tmp_path: Path) -> None
     assert conflict["moved_by"] == winner["actor"] and conflict["changes"] == {"status": loser["status"]}
 
 
+def _post(event: dict, channel: str, legacy: bool = False) -> dict:
+    """The board's post about a status event (``legacy``: written before posts named
+    their event, so matched by version, writer and target status)."""
+    post_id = rec.new_id("bd-")
+    meta = {"task": event["task"], "title": "t", "from_status": None,
+            "to_status": event["status"], "version": event["expected_version"] + 1}
+    if not legacy:
+        meta["event"] = event["id"]
+    return rec.make("message", event["actor"], event["clock"], event["replica"], "bd-",
+                    id=post_id, to=[channel], subject="s", body="b", priority=2,
+                    type="notification", thread_id=post_id, replies_to=None, ephemeral=False,
+                    action_requested="none", metadata=meta, **{"from": event["actor"]})
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_fold_does_not_depend_on_arrival_order(tmp_path_factory, data) -> None:
@@ -404,6 +419,9 @@ def test_fold_does_not_depend_on_arrival_order(tmp_path_factory, data) -> None:
                   "assign": {"assigned_to": "z"}, "order": {"sort_order": clock},
                   "delete": {}}[op]
         events.append(_event(task["id"], version, clock, op=op, **fields))
+        if op == "status" and data.draw(st.booleans()):  # its post, in the same write
+            events.append(_post(events[-1], data.draw(st.sampled_from(
+                ["#review-queue", "#review-log"])), data.draw(st.booleans())))
     everything = tasks + events
     ordered = sorted(everything, key=rec.order_key)
     shuffled = data.draw(st.permutations(everything))
@@ -448,7 +466,7 @@ def test_two_clones_converge_after_fetch(store: Path, bd, tmp_path: Path) -> Non
     loser = here["conflicts"][0]
     assert loser["actual_version"] == 2 and loser["moved_by"] != loser["actor"]
     assert ok(bd, store, "task", "conflicts") == here["conflicts"]
-    assert "expected v1" in bd(store, "task", "conflicts").out
+    assert "based on v1" in bd(store, "task", "conflicts").out
 
 
 def test_task_rows_print_their_stored_json(store: Path, bd) -> None:
@@ -502,3 +520,81 @@ def test_agent_roles_prints_the_matrix(store: Path, bd) -> None:
     (store / ".beads" / "config.yaml").write_text("tasks:\n  strict_roles: true\n")
     strict = ok(bd, store, "agent", "roles")
     assert strict["strict_roles"] is True and strict["assignee"] == []
+
+
+def _bd_sync(bd, path: Path, who: str) -> dict:
+    result = bd(path, "sync", "--json", env={"BEADS_IDENTITY": who})
+    assert result.code == 0, result.err
+    return result.json()
+
+
+def test_review_log_follows_the_moves_the_fold_applied(tmp_path: Path, bd) -> None:
+    """Two clones move one task out of review from the same version and sync through a
+    bare remote: one move wins, and only its #review-log post stays, on both clones."""
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    one = tmp_path / "one"
+    git(tmp_path, "clone", "-q", str(remote), str(one))
+    git(one, "commit", "-q", "--allow-empty", "-m", "start")
+    git(one, "push", "-q", "origin", "main")
+    assert bd(one, "init").code == 0
+    task = create(bd, one, "Raced")
+    ok(bd, one, "task", "status", task["id"], "review", "--version", "1")
+    _bd_sync(bd, one, "alice")
+    two = tmp_path / "two"
+    git(tmp_path, "clone", "-q", str(remote), str(two))
+    _bd_sync(bd, two, "bob")
+    for path in (one, two):  # a member of #review-log on each clone
+        ok(bd, path, "channel", "join", "review-log", who=f"carol-{path.name}")
+    posts = [ok(bd, one, "task", "status", task["id"], "done", "--version", "2")["posted"],
+             ok(bd, two, "task", "status", task["id"], "in_progress", "--version", "2",
+                who="bob")["posted"]]
+    arrived = []
+    for path, who in ((one, "alice"), (two, "bob"), (one, "alice")):
+        arrived += [m["id"] for m in _bd_sync(bd, path, who)["new_messages"]]
+    views = []
+    for path, who in ((one, "alice"), (two, "bob")):
+        shown = ok(bd, path, "task", "show", task["id"], who=who)
+        [lost] = shown["conflicts"]
+        won = shown["history"][-1]
+        log = ok(bd, path, "channel", "read", "review-log", who=who)["messages"]
+        assert [m["metadata"]["event"] for m in log] == [won["event"]]
+        assert log[0]["metadata"]["to_status"] == shown["task"]["status"] == won["to_status"]
+        assert lost["event"] not in {m["metadata"].get("event") for m in log}
+        queue = ok(bd, path, "channel", "read", "review-queue", who=who)["messages"]
+        assert len(queue) == 1
+        inbox = ok(bd, path, "mail", "inbox", who=f"carol-{path.name}")
+        assert [m["id"] for m in inbox if m["to"] == ["#review-log"]] == [log[0]["id"]]
+        views.append((shown, log))
+    lost_post = next(p[0]["message"] for p in posts if p[0]["message"] != log[0]["id"])
+    assert lost_post not in arrived  # never announced as new mail, nor its hook run
+    assert views[0] == views[1]
+    ws = Workspace.open(one)
+    ws.refresh()
+    incremental = ws.index.fingerprint()
+    ws.index.reset()
+    ws.refresh()
+    assert ws.index.fingerprint() == incremental
+    ws.close()
+    text = bd(one, "task", "conflicts").out
+    assert "{" not in text and "move to" in text and "not applied" in text
+
+
+def test_posts_follow_the_applied_moves_in_any_arrival_order(tmp_path: Path) -> None:
+    task = rec.make("task", "a", 1, "r00000000001", "bd-", title="t", priority="low",
+                    status="review")
+    one = _event(task["id"], 1, 2, "x", status="done")
+    two = _event(task["id"], 1, 2, "y", status="in_progress")
+    posts = {one["id"]: _post(one, "#review-log"), two["id"]: _post(two, "#review-log", True)}
+    winner = min((one, two), key=rec.order_key)
+    orders = ([[task, one, posts[one["id"]]], [two, posts[two["id"]]]],
+              [[two, posts[two["id"]]], [task], [posts[one["id"]]], [one]],
+              [[task, two, one, *posts.values()]])
+    for n, batches in enumerate(orders):
+        index = _fold(tmp_path, f"o{n}", batches)
+        shown = [r[0] for r in index.conn.execute("SELECT id FROM messages")]
+        assert shown == [posts[winner["id"]]["id"]], n
+        plan = " ".join(r[3] for r in index.conn.execute(
+            "EXPLAIN QUERY PLAN " + idx.POSTS_OF, (task["id"],)))
+        assert "records_task_posts" in plan
+        index.close()

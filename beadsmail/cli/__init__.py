@@ -45,13 +45,33 @@ def build_app(modules: tuple[str, ...] = MODULES) -> typer.Typer:
         help="beadsmail: git-native mail, tasks and coordination for coding agents.",
     )
 
+    def show_version(wanted: bool) -> None:
+        if wanted:
+            print(f"bd {version()}")
+            raise typer.Exit()
+
     @app.callback()
-    def _root() -> None:
+    def _root(_version: bool = typer.Option(
+            False, "--version", "-V", is_eager=True, callback=show_version,
+            help="Print bd's version and exit.")) -> None:
         """beadsmail: git-native mail, tasks and coordination for coding agents."""
 
     for name in modules:
         importlib.import_module(f"beadsmail.cli.{name}").register(app)
     return app
+
+
+def version() -> str:
+    """The installed package's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("beadsmail")
+    except PackageNotFoundError:  # run from a source tree
+        from beadsmail import __version__
+
+        return __version__
 
 
 def _fast(module: str, args: list[str]) -> bool:
@@ -87,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     as_json = "--json" in args
     try:
+        if args in (["--version"], ["-V"]):  # (without building the commands)
+            print(f"bd {version()}")
+            sys.exit(0)
         if args and args[0] in FAST and _fast(FAST[args[0]], args[1:]):
             sys.exit(0)
         app = build_app(NEEDS.get(args[0], MODULES) if args else MODULES)

@@ -41,6 +41,8 @@ def render_agent(a: dict) -> str:
              f"model {a['model'] or '-'}",
              f"status {a['status']}, {a['liveness']}, last seen {_ago(a['seen_seconds_ago'])}, "
              f"{a['unread']} unread, {a['open']} open (not acked)"]
+    if a.get("details"):
+        lines.append("details: " + ", ".join(f"{k} {v}" for k, v in sorted(a["details"].items())))
     if a.get("channels") is not None:
         lines.append("channels: " + (", ".join("#" + c for c in a["channels"]) or "none"))
         lines.append("contacts: " + (", ".join(a["contacts"]) or "none"))
@@ -267,7 +269,7 @@ def _register_dlq_app(app, typer, Json, Identity) -> None:
         message: Annotated[str, typer.Argument(help="Message id (or a unique prefix).",
                                                show_default=False)],
         recipient: Annotated[str | None, typer.Option(help="Only this recipient's entry.")] = None,
-        note: Annotated[str | None, typer.Option(help="Why it is resolved.")] = None,
+        note: Annotated[str | None, typer.Option("--note", "-m", help="Why it is resolved.")] = None,
         identity_: Identity = None, json_: Json = False,
     ) -> None:
         """Clear a dead letter (its sender or a manager).  Example: bd dlq resolve bd-3k9x"""

@@ -8,7 +8,7 @@ import typer
 
 from beadsmail import channels
 from beadsmail.cli.common import Identity, Json, identity, workspace
-from beadsmail.cli.output import emit
+from beadsmail.cli.output import emit, emit_written
 
 Name = Annotated[str, typer.Argument(help="Channel name ('#' optional).", show_default=False)]
 Agent = Annotated[str | None, typer.Option(help="Another agent (managers only).")]
@@ -54,7 +54,8 @@ def register(app: typer.Typer) -> None:
 def _admin_commands(channel_app: typer.Typer) -> None:
     @channel_app.command("create")
     def create_(name: Name,
-                description: Annotated[str | None, typer.Option(help="What it is for.")] = None,
+                description: Annotated[str | None, typer.Option(
+                    "--description", "-m", help="What it is for.")] = None,
                 group: Annotated[str | None, typer.Option(
                     help="The group it belongs to (default: yours; without one: shared).")] = None,
                 identity_: Identity = None, json_: Json = False) -> None:
@@ -105,9 +106,9 @@ def _message_commands(channel_app: typer.Typer) -> None:
     ) -> None:
         """Post to a channel (same as bd mail send '#NAME').  Example: bd channel post backend -m 'deploy at 5pm'"""
         ws = workspace()
-        result, warnings = channels.post(ws, identity(ws, identity_), name, message, subject,
-                                         type_, priority)
-        emit(result, json_, lambda m: f"posted {m['id']} to #{m['channel']}", warnings)
+        result = channels.post(ws, identity(ws, identity_), name, message, subject, type_,
+                               priority)
+        emit_written(result, json_, lambda m: f"posted {m['id']} to #{m['channel']}")
 
     @channel_app.command("read")
     def read_(name: Name,

@@ -27,7 +27,7 @@ SPECS: dict[str, tuple[set[str], set[str], bool]] = {  # flags, valued options, 
     "check": ({"--json", "--claude"}, {"--session", "--identity", "--hook"}, False),
     "inbox": ({"--json", "--unread"}, {"--from", "--priority", "--type", "--limit", "--wait",
                                        "--session", "--identity"}, False),
-    "send": ({"--json", "--urgent", "--ephemeral", "--permanent"},
+    "send": ({"--json", "--urgent", "--ephemeral", "--permanent", "--strict", "--no-strict"},
              {"--subject", "--body", "--priority", "--type", "--reply-to", "--context",
               "--metadata", "--action", "--identity"}, True),
     "search": ({"--json"}, {"--from", "--to", "--channel", "--thread", "--since", "--limit",
@@ -68,12 +68,15 @@ def fast(args: list[str]) -> bool:
                    thread=opts.get("--thread"), since=opts.get("--since"),
                    limit=opts.get("--limit", 20))
     else:
+        if opts["--strict"] and opts["--no-strict"]:
+            return False  # (typer takes the last one)
         run_send(opts.get("--json", False), opts.get("--identity"), rest, opts["--subject"],
                  opts["--body"], reply_to=opts.get("--reply-to"),
                  urgent=opts.get("--urgent", False), priority=opts.get("--priority"),
                  type_=opts.get("--type"), ephemeral=not opts.get("--permanent", False),
                  action=opts.get("--action", "none"), context=opts.get("--context"),
-                 metadata=opts.get("--metadata"))
+                 metadata=opts.get("--metadata"),
+                 strict=True if opts["--strict"] else False if opts["--no-strict"] else None)
     return True
 
 
@@ -93,14 +96,6 @@ def body_text(text: str) -> str:
                            "re-encode it as UTF-8") from None
 
 
-def emit_result(result: dict, as_json: bool, render) -> None:
-    """Emit a write's result; its ``warnings`` (dead letters, hooks) go to stderr."""
-    from beadsmail.cli.output import emit
-
-    warnings = result.pop("warnings", [])
-    emit(result, as_json, render, warnings)
-
-
 def run_send(as_json: bool, identity: str | None, recipients: list[str], subject: str,
              body: str, *, context: str | None = None, metadata: str | None = None,
              **options: Any) -> None:
@@ -111,7 +106,9 @@ def run_send(as_json: bool, identity: str | None, recipients: list[str], subject
     result = mail.send(ws, env.identity(ws, identity), recipients, subject, body_text(body),
                        context=mail.parse_json(context, "--context", (dict, list, str)),
                        metadata=mail.parse_json(metadata, "--metadata", (dict,)), **options)
-    emit_result(result, as_json, mailtext.sent)
+    from beadsmail.cli.output import emit_written
+
+    emit_written(result, as_json, mailtext.sent)
 
 
 def run_inbox(as_json: bool, identity: str | None, session: str | None, wait: float | None,

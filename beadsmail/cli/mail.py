@@ -11,7 +11,7 @@ from beadsmail import mail, wake
 from beadsmail import search as search_mod
 from beadsmail.cli import fast, mailtext
 from beadsmail.cli.common import Identity, Json, identity, identity_source, session, workspace
-from beadsmail.cli.output import emit, emit_line
+from beadsmail.cli.output import emit, emit_line, emit_written
 from beadsmail.errors import InvalidInput
 
 MessageId = Annotated[str, typer.Argument(help="Message id (or a unique prefix of one).")]
@@ -27,6 +27,10 @@ Metadata = Annotated[str | None, typer.Option("--metadata", help="JSON object of
 Action = Annotated[str, typer.Option(
     "--action", help="Action requested: none, acknowledge, respond or execute.")]
 Body = Annotated[str, typer.Option("--body", "-m", help="Message body ('-' reads stdin).")]
+Strict = Annotated[bool | None, typer.Option(
+    "--strict/--no-strict", help="Refuse (exit 1, nothing stored) a send that would leave a "
+    "dead letter: an unknown, unregistered or stopped agent, an empty @group, a missing "
+    "#channel (default: config mail.strict).", show_default=False)]
 Query = Annotated[str, typer.Argument(help=(
     "Words to find (all must match); \"a phrase\"; word* (prefix); a OR b; -word or NOT word "
     "(exclude); subject:word, body:word; ( ) to group."))]
@@ -61,12 +65,12 @@ def _register_writes(mail_app: typer.Typer) -> None:
         ephemeral: Annotated[bool, typer.Option(
             "--ephemeral/--permanent", help="Ephemeral mail can be cleaned up once closed.")] = True,
         context: Context = None, metadata: Metadata = None, action: Action = "none",
-        identity_: Identity = None, json_: Json = False,
+        strict: Strict = None, identity_: Identity = None, json_: Json = False,
     ) -> None:
         """Send a message to one or more recipients.  Example: bd mail send worker-1 -s "Task" -m "Take bd-x1y2" --urgent"""
         fast.run_send(json_, identity_, recipients, subject, body, reply_to=reply_to,
                       urgent=urgent, priority=priority, type_=type_, ephemeral=ephemeral,
-                      action=action, context=context, metadata=metadata)
+                      action=action, context=context, metadata=metadata, strict=strict)
 
     @mail_app.command()
     def reply(
@@ -75,15 +79,15 @@ def _register_writes(mail_app: typer.Typer) -> None:
             "--subject", "-s", help="Subject (default: 'Re: ' + the parent's).")] = None,
         urgent: Urgent = False, priority: Priority = None, type_: Type = None,
         context: Context = None, metadata: Metadata = None, action: Action = "none",
-        identity_: Identity = None, json_: Json = False,
+        strict: Strict = None, identity_: Identity = None, json_: Json = False,
     ) -> None:
         """Reply to a message's sender, in its thread.  Example: bd mail reply bd-a1b2 -m "On it" """
         ws = workspace()
         result = mail.reply(ws, identity(ws, identity_), message_id, fast.body_text(body),
                             subject=subject,
                             urgent=urgent, priority=priority, type_=type_, action=action,
-                            **_payload(context, metadata))
-        fast.emit_result(result, json_, mailtext.sent)
+                            strict=strict, **_payload(context, metadata))
+        emit_written(result, json_, mailtext.sent)
 
     @mail_app.command()
     def ack(
@@ -105,13 +109,13 @@ def _register_writes(mail_app: typer.Typer) -> None:
     @mail_app.command()
     def delete(
         message_id: MessageId,
-        reason: Annotated[str | None, typer.Option("--reason", help="Why.")] = None,
+        reason: Annotated[str | None, typer.Option("--reason", "-m", help="Why.")] = None,
         identity_: Identity = None, json_: Json = False,
     ) -> None:
         """Delete a message everywhere (needs message.delete).  Example: bd mail delete bd-a1b2"""
         ws = workspace()
         result = mail.delete(ws, identity(ws, identity_), message_id, reason)
-        fast.emit_result(result, json_, lambda d: f"deleted {d['deleted']} (tombstone {d['tombstone']})")
+        emit_written(result, json_, lambda d: f"deleted {d['deleted']} (tombstone {d['tombstone']})")
 
 
 def _register_reads(mail_app: typer.Typer) -> None:
@@ -238,7 +242,7 @@ def _register_top(app: typer.Typer) -> None:
         ws = workspace()
         result = cleanup_mod.cleanup(ws, identity(ws, identity_), force=force, dry_run=dry_run,
                                      older_than=older_than)
-        fast.emit_result(result, json_, mailtext.cleaned)
+        emit_written(result, json_, mailtext.cleaned)
 
     @app.command()
     def whoami(session_: Session = None, identity_: Identity = None, json_: Json = False) -> None:

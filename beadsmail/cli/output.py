@@ -56,6 +56,14 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], str] | None = None,
         print(text if isinstance(text, Escaped) else visible(text))
 
 
+def emit_written(result: dict, as_json: bool, render: Callable[[Any], str] | None = None) -> None:
+    """Emit a write's result: its ``warnings`` (dead letters, hooks) go to stderr and,
+    under ``--json``, stay in the document too (beside a send's ``dead_letters``), so a
+    caller that reads only stdout sees them."""
+    warnings = result["warnings"] if as_json else result.pop("warnings", [])
+    emit(result, as_json, render, warnings)
+
+
 def emit_line(data: Any) -> None:
     """One JSON object on its own line (streams such as ``bd mail watch``)."""
     print(json.dumps(data, ensure_ascii=False, default=str), flush=True)

@@ -16,9 +16,11 @@ Generated from the commands' own help by `make docs`; do not edit by hand.
 
 Every command takes `--json` and then prints exactly one JSON document on stdout
 (streams such as `bd mail watch` print one JSON object per line). Data goes to
-stdout, everything else to stderr. Exit codes: 0 ok, 1 a domain error (one line
-on stderr, or `{"error": {"type": ..., "message": ...}}` under `--json`), 2 a
-usage error. Ids are accepted as any unique prefix (at least 4 characters after
+stdout, everything else to stderr. Exit codes: 0 ok, 1 a domain error, 2 a usage
+error; an error is one line on stderr, or under `--json` one JSON error object on
+stdout, `{"error": {"type": ..., "message": ...}}`, and nothing on stderr. A
+command's free text is `-m` (`--body`, `--message`, `--content`, `--description`,
+`--note`, `--reason`). Ids are accepted as any unique prefix (at least 4 characters after
 `bd-`). The identity a command acts as comes from `--identity`, then
 `BEADS_IDENTITY`, then `BTMSG_AGENT_ID` (btmsg and bttask agents), then
 `CLAUDE_SESSION_ID` (message-bus orchestrators, see `compat.md`), then

@@ -10,10 +10,9 @@ from typing import Annotated
 import typer
 
 from beadsmail import guard, reservations
-from beadsmail.cli import fast as mail_fast
 from beadsmail.cli.common import Identity, Json, identity, workspace
 from beadsmail.cli.guardcheck import run_check
-from beadsmail.cli.output import emit
+from beadsmail.cli.output import emit, emit_written
 
 Paths = Annotated[list[str] | None, typer.Argument(
     help="Paths or globs (git wildmatch: *, ?, [..], **), relative to where you are.")]
@@ -94,7 +93,7 @@ def register(app: typer.Typer) -> None:
         result = reservations.reserve(
             ws, identity(ws, identity_), paths, mode="exclusive" if exclusive else "shared",
             ttl=ttl, reason=reason, task=task, force=force, base=_base(ws))
-        mail_fast.emit_result(result, json_, _render_reserved)
+        emit_written(result, json_, _render_reserved)
 
     @app.command()
     def release(
@@ -106,7 +105,7 @@ def register(app: typer.Typer) -> None:
         ws = workspace()
         result = reservations.release(ws, identity(ws, identity_), paths or [], all_=all_,
                                       base=_base(ws))
-        mail_fast.emit_result(result, json_, lambda d: "\n".join(
+        emit_written(result, json_, lambda d: "\n".join(
             f"released {r['pattern']} [{r['id']}]" for r in d["released"]) or "nothing to release")
 
     @app.command()
@@ -117,7 +116,7 @@ def register(app: typer.Typer) -> None:
         ws = workspace()
         result = reservations.renew(ws, identity(ws, identity_), paths or [], ttl=ttl,
                                     base=_base(ws))
-        mail_fast.emit_result(result, json_, lambda d: "\n".join(
+        emit_written(result, json_, lambda d: "\n".join(
             f"renewed {r['pattern']} until {_when(r['until'])}" for r in d["renewed"]))
 
     @app.command(name="reservations")

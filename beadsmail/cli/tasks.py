@@ -14,7 +14,7 @@ from beadsmail import tasks
 from beadsmail.cli import env
 from beadsmail.cli.output import emit
 
-LIST_FLAGS = ("--json", "--all")
+LIST_FLAGS = ("--json", "--all", "--mine")
 COLUMNS = (("id", 16), ("status", 11), ("priority", 8), ("version", 7), ("assigned_to", 14))
 
 
@@ -76,18 +76,46 @@ def _render_show(d: dict) -> str:
         else:
             move = ", ".join(f"{k}={v}" for k, v in h["changes"].items()) or "-"
         parts.append(f"  v{h['version']}  {h['at']}  {h['actor']}  {h['op']}  {move}")
-    for c in d["conflicts"]:
-        parts.append(f"  conflict: {c['actor']} {c['op']} {c['changes']} expected v"
-                     f"{c['expected_version']}, task was at v{c['actual_version']} ({c['reason']})")
+    if d["conflicts"]:
+        parts.append("\nnot applied (lost a race between clones; re-apply by hand if still wanted):")
+    parts += [f"  {c['at']}  {c['actor']}  {change_text(c['op'], c['changes'])}: "
+              f"{_why(c)}" for c in d["conflicts"]]
     if d["comments"]:
         parts.append("\ncomments:\n" + _render_comments(d["comments"]))
     return "\n".join(parts)
 
 
+def _value(value: object) -> str:
+    return "nothing" if value is None else f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def change_text(op: str, changes: dict) -> str:
+    """A task event's change in words: ``move to review``, ``assign to w1``, ..."""
+    if op == "status":
+        return f"move to {changes.get('status')}"
+    if op == "assign":
+        return f"assign to {changes.get('assigned_to') or 'nobody'}"
+    if op == "order":
+        return f"sort order {changes.get('sort_order')}"
+    if op == "delete":
+        return "delete"
+    return "edit " + (", ".join(f"{k} to {_value(v)}" for k, v in changes.items()) or "nothing")
+
+
+def _why(c: dict) -> str:
+    if c["reason"] == "deleted":
+        return f"the task had been deleted (by {c['moved_by']})"
+    return (f"based on v{c['expected_version']}, but the task was at v{c['actual_version']} "
+            f"(last changed by {c['moved_by']})")
+
+
 def _render_conflicts(rows: list[dict]) -> str:
-    return "\n".join(f"{c['task']}  {c['at']}  {c['actor']} {c['op']} {c['changes']}: expected "
-                     f"v{c['expected_version']}, was v{c['actual_version']} (moved by "
-                     f"{c['moved_by']}; {c['reason']})" for c in rows) or "no conflicts"
+    if not rows:
+        return "no conflicts"
+    return "\n".join(["Changes not applied (each lost a race between clones; re-apply by hand "
+                      "if still wanted):"] + [
+        f"  {c['task']}  {c['at']}  {c['actor']}  {change_text(c['op'], c['changes'])}: "
+        f"{_why(c)}" for c in rows])
 
 
 def render_board(d: dict) -> str:
@@ -120,20 +148,27 @@ def render_board(d: dict) -> str:
 
 
 def _emit(result: dict, json_: bool, render) -> None:
-    warnings = result.pop("warnings", [])
-    emit(result, json_, render, warnings=warnings)
+    from beadsmail.cli.output import emit_written
+
+    emit_written(result, json_, render)
 
 
 def _list_options(args: list[str]) -> dict | None:
     """``bd task list`` options as typer would parse them, or None to let typer do it."""
     from beadsmail.cli import argv
 
-    parsed = argv.parse(args, flags=LIST_FLAGS, options=("--assigned", "--group", "--limit"),
+    parsed = argv.parse(args, flags=LIST_FLAGS,
+                        options=("--assigned", "--group", "--limit", "--identity"),
                         repeated=("--status",), numbers={"--limit": _count})
-    if parsed is None:
-        return None
+    if parsed is None or (parsed[0]["--mine"] and "--assigned" in parsed[0]):
+        return None  # (typer says what is wrong)
     opts = parsed[0]
-    return {"--assigned": None, "--group": None, "--limit": None, **opts}
+    return {"--assigned": None, "--group": None, "--limit": None, "--identity": None, **opts}
+
+
+def _assignee(ws, assigned: str | None, mine: bool, flag: str | None) -> str | None:
+    """``--assigned``, or with ``--mine`` the identity the command runs as."""
+    return env.identity(ws, flag) if mine else assigned
 
 
 def _count(text: str) -> int:
@@ -147,8 +182,10 @@ def fast(args: list[str]) -> bool:
     opts = _list_options(args[1:]) if args[:1] == ["list"] else None
     if opts is None:
         return False
-    emit(tasks.listing(env.workspace(), opts["--status"], opts["--assigned"], opts["--group"],
-                       opts["--all"], opts["--limit"]), opts["--json"], render_list)
+    ws = env.workspace()
+    emit(tasks.listing(ws, opts["--status"], _assignee(ws, opts["--assigned"], opts["--mine"],
+                                                       opts["--identity"]),
+                       opts["--group"], opts["--all"], opts["--limit"]), opts["--json"], render_list)
     return True
 
 
@@ -163,6 +200,21 @@ def _cli():
     version = Annotated[int | None, typer.Option(
         "--version", help="The version you read; refused if the task has moved since.")]
     return typer, common, task_id, version
+
+
+def _mine_options():
+    """``--assigned`` and ``--mine`` of ``list`` and ``board``, and the check of the pair."""
+    import typer
+
+    assigned = Annotated[str | None, typer.Option(help="Only tasks assigned to this agent.")]
+    mine = Annotated[bool, typer.Option(
+        "--mine", help="Only tasks assigned to me (the identity this runs as).")]
+
+    def check(assigned: str | None, mine: bool) -> None:
+        if mine and assigned is not None:
+            raise typer.BadParameter("give --assigned AGENT or --mine, not both",
+                                     param_hint="'--mine'")
+    return assigned, mine, check
 
 
 def register(app) -> None:
@@ -183,7 +235,7 @@ def _create_and_move(task_app) -> None:
     @task_app.command("create")
     def create(
         title: Annotated[str, typer.Option("--title", help="Short title (required).")],
-        description: Annotated[str, typer.Option(help="Longer text.")] = "",
+        description: Annotated[str, typer.Option("--description", "-m", help="Longer text.")] = "",
         priority: Annotated[str, typer.Option(help="low, medium or high.")] = "medium",
         assign: Annotated[str | None, typer.Option(help="Assign to this agent.")] = None,
         parent: Annotated[str | None, typer.Option(help="Parent task id.")] = None,
@@ -235,7 +287,8 @@ def _changes(task_app) -> None:
     def edit(
         task: TaskId,
         title: Annotated[str | None, typer.Option(help="New title.")] = None,
-        description: Annotated[str | None, typer.Option(help="New description.")] = None,
+        description: Annotated[str | None, typer.Option(
+            "--description", "-m", help="New description.")] = None,
         priority: Annotated[str | None, typer.Option(help="low, medium or high.")] = None,
         parent: Annotated[str | None, typer.Option(help="New parent task id.")] = None,
         no_parent: Annotated[bool, typer.Option("--no-parent", help="Remove the parent.")] = False,
@@ -274,10 +327,10 @@ def _changes(task_app) -> None:
     @task_app.command("comment")
     def comment(
         task: TaskId,
-        content: Annotated[str, typer.Option("--content", help="The comment text.")],
+        content: Annotated[str, typer.Option("--content", "-m", help="The comment text.")],
         identity_: common.Identity = None, json_: common.Json = False,
     ) -> None:
-        """Comment on a task (anyone may).  Example: bd task comment bd-1a2b --content "LGTM" """
+        """Comment on a task (anyone may).  Example: bd task comment bd-1a2b -m "LGTM" """
         ws = workspace()
         _emit(tasks.comment(ws, identity(ws, identity_), task, content), json_,
               lambda d: f"commented {d['comment']['id']} on {d['comment']['task']}")
@@ -287,18 +340,22 @@ def _reads(task_app) -> None:
     """list, show, comments, conflicts, review-count, board."""
     typer, common, TaskId, _ = _cli()
     workspace = common.workspace
+    Assigned, Mine, check_mine = _mine_options()
 
     @task_app.command("list")
     def list_(
         status: Annotated[list[str] | None, typer.Option(help="Only this status (repeatable).")] = None,
-        assigned: Annotated[str | None, typer.Option(help="Only tasks assigned to this agent.")] = None,
+        assigned: Assigned = None, mine: Mine = False,
         group: Annotated[str | None, typer.Option(help="Only tasks of this group.")] = None,
         all_: Annotated[bool, typer.Option("--all", help="Include done tasks.")] = False,
         limit: Annotated[int | None, typer.Option(help="At most this many tasks.")] = None,
-        json_: common.Json = False,
+        identity_: common.Identity = None, json_: common.Json = False,
     ) -> None:
         """List live tasks by sort order, newest first (done ones with --all).  Example: bd task list --status review --json"""
-        emit(tasks.listing(workspace(), status, assigned, group, all_, limit), json_, render_list)
+        check_mine(assigned, mine)
+        ws = workspace()
+        emit(tasks.listing(ws, status, _assignee(ws, assigned, mine, identity_), group, all_,
+                           limit), json_, render_list)
 
     @task_app.command("show")
     def show(task: TaskId, json_: common.Json = False) -> None:
@@ -327,9 +384,12 @@ def _reads(task_app) -> None:
     @task_app.command("board")
     def board(
         group: Annotated[str | None, typer.Option(help="Only this group.")] = None,
-        assigned: Annotated[str | None, typer.Option(help="Only this agent's tasks.")] = None,
+        assigned: Assigned = None, mine: Mine = False,
         limit: Annotated[int, typer.Option(help="Tasks shown per column.")] = 20,
-        json_: common.Json = False,
+        identity_: common.Identity = None, json_: common.Json = False,
     ) -> None:
-        """The five columns side by side, with counts.  Example: bd task board --group backend"""
-        emit(tasks.board(workspace(), group, assigned, limit), json_, render_board)
+        """The five columns side by side, with counts.  Example: bd task board --mine"""
+        check_mine(assigned, mine)
+        ws = workspace()
+        emit(tasks.board(ws, group, _assignee(ws, assigned, mine, identity_), limit), json_,
+             render_board)

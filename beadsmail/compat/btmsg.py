@@ -182,7 +182,8 @@ def channel_post(ws, me: str, opts: dict, rest: list[str]) -> tuple[dict, str]:
         raise InvalidInput("channel-post needs --channel NAME")
     content = _text(opts, rest)
     require_registered(ws, me)
-    posted, warnings = channels.post(ws, me, name, content)
+    posted = channels.post(ws, me, name, content)
+    warnings = posted["warnings"]
     view = mail.view(ws.index.record(posted["id"]))
     return message_row(ws, view), "\n".join([*warnings, f"✓ Sent to #{posted['channel']} "
                                               f"[{posted['id']}]"])

@@ -73,6 +73,15 @@ def send(ws, me: str, to: str | None, type_: str, payload_text: str, *, urgent: 
     return message(view)
 
 
+def mb_priority(view: dict) -> int:
+    """The bus priority a message was sent with (1-10), kept exactly; for one written
+    another way (``bd``, or metadata that is not a 1-10 whole number), from bd's 0-4."""
+    kept = (view.get("metadata") or {}).get("mb_priority")
+    if type(kept) is int and 1 <= kept <= 10:
+        return kept
+    return FROM_BD[view["priority"]]
+
+
 def message(view: dict, recipient: str | None = None) -> dict:
     """A message as the bus shows it."""
     meta = view.get("metadata") or {}
@@ -80,8 +89,7 @@ def message(view: dict, recipient: str | None = None) -> dict:
                "action_requested": view.get("action_requested"), **(meta.get("payload") or {})}
     return {"id": view["id"], "sender": view["from"],
             "recipient": recipient or ",".join(view["to"]),
-            "type": meta.get("mb_type") or view["type"],
-            "priority": meta.get("mb_priority") or FROM_BD[view["priority"]],
+            "type": meta.get("mb_type") or view["type"], "priority": mb_priority(view),
             "bd_priority": view["priority"], "payload": payload,
             "created_at": view["created_at"], "status": view.get("state") or "unread"}
 
@@ -165,7 +173,8 @@ def render_instances(rows: list[dict]) -> str:
     if not rows:
         return "No active orchestrators."
     return "\n".join(f"{r['instance_id']:<20} {r['status']:<12} {r['tmux_session'] or '-':<16} "
-                     f"{r['initiative'] or '-':<12} {r['description'] or ''}" for r in rows)
+                     f"{r['initiative'] or '-':<12} {r['description'] or ''}"
+                     + (f"  [{r['worktree']}]" if r["worktree"] else "") for r in rows)
 
 
 def render_status(d: dict) -> str:

@@ -209,5 +209,7 @@ def reached(message: dict, reach: dict[str, set[str]]) -> set[str]:
 
 
 def is_deleted(index_conn: sqlite3.Connection, message_id: str) -> bool:
-    return index_conn.execute("SELECT 1 FROM deleted WHERE id = ?",
-                              (message_id,)).fetchone() is not None
+    """Whether a message is out of every view: deleted, purged, or a task board post whose
+    move the fold did not apply (``index.tasks``). Such a message never "arrives"."""
+    return index_conn.execute("SELECT 1 FROM messages WHERE id = ?",
+                              (message_id,)).fetchone() is None

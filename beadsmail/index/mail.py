@@ -131,6 +131,19 @@ def _forget_purged(conn: sqlite3.Connection, purged: list[str], messages, receip
                      "(SELECT 1 FROM purged WHERE id = ?2)", [(r["id"], r["message"]) for r in receipts])
 
 
+def hide(conn: sqlite3.Connection, ids: list[str]) -> None:
+    """Take messages out of every view without deleting them (their records and receipts
+    stay): the task fold's posts about moves it did not apply (``index.tasks``)."""
+    if ids:
+        conn.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+        conn.executemany("DELETE FROM message_to WHERE message_id = ?", [(i,) for i in ids])
+
+
+def restore(conn: sqlite3.Connection, records: list[dict]) -> None:
+    """Show hidden messages again (those not deleted; shown ones are left as they are)."""
+    _messages(conn, records)
+
+
 def _delete(conn: sqlite3.Connection, deletions: list[tuple[str, str]]) -> None:
     if not deletions:
         return

@@ -12,6 +12,13 @@ clones that raced on one version converge on the same winner (the smaller
 ``(clock, id)``), and an index kept up to date incrementally equals a rebuild.
 After a ``delete`` event no further event applies (each becomes a conflict).
 Comments are immutable rows inserted once.
+
+The board's posts to ``#review-queue`` and ``#review-log`` follow the replay:
+a post is shown only while the move it announces is in the task's applied
+history and, as applied, enters or leaves review (``_posts_follow``); a move
+that lost a race between clones leaves no post behind. Whether a post shows is
+a function of the records alone, like the rest, and a task is replayed when one
+of its posts arrives too.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+
+from beadsmail.index import mail
 
 DDL = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -44,7 +53,11 @@ CREATE TABLE IF NOT EXISTS task_comments (
     clock INTEGER NOT NULL, content TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS task_comments_task ON task_comments(task, clock, id);
 """
-KEYS = ""  # (the tables' own keys serve the fold)
+# The board's posts about a task, by task (a partial index of records: messages naming one).
+KEYS = """
+CREATE INDEX IF NOT EXISTS records_task_posts ON records(json_extract(data, '$.metadata.task'))
+    WHERE kind = 'message' AND json_extract(data, '$.metadata.task') IS NOT NULL;
+"""
 LOADED: dict = {}  # (a build folds every kind of this domain)
 LOADED_INTO: dict = {}
 # Indexes that only queries read: a build creates them after the fold.
@@ -78,7 +91,8 @@ def fold(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
                          [(r["id"], r["task"], r["actor"], r["created_at"], r["clock"],
                            r["content"]) for r in comments])
     created = {r["id"]: r for r in by_kind.get("task", ())}
-    for task_id in sorted(created.keys() | {r["task"] for r in events}):
+    posted = {r["metadata"]["task"] for r in by_kind.get("message", ()) if is_post(r)}
+    for task_id in sorted(created.keys() | {r["task"] for r in events} | posted):
         _replay(conn, task_id, created.get(task_id))
 
 
@@ -110,6 +124,7 @@ def _replay(conn: sqlite3.Connection, task_id: str, creation: dict | None) -> No
         history.append((task_id, state["version"], event["id"], event["op"], event["actor"],
                         event["created_at"], before, state["status"], _dumps(_changes(event))))
     conn.executemany("INSERT INTO task_history VALUES (?,?,?,?,?,?,?,?,?)", history)
+    _posts_follow(conn, task_id, history)
     conn.executemany("INSERT INTO task_conflicts VALUES (?,?,?,?,?,?,?,?,?,?,?)", conflicts)
     conn.execute("INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?)",
                  (task_id, state["status"], state["assigned_to"], state["parent"], state["group"],
@@ -147,6 +162,57 @@ def _apply(state: dict, event: dict) -> None:
     state["version"] += 1
     state["updated_by"] = event["actor"]
     state["updated_at"] = event["created_at"]
+
+
+# -- review-channel posts follow the fold ------------------------------------------
+
+POST_CHANNELS = ("#review-queue", "#review-log")
+POSTS_OF = ("SELECT data FROM records WHERE kind = 'message' "
+            "AND json_extract(data, '$.metadata.task') = ?")
+
+
+def is_post(message: dict) -> bool:
+    """Whether a message is the board's post about a move (see ``_posts_follow``)."""
+    meta = message.get("metadata")
+    return (message.get("type") == "notification" and len(message.get("to", ())) == 1
+            and message["to"][0] in POST_CHANNELS and isinstance(meta, dict)
+            and isinstance(meta.get("task"), str) and "to_status" in meta)
+
+
+def _crosses(channel: str, before: str | None, after: str) -> bool:
+    if channel == "#review-queue":
+        return after == "review" and before != "review"
+    return before == "review" and after != "review"
+
+
+def _posts_follow(conn: sqlite3.Connection, task_id: str, history: list[tuple]) -> None:
+    """Show the task's review-channel posts whose move the fold applied; hide the others.
+
+    A post names the event it announces (``metadata.event``; posts written before
+    that name the version the move made, and are matched by it, its writer and its
+    target status). It stays visible only while that event is in the task's applied
+    history and its move, as applied, enters (``#review-queue``) or leaves
+    (``#review-log``) review. A move that lost a race between clones, or that the
+    fold applied to another state than its writer saw, has no visible post.
+    """
+    by_event = {h[2]: h for h in history}
+    by_version = {h[1]: h for h in history}
+    shown, hidden = [], []
+    for (data,) in conn.execute(POSTS_OF, (task_id,)).fetchall():
+        post = json.loads(data)
+        if not is_post(post):
+            continue
+        meta = post["metadata"]
+        entry = by_event.get(meta.get("event")) if "event" in meta else by_version.get(
+            meta.get("version"))
+        applied = entry is not None and ("event" in meta or (
+            entry[4] == post["from"] and entry[7] == meta["to_status"]))
+        if applied and _crosses(post["to"][0], entry[6], entry[7]):
+            shown.append(post)
+        else:
+            hidden.append(post["id"])
+    mail.hide(conn, hidden)
+    mail.restore(conn, shown)
 
 
 # -- queries -------------------------------------------------------------------

@@ -161,8 +161,7 @@ def thread(ws: Workspace, message_id: str) -> dict:
 
 def channel_post(ws: Workspace, me: str, channel: str, body: str,
                  subject: str | None = None) -> dict:
-    message, warnings = channels.post(ws, me, channel, body, subject)
-    return {**message, "warnings": warnings}
+    return channels.post(ws, me, channel, body, subject)
 
 
 def channel_read(ws: Workspace, channel: str | None = None, limit: int = 20) -> dict:

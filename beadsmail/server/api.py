@@ -19,7 +19,7 @@ from beadsmail import agents, channels, mail, reservations, search, status, task
 from beadsmail.errors import InvalidInput
 
 STATUS_CODES = {"invalid_input": 400, "ambiguous": 400, "usage": 400, "permission_denied": 403,
-                "not_found": 404, "timeout": 408, "conflict": 409, "too_large": 413,
+                "not_found": 404, "misaddressed": 422, "timeout": 408, "conflict": 409, "too_large": 413,
                 "not_a_repository": 503, "store_error": 503, "remote_error": 502}
 
 ID = {"type": "string", "minLength": 1, "maxLength": 100}
@@ -71,14 +71,14 @@ def _send(ws, me, p, b):
     options = {**_opt(b, "type", "type_"), **_opt(b, "priority"), **_opt(b, "urgent"),
                **_opt(b, "ephemeral"), **_opt(b, "context"), **_opt(b, "metadata"),
                **_opt(b, "action_requested", "action"), **_opt(b, "reply_to"),
-               **_opt(b, "replies_to", "reply_to")}
+               **_opt(b, "replies_to", "reply_to"), **_opt(b, "strict")}
     subject = b.get("subject") or (b["body"].strip().splitlines() or [""])[0][:80]
     return mail.send(ws, me, to, subject, b["body"], **options)
 
 
 def _reply(ws, me, p, b):
     options = {**_opt(b, "subject"), **_opt(b, "type", "type_"), **_opt(b, "priority"),
-               **_opt(b, "urgent")}
+               **_opt(b, "urgent"), **_opt(b, "strict")}
     return mail.reply(ws, me, p["id"], b["body"], **options)
 
 
@@ -105,9 +105,8 @@ def _task_list(ws, me, p, b):
 
 
 def _post(ws, me, p, b):
-    message, warnings = channels.post(ws, me, p["name"], b["body"], b.get("subject"),
-                                      **_opt(b, "type", "type_"), **_opt(b, "priority"))
-    return {**message, "warnings": warnings}
+    return channels.post(ws, me, p["name"], b["body"], b.get("subject"),
+                         **_opt(b, "type", "type_"), **_opt(b, "priority"))
 
 
 def _search(ws, me, p, b):
@@ -139,7 +138,7 @@ ROUTES: list[Route] = [
         context={"anyOf": [{"type": "object"}, {"type": "array"}, {"type": "string"},
                            {"type": "null"}]},
         metadata={"type": "object"}, action_requested=ACTION, replies_to=ID,
-        reply_to=ID), writes=True),
+        reply_to=ID, strict={"type": "boolean"}), writes=True),
     Route("GET", "/api/inbox", "inbox", "Open mail for an agent (bd mail inbox)", _inbox, [
         Param("agent", description="whose inbox (default: the caller)"),
         Param("from"), Param("priority", schema=PRIORITY), Param("type", schema=MTYPE),
@@ -155,7 +154,8 @@ ROUTES: list[Route] = [
           body=body([], ids={"type": "array", "items": ID}, all={"type": "boolean"}), writes=True),
     Route("POST", "/api/messages/{id}/reply", "reply", "Reply to a message (bd mail reply)",
           _reply, [P_ID], body(["body"], body=TEXT, subject=TEXT, type=MTYPE, priority=PRIORITY,
-                               urgent={"type": "boolean"}), writes=True),
+                               urgent={"type": "boolean"}, strict={"type": "boolean"}),
+          writes=True),
     Route("GET", "/api/messages/{id}/thread", "thread", "The whole conversation (bd show --thread)",
           lambda ws, me, p, b: mail.show(ws, p["id"], thread=True), [P_ID]),
     Route("GET", "/api/search", "search", "Full-text search of the mail, posts, tasks and "

@@ -153,6 +153,7 @@ def send_many(ws, agent: str, project: str, frames: list[dict], reader=None) -> 
         except BeadsError as exc:
             answers[i] = error_frame(exc, frame.get("ref"))
     warnings: dict[int, list[str]] = {}
+    dead: dict[int, list[dict]] = {}
     items: list = []   # filled by the check, read by Workspace.write after it
     order: list[int] = []
 
@@ -162,7 +163,8 @@ def send_many(ws, agent: str, project: str, frames: list[dict], reader=None) -> 
         for i, fields in fields_of.items():
             try:
                 permissions.require(index, agent, "mail.send", default_role)
-                warnings[i] = addressing.check_send(index, ws.config, agent, fields["to"])
+                warnings[i], dead[i] = addressing.check_send(index, ws.config, agent,
+                                                              fields["to"])
             except BeadsError as exc:
                 answers[i] = error_frame(exc, frames[i].get("ref"))
                 continue
@@ -177,16 +179,17 @@ def send_many(ws, agent: str, project: str, frames: list[dict], reader=None) -> 
     except _NothingToWrite:
         return [a for a in answers if a is not None]
     for i, record in zip(order, written.records, strict=True):
-        answers[i] = _sent(ws, frames[i], record, warnings.get(i, []) + written.warnings)
+        answers[i] = _sent(ws, frames[i], record, warnings.get(i, []) + written.warnings,
+                           dead.get(i, []))
     return [a for a in answers if a is not None]
 
 
-def _sent(ws, frame: dict, record: dict, warnings: list[str]) -> dict:
+def _sent(ws, frame: dict, record: dict, warnings: list[str], dead: list[dict]) -> dict:
     """Run the ``on_message`` hook for a stored message; the ``sent`` answer to its frame."""
     event = "reply" if record["replies_to"] else "send"
     warnings = warnings + ws.hook_runner().run(ws.loc.worktree, "on_message", record, event)
     return {"type": "sent", "ref": frame.get("ref"), "id": record["id"],
-            "message": mail.view(record), "warnings": warnings}
+            "message": mail.view(record), "warnings": warnings, "dead_letters": dead}
 
 
 class _NothingToWrite(Exception):

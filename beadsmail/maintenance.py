@@ -241,6 +241,13 @@ def _owned_bad(ws: Workspace, finding: dict) -> bool:
     return repair.owned_finding(ws, finding)
 
 
+def _folded(fingerprint: dict) -> dict:
+    """What must equal a fresh fold: all but ``copies``. A copy met once and gone from
+    every head since (a repeated line a merge dropped, a line rewritten) stays named, as
+    a record does; that is the index remembering, not the index being wrong."""
+    return {k: v for k, v in fingerprint.items() if k != "copies"}
+
+
 def doctor(ws: Workspace, fix: bool = False) -> dict:
     """Check locks, objects, every record and the index; ``fix`` repairs without deleting data."""
     report = _Report()
@@ -266,11 +273,11 @@ def doctor(ws: Workspace, fix: bool = False) -> dict:
             ws.index.rebuilt = False  # on purpose, not because it was unreadable
         return {**doctor(ws, False), "repairs": report.repairs, "fixed": True}
     rebuilt_silently = ws.index.rebuilt
-    same = ws.index.fingerprint() == fresh.fingerprint
+    same = _folded(ws.index.fingerprint()) == _folded(fresh.fingerprint)
     fixed = False
     if not same and fix and not changed:  # a rebuild would forget the copies the edits replaced
         rebuild(ws)
-        fixed = same = ws.index.fingerprint() == fresh.fingerprint
+        fixed = same = _folded(ws.index.fingerprint()) == _folded(fresh.fingerprint)
         report.repairs.append({"path": str(ws.index_path), "action": "rebuilt the index"})
     report.check("index", same, ("was missing or unreadable and has been rebuilt; " if
                                  rebuilt_silently else "") + ("equal to a fresh fold" if same

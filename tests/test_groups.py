@@ -252,3 +252,22 @@ def test_watch_with_a_group_pushes_that_groups_messages(served, ws) -> None:
     seen, refused = asyncio.run(scenario())
     assert seen == ["red again"]
     assert refused["type"] == "error" and "unknown group" in refused["error"]["message"]
+
+
+def test_a_message_from_the_websocket_bus_carries_the_senders_group(served, ws) -> None:
+    """Spec 13's frame, sent by an agent of group blue, is stored with ``sender_group``."""
+    async def scenario() -> str:
+        url = f"{served.ws_url}/ws/agent/messages/proj?agent_id=blue-1"
+        async with websockets.connect(url) as sock:
+            assert json.loads(await asyncio.wait_for(sock.recv(), 60))["type"] == "welcome"
+            await sock.send(json.dumps({"type": "status", "content": "blue on the bus"}))
+            while True:
+                frame = json.loads(await asyncio.wait_for(sock.recv(), 60))
+                if frame["type"] == "sent":
+                    return frame["id"]
+
+    mid = asyncio.run(scenario())
+    ws.refresh()
+    assert ws.index.record(mid)["sender_group"] == "blue"
+    log = _get(served, "/api/messages", group="blue").json()
+    assert mid in [m["id"] for m in log]

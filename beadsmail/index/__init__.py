@@ -32,7 +32,7 @@ from pathlib import Path
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
 from beadsmail.index import build, copies, generations, mail, registry, reservations, search, tasks
 
-SCHEMA_VERSION = 17
+SCHEMA_VERSION = 18
 # How long a process waits for another's index transaction: a full rebuild of a
 # million records takes ~40 s here, and waiting beats failing.
 BUSY_SECONDS = 120

@@ -46,7 +46,7 @@ class Rows:
             rid = record["id"]
             if rid in seen:
                 if path is not None:
-                    self.copies.append((rid, path, line or 0, text))
+                    self.copies.append((rid, path, text, line or 0))
                 continue
             seen.add(rid)
             kind = record["kind"]
@@ -59,7 +59,7 @@ class Rows:
     def flush(self) -> None:
         self.conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows)
         self.rows.clear()
-        self.conn.executemany("INSERT OR IGNORE INTO copies VALUES (?, ?, ?, ?, 0)", self.copies)
+        self.conn.executemany(copies_mod.ADD_CANDIDATE, self.copies)
         self.copies.clear()
         for kind, batch in self.pending.items():
             if batch:
@@ -78,9 +78,11 @@ class Rows:
         conn.execute("CREATE TEMP TABLE seen_before (id TEXT PRIMARY KEY) WITHOUT ROWID")
         conn.executemany("INSERT INTO temp.seen_before VALUES (?)", [(i,) for i in seen_before])
         new = "{} NOT IN (SELECT id FROM temp.seen_before)"
-        conn.execute("INSERT OR IGNORE INTO copies SELECT * FROM part.copies")
-        conn.execute("INSERT OR IGNORE INTO copies SELECT id, path, coalesce(line, 0), data, 0 "
-                     f"FROM part.records WHERE path IS NOT NULL AND NOT {new.format('id')}")
+        conn.execute("INSERT INTO copies SELECT * FROM part.copies WHERE true ON CONFLICT (id, "
+                     "path, data) DO UPDATE SET line = min(line, excluded.line)")
+        conn.execute("INSERT INTO copies SELECT id, path, data, coalesce(line, 0), 0 FROM "
+                     f"part.records WHERE path IS NOT NULL AND NOT {new.format('id')} ON CONFLICT "
+                     "(id, path, data) DO UPDATE SET line = min(line, excluded.line)")
         conn.execute("INSERT INTO records SELECT * FROM part.records WHERE "
                      f"{new.format('id')} ORDER BY rowid")
         for table, column in self.tables.items():

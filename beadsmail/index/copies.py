@@ -41,9 +41,16 @@ import sqlite3
 
 DDL = """
 CREATE TABLE IF NOT EXISTS copies (
-    id TEXT NOT NULL, path TEXT NOT NULL, line INTEGER NOT NULL, data TEXT NOT NULL,
-    differs INTEGER NOT NULL, PRIMARY KEY (id, path, line)) WITHOUT ROWID;
+    id TEXT NOT NULL, path TEXT NOT NULL, data TEXT NOT NULL, line INTEGER NOT NULL,
+    differs INTEGER NOT NULL, PRIMARY KEY (id, path, data)) WITHOUT ROWID;
 """
+# (one row for the same line repeated in one segment, at its first place met: a line
+# repeated 300 times is one copy, and a fold that met a repeat a later merge dropped
+# agrees with a fresh one)
+_ADD = ("INSERT INTO copies VALUES (?, ?, ?, ?, ?) ON CONFLICT (id, path, data) DO UPDATE "
+        "SET line = min(line, excluded.line), differs = excluded.differs")
+ADD_CANDIDATE = ("INSERT INTO copies VALUES (?, ?, ?, ?, 0) ON CONFLICT (id, path, data) DO "
+                 "UPDATE SET line = min(line, excluded.line)")  # (a build's, settled later)
 REPLICA_MISMATCH = "replica_mismatch"
 CONFLICTING_COPIES = "conflicting_copies"
 Copy = tuple[dict, str, "str | None", "int | None"]  # (record, stored line, path, line)
@@ -68,13 +75,14 @@ def rank(record: dict, text: str, path: str | None, line: int | None) -> tuple:
     return (0 if owned(record, path) else 1, text, path or "", line or 0)
 
 
-def _keep(conn: sqlite3.Connection, copy: Copy, held: dict) -> None:
-    """Remember a losing copy if it is worth naming: other content, or out of place."""
+def _keep(conn: sqlite3.Connection, copy: Copy, held: Copy) -> None:
+    """Remember a losing copy if it is worth naming: other content, or out of place (the
+    held line repeated in its own segment is not another copy)."""
     record, text, path, line = copy
-    differs = record != held
-    if path is not None and (differs or not owned(record, path)):
-        conn.execute("INSERT OR REPLACE INTO copies VALUES (?, ?, ?, ?, ?)",
-                     (record["id"], path, line or 0, text, int(differs)))
+    differs = record != held[0]
+    if path is not None and (differs or not owned(record, path)) and (path, text) != (
+            held[2], held[1]):
+        conn.execute(_ADD, (record["id"], path, text, line or 0, int(differs)))
 
 
 def _held(conn: sqlite3.Connection, rid: str) -> Copy | None:
@@ -88,8 +96,7 @@ def _hold(conn: sqlite3.Connection, copy: Copy) -> None:
     conn.execute("UPDATE records SET kind=?, clock=?, actor=?, created_at=?, replica=?, path=?, "
                  "line=?, data=? WHERE id=?", (r["kind"], r["clock"], r["actor"], r["created_at"],
                                                r["replica"], path, line, text, r["id"]))
-    conn.execute("DELETE FROM copies WHERE id=? AND path=? AND line=?",
-                 (r["id"], path or "", line or 0))
+    conn.execute("DELETE FROM copies WHERE id=? AND path=? AND data=?", (r["id"], path or "", text))
 
 
 def contend(conn: sqlite3.Connection, copy: Copy) -> None:
@@ -102,12 +109,12 @@ def contend(conn: sqlite3.Connection, copy: Copy) -> None:
         return  # (the common case: the same line read again, from another head)
     held = (json.loads(row[0]), *row)
     if rank(*copy) >= rank(*held) or (record != held[0] and path == held[2]):
-        _keep(conn, copy, held[0])  # (the same place rewritten: the copy held is kept)
+        _keep(conn, copy, held)  # (the same place rewritten: the copy held is kept)
     elif record != held[0]:
         raise Reorder(record["id"])
     else:
         _hold(conn, copy)
-        _keep(conn, held, record)
+        _keep(conn, held, copy)
 
 
 def settle(conn: sqlite3.Connection) -> list[tuple[dict, dict]]:
@@ -115,8 +122,7 @@ def settle(conn: sqlite3.Connection) -> list[tuple[dict, dict]]:
     other): hold each id's preferred copy, keep the losers worth naming. Returns the
     (first, preferred) records whose content differs: their folds must be redone."""
     conn.execute("DELETE FROM copies WHERE EXISTS (SELECT 1 FROM records r WHERE r.id = "
-                 "copies.id AND r.path = copies.path AND r.line = copies.line AND r.data = "
-                 "copies.data)")
+                 "copies.id AND r.path = copies.path AND r.data = copies.data)")
     replaced = []
     for (rid,) in conn.execute("SELECT DISTINCT id FROM copies").fetchall():
         first = _held(conn, rid)
@@ -127,7 +133,7 @@ def settle(conn: sqlite3.Connection) -> list[tuple[dict, dict]]:
         conn.execute("DELETE FROM copies WHERE id=?", (rid,))
         for copy in found:
             if copy is not best:
-                _keep(conn, copy, best[0])
+                _keep(conn, copy, best)
         if best is not first:
             _hold(conn, best)
             if best[0] != first[0]:

@@ -358,8 +358,11 @@ def compaction_of(old: bytes, new: bytes, owner: str, limits: Limits) -> list[st
     segment's owner, else None: ``new`` holds a ``compaction`` record of replica
     ``owner`` naming every record of ``old`` it lacks, every record both hold is the
     same bytes in both (a compaction only removes lines), and what it removed are
-    ephemeral messages and receipts, which is all that cleanup removes. (Until feeds
-    are signed, anyone can write such a record; see docs/security.md.)"""
+    ephemeral messages and receipts, which is all that cleanup removes. A removed line of
+    a signed feed leaves a ``dropped`` stub with its sha256 in its place, so the feed's
+    chain still verifies (``signing.feed``)."""
+    import hashlib
+
     from beadsmail.records import parse_line
 
     before = record_ids(old, limits)
@@ -367,7 +370,14 @@ def compaction_of(old: bytes, new: bytes, owner: str, limits: Limits) -> list[st
     removed: set[str] = set()
     for raw in new.split(b"\n"):
         record = parse(raw, limits, parse_line) if raw.strip() else None
-        if isinstance(record, dict):
+        if isinstance(record, dict) and record["kind"] == "dropped":
+            # a signed feed's stub for a removed line: it must stand for that very line
+            line = before.get(record["id"])
+            if line == raw:  # (left by an earlier compaction)
+                after.setdefault(record["id"], raw)
+            elif line is not None and hashlib.sha256(line).hexdigest() != record["hash"]:
+                return None
+        elif isinstance(record, dict):
             after.setdefault(record["id"], raw)
             if record["kind"] == "compaction" and record["replica"] == owner:
                 removed.update(record["removed"])

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from beadsmail.errors import InvalidInput
 from beadsmail.index import mail as mail_index
+from beadsmail.signing import feed
 from beadsmail.workspace import Workspace
 
 PURGE_CHUNK = 1000
@@ -132,9 +133,13 @@ def _plan(content: bytes, purged: set[str], limits
     kept: list[tuple[str, int]] = []
     for raw in lines:
         record = boundary.parse(raw, limits, parse_line) if raw.strip() else None
-        if isinstance(record, dict) and (record["id"] in purged or (
+        if isinstance(record, dict) and record["kind"] != "dropped" and (
+                record["id"] in purged or (
                 record["kind"] == "receipt" and record.get("message") in purged)):
             dropped.append(record["id"])
+            kept_stub = feed.stub(raw)  # (a signed feed keeps its chain: see signing.feed)
+            if kept_stub is not None:
+                kept_lines.append(kept_stub)
             continue
         kept_lines.append(raw)
         if isinstance(record, dict):  # (a refused line stays as it is: 'bd doctor' reports it)

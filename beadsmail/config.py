@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "reservations": {"ttl": "2h"},
     "boundary": {"line_bytes": 1 << 20, "depth": 32, "blob_bytes": 16 << 20,
                  "tree_entries": 20_000},
+    # signed feeds (beadsmail/signing): policy off | warn | require, and where this
+    # replica's private key lives (None: <common git dir>/beadsmail/signing_key)
+    "security": {"signatures": "warn", "key": None},
 }
 
 

@@ -12,9 +12,11 @@ import fcntl
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from beadsmail.errors import StoreError
+from beadsmail.errors import InvalidInput, StoreError
 
 
 def flock_within(fd: int, seconds: float) -> bool:
@@ -63,3 +65,29 @@ def _holder(path: Path) -> str:
 def holder_note() -> bytes:
     """What a store lock's holder writes into the lock file (see ``_holder``)."""
     return f"{os.getpid()} {time.time():.0f} {_command()}\n".encode()
+
+
+@contextmanager
+def store_lock(state_dir: Path, timeout) -> Iterator[None]:
+    """The one store lock: exclusive, short, released by the kernel if we die.
+
+    A holder that is alive but stuck (stopped with Ctrl-Z, hung) would otherwise
+    block every writer for ever, so a waiter gives up after ``store.lock_timeout``
+    seconds with an error naming the holder, which notes its pid and command in
+    the lock file.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise InvalidInput(f"store.lock_timeout {timeout!r} must be a number of seconds > 0")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "write.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        acquire_store(fd, path, timeout)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder_note(), 0)
+        except OSError:
+            pass  # (a full disk) the lock holds all the same
+        yield
+    finally:
+        os.close(fd)

@@ -23,6 +23,7 @@ from beadsmail.errors import InvalidInput, NotFound
 from beadsmail.index import copies
 from beadsmail.index import mail as mail_index
 from beadsmail.index.sessions import Sessions
+from beadsmail.signing import provenance
 from beadsmail.workspace import Workspace
 
 TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need it here
@@ -161,6 +162,7 @@ def view(record: dict, state: int | None = None, read_at: str | None = None) -> 
     out = {key: record.get(key) for key in VIEW_FIELDS}
     out["sender_group"] = records.sender_group(record)
     out.update(beads.fields(record))  # (beads' names: title, assignee, sender, status ...)
+    out.update(provenance(record))
     if state is not None:
         out["state"] = mail_index.STATE_NAMES[state] if state >= 2 else "unread"
         out["status"] = "closed" if state >= 3 else "open"
@@ -341,7 +343,8 @@ def show(ws: Workspace, token: str, *, thread: bool = False) -> dict | list[dict
     if not thread:
         if record["kind"] == "message":
             record = {**record, "receipts": mail_index.receipts(index.conn, rid)}
-        return {**record, "flags": copies.flags(index.conn, [rid]).get(rid, [])}
+        return {**record, **provenance(record),
+                "flags": copies.flags(index.conn, [rid]).get(rid, [])}
     if record["kind"] != "message":
         raise InvalidInput(f"{rid} is a {record['kind']}, not a message: --thread shows "
                            "conversations")

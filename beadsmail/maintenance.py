@@ -9,6 +9,7 @@ from pathlib import Path
 from beadsmail import config as config_mod
 from beadsmail.errors import InvalidInput, NotARepository
 from beadsmail.index import Index
+from beadsmail.index import feeds as feeds_index
 from beadsmail.store import locate, replica_id
 from beadsmail.workspace import Workspace
 
@@ -97,8 +98,12 @@ class _Fresh:
                 fresh.refresh()
                 self.fingerprint = fresh.index.fingerprint()
                 self.bad = fresh.index.bad_lines()
+                self.feed_problems = feeds_index.problems(fresh.index.conn)
                 self.texts = {rid: (path, line, text) for rid, path, line, text
                               in fresh.index.texts()}
+                for p in self.feed_problems:  # (a line verification refused is still there)
+                    if p["id"] and p["id"] not in self.texts and p["line"]:
+                        self.texts[p["id"]] = (p["path"], p["line"], p["text"])
             finally:
                 fresh.close()
 
@@ -184,6 +189,7 @@ def _check_records(ws: Workspace, report: _Report, fresh: _Fresh) -> list[dict]:
     report.check("edits", not changed, "; ".join(
         f"{e['path']}:{e['line']}: record {e['id']} was {e['change']} by hand after it was stored"
         for e in changed) if changed else "no stored record changed or removed")
+    _check_signatures(ws, report, fresh)
     problems = _schema_problems(ws) if fresh.fingerprint["records"] else []
     report.check("schemas", not problems, f"{len(problems)} record(s) fail jsonschema"
                  if problems else "jsonschema agrees")
@@ -207,6 +213,23 @@ def _check_rejected(ws: Workspace, report: _Report, rejected: list[dict]) -> Non
         f"{len(new)} item(s) from other replicas refused and skipped (listed below; they "
         "harm nothing here); 'bd doctor --fix' sets them aside") if new else
         f"nothing refused from other replicas ({len(report.data['set_aside'])} set aside)")
+
+
+def _check_signatures(ws: Workspace, report: _Report, fresh: _Fresh) -> None:
+    """Every line verification refused or did not fold (signing.feed, signing.reader), with
+    replica, segment and line; lines missing from a feed are reported on the line after.
+    Like what the boundary refuses, what others forged is named and harms nothing here (it
+    is not folded); a signed line of this replica's own feed that fails (a hand edit, a
+    lost object) fails the check."""
+    found = fresh.feed_problems
+    report.data["signatures"] = found
+    own = [p for p in found if p["status"] in ("forged", "broken")
+           and p["path"].split("/", 1)[0] == ws.replica and p["ref"] in (None, ws.ref)
+           and p["seq"] is not None]  # (a signed line of ours: an unsigned one is not ours)
+    report.check("signatures", not own, "; ".join(
+        f"{p['path']}:{p['line']}: {p['status']}: {p['why']}" for p in found[:20])
+        + (f" ... and {len(found) - 20} more" if len(found) > 20 else "")
+        if found else "every signed feed verifies")
 
 
 def _check_copies(ws: Workspace, report: _Report) -> None:

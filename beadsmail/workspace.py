@@ -16,8 +16,7 @@ into the index. Hooks run after the lock is released (see ``hooks``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from beadsmail import config as config_mod
 from beadsmail import records as rec
 from beadsmail.errors import InvalidInput, StoreError
 from beadsmail.index import Index
-from beadsmail.locks import acquire_store, holder_note
+from beadsmail.index.build import gc_paused as _gc_paused
+from beadsmail.locks import store_lock
 from beadsmail.store import Location, branch_ref, locate, replica_id, store_heads
 
 TYPE_CHECKING = False  # typing costs ~2.5 ms at start-up; annotations only need it here
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 TAIL_BYTES = 64
+POLICY_KEY = "security.signatures"  # (kept with the folded heads; see _folding_heads)
 
 
 class Written:
@@ -42,36 +43,6 @@ class Written:
 
     def __init__(self, records: list[dict], commit: str, warnings: list[str] | None = None) -> None:
         self.records, self.commit, self.warnings = records, commit, warnings if warnings else []
-
-
-# A build splits the first head's segments with a child process from this many on
-# (~16 MB of records: a fork costs far less than parsing them).
-SPLIT_SEGMENTS = 16
-
-
-def _can_fork() -> bool:
-    """Whether a build may fork: a POSIX system with more than one CPU, and a process with
-    one thread (``bd serve`` has others: forking them is not safe)."""
-    import threading
-
-    return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while folding: a rebuild makes a few objects per
-    record that all stay alive, which the collector would otherwise traverse again and
-    again (~4 us per record at 100,000 records) to free nothing."""
-    import gc
-
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _tail(content: bytes, size: int) -> str:
@@ -94,6 +65,14 @@ class Workspace:
                                "or digits followed by '-', like 'bd-'")
         self._index: Index | None = None
         self._writer = None
+        self._reader = None  # signing.reader.Reader, while a fold verifies segments
+        self._refold = False  # (a fork was found: see signing.reader.Reader.refold)
+        self._no_split = False  # (a split build's halves did not join: see buildparts)
+        self.via: str | None = None  # 'serve': bd serve writes for its agents (records say so)
+        from beadsmail.signing import policy_of, use_policy
+
+        self.policy = policy_of(settings)
+        use_policy(self.policy)
         self._limits = None
 
     @classmethod
@@ -125,6 +104,14 @@ class Workspace:
         return self._writer
 
     @property
+    def signer(self):  # -> signing.writer.Signer: this replica's key and feed position
+        from beadsmail.signing.writer import Signer
+
+        if getattr(self, "_signer", None) is None:
+            self._signer = Signer(self)
+        return self._signer
+
+    @property
     def limits(self):  # -> boundary.Limits
         if self._limits is None:
             from beadsmail.boundary import Limits
@@ -149,6 +136,27 @@ class Workspace:
     def heads(self) -> dict[str, str]:
         return store_heads(self.loc.common, self.ref)
 
+    def _folding_heads(self) -> dict[str, str]:
+        """The store heads and the signature policy they are folded under: a change of
+        ``security.signatures`` folds everything again."""
+        return {**self.heads(), POLICY_KEY: self.policy}
+
+    @property
+    def reader(self):  # -> signing.reader.Reader: the verification step of this fold
+        if self._reader is None:
+            from beadsmail.signing.reader import Reader
+
+            index = self.index
+            self._reader = Reader(index, self.loc.state_dir, self.policy)
+        return self._reader
+
+    def _close_reader(self, save: bool = True) -> None:
+        """Store what the fold's verification found (not after a fold that was undone)."""
+        if self._reader is not None:
+            if save:
+                self._reader.close()
+                self._refold = self._reader.refold
+            self._reader = None
 
     def close(self) -> None:
         if self._index is not None:
@@ -161,13 +169,13 @@ class Workspace:
         """Fold whatever the store heads hold that the index has not seen; return how many
         records were new. An empty index (a first fold, after a schema change) is built
         whole (``Index.building``)."""
-        heads = self.heads()
+        heads = self._folding_heads()
         index = self.index
         folded = index.heads()
         if heads == folded:
             return 0
-        if not folded:
-            built = self._build(heads)
+        if not folded or folded.get(POLICY_KEY) != self.policy:
+            built = self._build(heads, force=bool(folded))
             if built is not None:
                 return built
         from beadsmail.index.copies import Reorder
@@ -180,14 +188,18 @@ class Workspace:
                 new = self._fold_heads(folded, heads)
                 index.set_heads(heads)
         except Reorder:  # a copy the rule prefers to one folded: fold everything anew
+            self._close_reader(save=False)
             return self.rebuild_index()
+        if self._refold:
+            self._refold = False
+            return self._build(heads, force=True) or 0
         index.upkeep()
         return len(new)
 
     def rebuild_index(self) -> int:
         """Build the index anew from the store (``bd index rebuild``); readers keep the old
         one until the new one is complete."""
-        heads = self.heads()
+        heads = self._folding_heads()
         built = self._build(heads, force=True)
         assert built is not None
         return built
@@ -197,69 +209,22 @@ class Workspace:
             if not building:
                 return None
             with _gc_paused():
-                count = self.index.load(self._sources(heads, rec.fast_parser()))
+                from beadsmail import buildparts
+
+                count = self.index.load(buildparts.sources(self, heads, rec.fast_parser()))
+            self._close_reader()
             self.index.set_heads(heads)
+        if self._refold:  # a fork: build once more, refusing both of its branches
+            self._refold = False
+            return self._build(heads, force=True)
         return count
-
-    def _sources(self, heads: dict[str, str], parse: Callable[[bytes], dict]) -> Iterator:
-        """What a build loads, in the order a fold reads it: each head's new segments (the
-        first head's are all of them). When that pays, a child process loads the second
-        half of the first head's meanwhile (``_start_part``): its file comes in their
-        place, or, if the child failed, those segments read here."""
-        for n, (ref, old, sha) in enumerate(self._changes({}, heads)):
-            segments = self._segments(ref, old, sha)
-            half = len(segments) // 2 if n == 0 and len(segments) >= SPLIT_SEGMENTS and \
-                _can_fork() else len(segments)
-            child = self._start_part(segments[half:]) if half < len(segments) else None
-            if child is None:
-                half = len(segments)
-            try:
-                yield (item for segment in segments[:half]
-                       for item in self._read_segment(*segment, parse))
-                if child is not None:
-                    pid, part = child
-                    child = None
-                    if os.waitpid(pid, 0)[1] == 0:
-                        yield part
-                    else:
-                        part.unlink(missing_ok=True)
-                        yield (item for segment in segments[half:]
-                               for item in self._read_segment(*segment, parse))
-            finally:
-                if child is not None:  # (the build failed meanwhile)
-                    import signal
-
-                    os.kill(child[0], signal.SIGKILL)
-                    os.waitpid(child[0], 0)
-                    child[1].unlink(missing_ok=True)
-
-    def _start_part(self, segments: list[tuple[str, str]]) -> tuple[int, Path] | None:
-        part = Path(f"{self.index.path}.part-{os.getpid()}")
-        try:
-            pid = os.fork()
-        except OSError:  # (no memory or processes left for one) read them here instead
-            return None
-        if pid == 0:  # the child: its own store objects and a scratch index; no cleanup
-            code = 1
-            try:
-                # not the parent's locks (a killed parent must not leave them held), files
-                # or connections: only what it opens itself
-                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-                ws = Workspace(self.loc, self.config)
-                ws._index = Index.scratch(part)
-                parse = rec.fast_parser()
-                ws.index.load_part(item for segment in segments
-                                   for item in ws._read_segment(*segment, parse))
-                code = 0
-            finally:
-                os._exit(code)
-        return pid, part
 
     def _changes(self, folded: dict[str, str], heads: dict[str, str]) -> list[tuple[str, str | None, str]]:
         """Each head with the commit the index folded of it, if any (a remote ref that is
         new to the index is diffed against the local ref: they share most segments)."""
         base = folded.get(self.ref)
-        return [(ref, folded.get(ref, base), sha) for ref, sha in sorted(heads.items())]
+        return [(ref, folded.get(ref, base), sha) for ref, sha in sorted(heads.items())
+                if ref != POLICY_KEY]
 
     def _segments(self, ref: str, old: str | None, sha: str
                   ) -> list[tuple[str, str, tuple[str, str]]]:
@@ -298,7 +263,9 @@ class Workspace:
             for ref, old, sha in self._changes(folded, heads):
                 for path, blob, where in self._segments(ref, old, sha):
                     items += self._read_segment(path, blob, where, rec.parse_line)
-            return self.index.ingest(items)
+            new = self.index.ingest(items)
+            self._close_reader()
+            return new
 
     def _read_segment(self, path: str, blob: str, where: tuple[str, str],
                       parse: Callable[[bytes], dict]) -> list[tuple[dict, str, str, int]]:
@@ -318,40 +285,19 @@ class Workspace:
         start, line_no = 0, 0
         if known and len(content) >= known[1] and _tail(content, known[1]) == known[3]:
             start, line_no = known[1], known[2]
-        items, rejected, consumed, line_no = boundary.lines(content, start, line_no, self.limits,
-                                                            parse, path)
+        parsed, rejected, consumed, line_no = boundary.lines(content, start, line_no,
+                                                             self.limits, parse, path)
         for rejection in rejected:
             index.add_rejection(rejection.at(*where))
+        items = self.reader.segment(path, parsed, where[0]) if parsed else []  # (signatures)
         index.set_segment(path, blob, consumed, line_no, _tail(content, consumed))
-        return [(record, text, path, n) for record, text, n in items]
+        return items
 
     # -- writing -------------------------------------------------------------
 
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        """The one store lock: exclusive, short, released by the kernel if we die.
-
-        A holder that is alive but stuck (stopped with Ctrl-Z, hung) would otherwise
-        block every writer for ever, so a waiter gives up after ``store.lock_timeout``
-        seconds with an error naming the holder, which notes its pid and command in
-        the lock file.
-        """
-        timeout = self.config["store"]["lock_timeout"]
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise InvalidInput(f"store.lock_timeout {timeout!r} must be a number of seconds > 0")
-        self.loc.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.loc.state_dir / "write.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            acquire_store(fd, path, timeout)
-            try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, holder_note(), 0)
-            except OSError:
-                pass  # (a full disk) the lock holds all the same
-            yield
-        finally:
-            os.close(fd)
+    def lock(self):
+        """The one store lock (see ``locks.store_lock``)."""
+        return store_lock(self.loc.state_dir, self.config["store"]["lock_timeout"])
 
     def write(self, actor: str, items: list[tuple[str, dict]], message: str,
               check=None) -> Written:
@@ -376,14 +322,18 @@ class Workspace:
 
             clock = min(index.max_clock() + 1, MAX_INT)
             replica = self.replica
-            records = [rec.make(kind, actor, clock, replica, self.prefix, **fields)
+            via = {"via": self.via} if self.via else {}
+            records = [rec.make(kind, actor, clock, replica, self.prefix, **fields, **via)
                        for kind, fields in items]
-            lines = [rec.dumps(r) for r in records]
+            signer = self.signer
+            stored, lines = signer.seal(records, lambda f: rec.make("key", actor, clock, replica,
+                                                                    self.prefix, **f))
             day = datetime.now(UTC).strftime("%Y-%m-%d")
             old_head = self.writer.head()
             commit, path = self.writer.append(replica, lines, message, actor, day,
                                               int(self.config["store"]["segment_bytes"]))
-            warnings = self._fold_written(old_head, commit, path, records, lines)
+            signer.written(lines, commit)
+            warnings = self._fold_written(old_head, commit, path, stored, lines)
         self.index.upkeep()  # (after the lock: a checkpoint never holds up other writers)
         try:
             self.writer.maybe_pack(int(self.config["store"]["pack_after"]))
@@ -405,22 +355,25 @@ class Workspace:
         from beadsmail.index.copies import Reorder
 
         index = self.index
+        warning = None
         try:
             try:
                 with index.transaction():
                     if old_head is None or index.heads().get(self.ref) == old_head.decode():
-                        self._fold_own(commit, path, records, lines)
+                        warning = self._fold_own(commit, path, records, lines)
                     else:  # someone outside beadsmail moved the ref: fold the long way
-                        self._fold_heads(index.heads(), self.heads())
-                        index.set_heads(self.heads())
+                        self._fold_heads(index.heads(), self._folding_heads())
+                        index.set_heads(self._folding_heads())
             except Reorder:  # (see refresh)
+                self._close_reader(save=False)
                 self.rebuild_index()
         except (sqlite3.Error, OSError) as exc:
             return [f"warning: stored in commit {commit.decode()[:12]}, but the index could not "
                     f"be updated ({exc}); the next command catches up"]
-        return []
+        return [warning] if warning else []
 
-    def _fold_own(self, commit: bytes, path: str, records: list[dict], lines: list[bytes]) -> None:
+    def _fold_own(self, commit: bytes, path: str, records: list[dict], lines: list[bytes]
+                  ) -> str | None:
         index = self.index
         known = index.segment(path)
         size, count = (known[1], known[2]) if known else (0, 0)
@@ -430,10 +383,13 @@ class Workspace:
                         _tail(data, len(data)))
         index.set_segment(path, blob.decode(), size + len(data), count + len(lines), content_tail)
         index.ingest((r, line.decode(), path, count + i + 1)
-                     for i, (r, line) in enumerate(zip(records, lines, strict=True)))
+                     for i, (r, line) in enumerate(zip(records, lines, strict=True))
+                     if r["kind"] != "key")  # (feed metadata: see signing.reader)
+        warning = self.signer.folded(index.conn, records[-1]["actor"])
         heads = index.heads()
         heads[self.ref] = commit.decode()
         index.set_heads(heads)
+        return warning
 
     def _prefix_tail(self, known, data: bytes) -> str:
         if len(data) >= TAIL_BYTES:

@@ -65,7 +65,10 @@ class Attacker:
 
     def record(self, **fields) -> bytes:
         """A valid message line of this attacker's replica, changed by ``fields``."""
-        base = json.loads(self.read(f"log/{self.own}/{self.segments(self.own)[0]}").split(b"\n")[0])
+        lines = self.read(f"log/{self.own}/{self.segments(self.own)[0]}").split(b"\n")
+        base = next(r for r in map(json.loads, filter(None, lines)) if r["kind"] == "message")
+        for key in ("seq", "prev", "sig"):  # (a line made by hand: unsigned)
+            base.pop(key, None)
         base.update(fields)
         return json.dumps(base, separators=(",", ":")).encode()
 

@@ -159,7 +159,7 @@ def test_audit_filters(team: Path, bd) -> None:
     entries = ok(bd(team, "audit", "--json"))
     assert entries[0]["action"] == "message.send" and entries[0]["actor"] == "a1"
     assert entries[0]["target"] == "a2" and entries[0]["detail"] == "first"
-    assert re.fullmatch(r"\.beads/log/[0-9a-z]{12}/[0-9-]+\.jsonl:5", entries[0]["where"])
+    assert re.fullmatch(r"\.beads/log/[0-9a-z]{12}/[0-9-]+\.jsonl:6", entries[0]["where"])
     assert [e["action"] for e in entries[1:]] == ["agent.register"] * 4
     mine = ok(bd(team, "audit", "--agent", "a1", "--json"))
     assert [e["action"] for e in mine] == ["message.send"]

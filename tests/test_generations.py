@@ -75,7 +75,7 @@ def test_closing_an_old_generation_leaves_the_new_ones_wal_alone(repo: Path) -> 
     assert conn.execute("SELECT count(*) FROM messages").fetchone() == (2,)
     heads = dict(conn.execute("SELECT ref, commit_id FROM heads"))
     conn.close()
-    assert heads == later.heads()
+    assert {ref: c for ref, c in heads.items() if ref.startswith("refs/")} == later.heads()
     later.close()
     builder.close()
 
@@ -302,7 +302,7 @@ def _built(repo: Path) -> tuple:
 
 def test_a_build_split_with_a_child_process_equals_one_read_in_one(repo: Path,
                                                                     monkeypatch) -> None:
-    from beadsmail import workspace as workspace_mod
+    from beadsmail import buildparts as workspace_mod
 
     _rich_store(repo)
     serial = _built(repo)

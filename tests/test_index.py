@@ -86,17 +86,22 @@ def test_rebuild_ends_with_the_same_schema_counts_and_arrival_order(repo: Path) 
     ws.close()
 
 
-def _commit_segment_line(repo: Path, line: bytes) -> str:
-    """Append a raw line to this replica's segment with the git CLI (a hand edit)."""
+def _commit_segment_line(repo: Path, line: bytes, path: str | None = None) -> str:
+    """Append a raw line to this replica's segment with the git CLI (a hand edit); or, with
+    ``path``, write it as a new segment there (another replica's, as an old version wrote)."""
     ws = Workspace.open(repo)
-    path = next(iter(boundary.segments(ws.writer, ws.writer.head(), ws.limits)))
-    content = git(repo, "show", f"beadsmail:.beads/log/{path}").encode() + line
+    content = line
+    if path is None:
+        path = next(iter(boundary.segments(ws.writer, ws.writer.head(), ws.limits)))
+        content = git(repo, "show", f"beadsmail:.beads/log/{path}").encode() + line
     work = repo.parent / "edit"
     if not work.exists():
         git(repo, "worktree", "add", "-q", str(work), "beadsmail")
     else:
         git(work, "checkout", "-q", "beadsmail")
+    (work / ".beads" / "log" / path).parent.mkdir(exist_ok=True)
     (work / ".beads" / "log" / path).write_bytes(content)
+    git(work, "add", ".beads/log")
     git(work, "commit", "-q", "-am", "hand edit")
     git(work, "checkout", "-q", "--detach")
     return f"{path}"
@@ -116,12 +121,12 @@ def test_bad_line_is_reported_and_rest_stays_usable(repo: Path, bd) -> None:
     doctor = bd(repo, "doctor", "--json")
     assert doctor.code == 1
     bad = doctor.json()["bad_lines"]
-    assert bad == [{"path": path, "line": 2, "error": bad[0]["error"], "text": "<<<<<<< HEAD",
+    assert bad == [{"path": path, "line": 3, "error": bad[0]["error"], "text": "<<<<<<< HEAD",
                     "ref": "refs/heads/beadsmail", "commit": bad[0]["commit"]}]
     assert len(bad[0]["commit"]) == 40
     assert "JSON" in bad[0]["error"]
     text = bd(repo, "doctor")
-    assert f"{path}:2:" in text.out
+    assert f"{path}:3:" in text.out
     fixed = bd(repo, "doctor", "--fix", "--json")
     assert fixed.json()["ok"] and not fixed.json()["bad_lines"]
     # doctor --fix never deletes the bad line: it moves it aside, inside the store
@@ -140,7 +145,7 @@ def test_schema_invalid_line_reported(repo: Path, bd) -> None:
 
     _commit_segment_line(repo, json.dumps(bad).encode() + b"\n")
     result = bd(repo, "doctor", "--json")
-    assert result.json()["bad_lines"][0]["line"] == 2
+    assert result.json()["bad_lines"][0]["line"] == 3  # (line 1: the feed's key record)
     assert "priority" in result.json()["bad_lines"][0]["error"]
     assert bd(repo, "where", "--json").json()["records"] == {"message": 1}
 
@@ -151,11 +156,13 @@ def test_message_with_the_old_reply_to_name_is_read_as_replies_to(repo: Path, bd
     ws = Workspace.open(repo)
     root = write_message(ws, subject="root")
     ws.close()
-    old = {k: v for k, v in root.items() if k != "replies_to"}
+    old = {k: v for k, v in root.items() if k not in ("replies_to", "seq", "prev", "sig")}
     old.update(id="bd-old0000000000", subject="old reply", reply_to=root["id"],
-               thread_id=root["thread_id"], to=["alice"], clock=root["clock"] + 1)
+               thread_id=root["thread_id"], to=["alice"], clock=root["clock"] + 1,
+               replica="0ldc10ne0000", actor="bob")
     old["from"] = "bob"
-    _commit_segment_line(repo, json.dumps(old).encode() + b"\n")
+    # (as a version before signing wrote it, in its own replica's segment)
+    _commit_segment_line(repo, json.dumps(old).encode() + b"\n", "0ldc10ne0000/2026-01-01-000.jsonl")
     for _ in range(2):  # incrementally, then after a rebuild
         shown = bd(repo, "mail", "read", "bd-old0", "--peek", "--json",
                    env={"BEADS_IDENTITY": "alice"}).json()

@@ -109,7 +109,7 @@ def test_inbox_filters_order_and_listing_never_writes(store: Path, bd) -> None:
     lines = text.out.splitlines()
     assert lines[0] == "Inbox for worker-1 (3 messages):"
     assert lines[2].startswith("  bd-") and lines[2].endswith(": Task assigned [URGENT]")
-    assert lines[3] == "      From: manager (just now)"
+    assert lines[3] == "      From: manager (just now) [verified]"  # (signed: a visible mark)
     assert any(line.startswith("      Re: bd-") for line in lines)
     empty = bd(store, "mail", "inbox", env={"BEADS_IDENTITY": "nobody"})
     assert empty.out.strip() == "No messages for nobody."
@@ -146,6 +146,7 @@ def test_read_records_receipt_without_acking_and_peek_writes_nothing(store: Path
     assert fields["From"].strip() == "manager" and fields["Subject"].strip() == "Task assigned"
     assert fields["Priority"].strip() == "P2" and fields["Status"].strip() == "read"
     assert lines[-1] == "Please do it."
+    assert any(x.split()[:3] == ["Signed:", "verified", "(replica"] for x in lines)
     again = bd(store, "mail", "read", sent["id"], "--json", env={"BEADS_IDENTITY": "worker-1"})
     data = again.json()
     assert data["state"] == "read" and data["status"] == "open" and data["read_at"]
@@ -260,10 +261,13 @@ def test_cleanup_dry_run_then_force(store: Path, bd) -> None:
     segments = git(store, "ls-tree", "-r", "--name-only", "beadsmail").split()
     content = "".join(git(store, "show", f"beadsmail:{p}") for p in segments if p.endswith(".jsonl"))
     assert done["id"] in content  # only in the purge record and the compaction marker now
+    # (and in the stub a signed feed keeps in the line's place: its position and hash)
     lines = [json.loads(line) for line in content.splitlines() if done["id"] in line]
-    assert sorted(r["kind"] for r in lines) == ["compaction", "purge"]
+    assert sorted(r["kind"] for r in lines) == ["compaction", "dropped", "purge"]
+    assert '"subject":"Closed"' not in content
     marker = next(r for r in lines if r["kind"] == "compaction")
     assert len(marker["removed"]) == 3 and marker["segment"] in data["compacted_segments"][0]
+    assert bd(store, "doctor", "--json").json()["signatures"] == []  # (the chain holds)
     incremental = mail_state(ws)
     ws.index.reset()
     ws.refresh()

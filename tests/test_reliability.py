@@ -82,7 +82,7 @@ def test_bad_line_is_reported_with_file_and_line_and_fixed_without_loss(store: P
     content = faults.segment_bytes(store, path)
     line, words = BAD_LINES[case]
     if line is None:  # a record that fails its schema
-        stored = json.loads(content.splitlines()[0])
+        stored = json.loads(content.splitlines()[-1])
         line = json.dumps(dict(stored, id="bd-zzzzzzzzzzzzz", priority=9)).encode() + b"\n"
     faults.commit_segment(store, path, content + line)
     second = send(bd, store, "second")  # written after the damage: must not be swallowed by it
@@ -90,10 +90,10 @@ def test_bad_line_is_reported_with_file_and_line_and_fixed_without_loss(store: P
     report = doctor(bd, store)
     assert set(failed(report)) == {"records"}
     bad = report["bad_lines"]
-    assert [(b["path"], b["line"]) for b in bad] == [(path, 2)], bad
+    assert [(b["path"], b["line"]) for b in bad] == [(path, 3)], bad  # (1: the feed's key)
     assert words in bad[0]["error"]
     text = bd(store, "doctor")
-    assert text.code == 1 and f"{path}:2:" in text.out
+    assert text.code == 1 and f"{path}:3:" in text.out
     fixed = doctor(bd, store, "--fix")
     assert fixed["ok"], fixed
     assert [r["action"] for r in fixed["repairs"]] == ["quarantined"]
@@ -106,31 +106,44 @@ def test_bad_line_is_reported_with_file_and_line_and_fixed_without_loss(store: P
     fsck(store)
 
 
+
+def drop_index(store: Path) -> None:
+    """Remove the index (every generation of it), as a user clearing a cache would; the
+    replica id and signing key beside it stay (removing those makes the clone a new writer)."""
+    for path in (store / ".git" / "beadsmail").glob("index.sqlite3*"):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
 def test_missing_object_is_named_and_the_rest_stays_readable_and_writable(store: Path,
                                                                           bd) -> None:
     faults.configure(store, segment_bytes=200)  # one message per segment
+    zeroth = send(bd, store, "zeroth")  # (with the feed's key record: see below)
     first = send(bd, store, "first")
     second = send(bd, store, "second")
-    lost_path, kept_path = faults.segments(store)[:2]
+    lost_path, kept_path = faults.segments(store)[1:3]
     lost = faults.blob_id(store, lost_path)
     obj = faults.object_file(store, lost)
     saved = obj.read_bytes()
     obj.unlink()
-    shutil.rmtree(store / ".git" / "beadsmail")  # a fresh index must fold around the hole
-    assert inbox_ids(bd, store) == {second["id"]}
+    drop_index(store)  # a fresh index must fold around the hole
+    assert inbox_ids(bd, store) == {zeroth["id"], second["id"]}
     report = doctor(bd, store)
-    assert set(failed(report)) == {"objects", "records"}
+    # (the hole also shows in the signed feed: lines missing before the second message)
+    assert set(failed(report)) == {"objects", "records", "signatures"}
     assert report["missing_objects"] == [{"object": lost, "path": lost_path,
                                           "head": "refs/heads/beadsmail", "what": "segment"}]
     assert lost in failed(report)["objects"]
     assert [(b["path"], b["line"]) for b in report["bad_lines"]] == [(lost_path, 0)]
     third = send(bd, store, "third")
-    assert inbox_ids(bd, store) == {second["id"], third["id"]}
+    assert inbox_ids(bd, store) == {zeroth["id"], second["id"], third["id"]}
     assert not doctor(bd, store, "--fix")["ok"], "a missing object cannot be made up"
     obj.parent.mkdir(exist_ok=True)
     obj.write_bytes(saved)  # brought back, e.g. from another clone
-    assert doctor(bd, store, "--fix")["ok"]
-    assert inbox_ids(bd, store) == {first["id"], second["id"], third["id"]}
+    fixed = doctor(bd, store, "--fix")
+    assert fixed["ok"], failed(fixed)
+    assert inbox_ids(bd, store) == {zeroth["id"], first["id"], second["id"], third["id"]}
     assert kept_path in faults.segments(store)
     fsck(store)
 
@@ -139,7 +152,7 @@ def test_missing_commit_is_one_clear_error_naming_it(store: Path, bd) -> None:
     send(bd, store)
     head = git(store, "rev-parse", "beadsmail").strip()
     (store / ".git" / "refs" / "heads" / "beadsmail").write_text("2" * 40 + "\n")
-    shutil.rmtree(store / ".git" / "beadsmail")
+    drop_index(store)
     result = bd(store, "mail", "inbox", "--json", "--identity", "bob")
     assert result.code == 1 and "2222222222" in result.json()["error"]["message"]
     assert "Traceback" not in result.err
@@ -242,22 +255,24 @@ def test_record_changed_or_removed_by_hand_is_named_and_restored(store: Path, bd
     assert inbox_ids(bd, store) == {first["id"], second["id"], third["id"]}  # index has folded
     path = own_segment(store)
     lines = faults.segment_bytes(store, path).splitlines(keepends=True)
-    edited = lines[1].replace(b'"subject":"second"', b'"subject":"forged"')
-    faults.commit_segment(store, path, lines[0] + edited)  # line 2 changed, line 3 removed
+    # (line 1 is the feed's key record)
+    edited = lines[2].replace(b'"subject":"second"', b'"subject":"forged"')
+    faults.commit_segment(store, path, lines[0] + lines[1] + edited)  # 3 changed, 4 removed
     shown = bd(store, "show", second["id"], "--json")
     assert shown.json()["subject"] == "second", "the index keeps the copy first stored"
     report = doctor(bd, store)
-    assert failed(report).keys() == {"edits", "index"}
+    # (the changed line's signature no longer holds: the signed feed says so too)
+    assert failed(report).keys() == {"edits", "index", "signatures"}
     assert sorted(report["edits"], key=lambda e: e["line"]) == [
-        {"id": second["id"], "path": path, "line": 2, "change": "changed"},
-        {"id": third["id"], "path": path, "line": 3, "change": "removed"}]
-    assert f"{path}:2: record {second['id']} was changed" in failed(report)["edits"]
+        {"id": second["id"], "path": path, "line": 3, "change": "changed"},
+        {"id": third["id"], "path": path, "line": 4, "change": "removed"}]
+    assert f"{path}:3: record {second['id']} was changed" in failed(report)["edits"]
     fixed = doctor(bd, store, "--fix")
     assert fixed["ok"], fixed
     assert faults.segment_bytes(store, path, top="quarantine") == edited
     assert bd(store, "show", second["id"], "--json").json()["subject"] == "second"
     assert inbox_ids(bd, store) == {first["id"], second["id"], third["id"]}
-    shutil.rmtree(store / ".git" / "beadsmail")
+    drop_index(store)
     assert inbox_ids(bd, store) == {first["id"], second["id"], third["id"]}
     assert bd(store, "show", second["id"], "--json").json()["subject"] == "second"
     fsck(store)

@@ -121,11 +121,20 @@ def test_a_fork_is_two_signed_lines_for_one_position() -> None:
     key = keys.SigningKey.generate()
     a, b = Feed(key), Feed(key)
     a.write()
-    b.lines, b.n = list(a.lines), a.n
+    b.lines, b.n = list(a.lines), a.n + 1000  # (another record: the same line twice is no fork)
     a.write()
     b.write()
     out = check(a.lines + b.lines[2:], seen=lambda rid: False)
     assert out[-1].status == feed.FORGED and "fork" in out[-1].why
+
+
+def test_the_same_line_twice_is_not_a_fork() -> None:
+    f = Feed(keys.SigningKey.generate())
+    f.write()
+    f.write()
+    out = check(f.lines + f.lines[-1:], seen=lambda rid: False)
+    assert [ln.status for ln in out] == [feed.VERIFIED] * 3 + [feed.KNOWN]
+    assert not any(ln.why for ln in out)
 
 
 def test_a_compaction_stub_keeps_the_chain() -> None:

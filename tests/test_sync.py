@@ -86,7 +86,8 @@ def segment_ids(path: Path) -> list[str]:
     for name in git(path, "ls-tree", "-r", "--name-only", "beadsmail").split():
         if name.endswith(".jsonl"):
             for line in git(path, "show", f"beadsmail:{name}").splitlines():
-                ids.append(json.loads(line)["id"])
+                if json.loads(line)["kind"] not in ("key", "dropped"):  # (feed metadata)
+                    ids.append(json.loads(line)["id"])
     return ids
 
 

@@ -30,6 +30,11 @@ class Clones(RuleBasedStateMachine):
         self.remote, clones, worktrees = make_clones(self.root, store=False)
         self.places = [clones[0], worktrees[1], clones[2]]
         self.clones = clones
+        for clone in {*clones, *self.places}:  # every identity writes from every clone: no bindings
+            # (with signatures on, an identity is bound to the first replica that writes
+            # as it: tests/test_signing.py's property runs the honest-and-forger case)
+            (clone / ".beads").mkdir(exist_ok=True)
+            (clone / ".beads" / "config.yaml").write_text("security:\n  signatures: off\n")
         self.written: set[str] = set()
         self.tasks: list[str] = []
 

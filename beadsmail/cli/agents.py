@@ -129,6 +129,9 @@ def _register_agent_app(app, typer, Json, Identity) -> None:
                             no_args_is_help=True)
     _roster_commands(agent_app, typer, Json, Identity)
     _liveness_commands(agent_app, typer, Json, Identity)
+    from beadsmail.cli import trust
+
+    trust.register(agent_app, typer, Json, Identity)
     app.add_typer(agent_app, name="agent")
 
 

@@ -48,7 +48,7 @@ def inbox(ws, me: str, messages: list[dict], waited: float | None = None) -> str
     for m in messages:
         tags = (" [URGENT]" if m["priority"] == 0 else "") + (" [unread]" if m.get("state") == "unread" else "")
         lines += ["", f"  {short[m['id']]}: {m['subject']}{tags}",
-                  f"      From: {m['from']} ({ago(m['created_at'])})"]
+                  f"      From: {m['from']} ({ago(m['created_at'])}){_mark(m)}"]
         if m['replies_to']:
             lines.append(f"      Re: {short.get(m['replies_to'], m['replies_to'])}")
     return "\n".join(lines)
@@ -73,6 +73,8 @@ def message(m: dict) -> str:
     if m.get("receipts"):
         fields.append(("Receipts", ", ".join(f"{r['recipient']} {r['state']}"
                                              for r in m["receipts"])))
+    if m.get("verified"):
+        fields.append(("Signed", _signed(m)))
     if m.get("flags"):
         fields.append(("Flags", flag_text(m["flags"])))
     width = max(len(k) for k, _ in fields) + 2
@@ -91,7 +93,23 @@ def flag_text(flags: list[str]) -> str:
 
 def line(m: dict) -> str:
     tag = " [URGENT]" if m["priority"] == 0 else ""
-    return f"{m['id']}{tag} from {m['from']}: {m['subject']}"
+    return f"{m['id']}{tag} from {m['from']}: {m['subject']}{_mark(m)}"
+
+
+def _mark(m: dict) -> str:
+    """The signature status as a visible word (not colour): see ``signing.provenance``."""
+    from beadsmail.signing import MARKS
+
+    mark = MARKS.get(m.get("verified", ""), "")
+    return f" {mark}" if mark else ""
+
+
+def _signed(m: dict) -> str:
+    """``verified (replica r..., via bd serve)``: the message view's Signed field."""
+    out = m["verified"]
+    if m.get("signed_by"):
+        out += f" (replica {m['signed_by']}" + (f", via bd {m['via']}" if m.get("via") else "") + ")"
+    return out
 
 
 def record(d: dict) -> str:
@@ -113,7 +131,7 @@ def thread(ws, messages: list[dict]) -> str:
         depth[m["id"]] = level
         pad = "    " * level
         lines += ["", f"{pad}{m['id']}  {m['from']} -> {', '.join(m['to'])}  "
-                      f"{when(m['created_at'])} ({ago(m['created_at'])})",
+                      f"{when(m['created_at'])} ({ago(m['created_at'])}){_mark(m)}",
                   f"{pad}Subject: {m['subject']}"]
         lines += [f"{pad}  {text}" for text in m["body"].splitlines() or [""]]
     return "\n".join(lines)

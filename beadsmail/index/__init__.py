@@ -31,8 +31,9 @@ from pathlib import Path
 
 from beadsmail.errors import Ambiguous, InvalidInput, NotFound
 from beadsmail.index import build, copies, generations, mail, registry, reservations, search, tasks
+from beadsmail.index import feeds as feeds
 
-SCHEMA_VERSION = 18
+SCHEMA_VERSION = 19
 # How long a process waits for another's index transaction: a full rebuild of a
 # million records takes ~40 s here, and waiting beats failing.
 BUSY_SECONDS = 120
@@ -40,7 +41,7 @@ BUSY_SECONDS = 120
 # checkpoint runs at ~4 MB (1,000 pages), so this is about where it would start over.
 WAL_LIMIT = 4 << 20
 UPKEEP_WAIT_MS = 200
-DOMAINS = (mail, tasks, registry, reservations, search)
+DOMAINS = (registry, feeds, mail, tasks, reservations, search)  # (feeds: role checks)
 # SQLite's primary result codes that mean "this file is not a usable index": SQLITE_ERROR
 # (a table missing), SQLITE_CORRUPT, SQLITE_NOTADB. Anything else (busy, out of file
 # descriptors, a disk error) is an error to report, not a reason to throw the index away.
@@ -102,6 +103,7 @@ class Index:
         self.path = path
         self.rebuilt = False
         self._linked: str | None = None
+        self._rows: build.Rows | None = None
         self.conn = self._open()
 
     # -- lifecycle -----------------------------------------------------------
@@ -319,7 +321,7 @@ class Index:
         records or the files of parts other processes loaded (see ``build``). The
         indexes their folds rely on are built before the kinds not loaded directly are
         folded; the query indexes come last."""
-        rows = build.Rows(self.conn, DOMAINS)
+        rows = self._rows = build.Rows(self.conn, DOMAINS)
         for source in sources:
             if isinstance(source, Path):
                 rows.merge(source)
@@ -336,19 +338,19 @@ class Index:
         for domain in DOMAINS:
             for statement in _statements(domain.QUERY_INDEXES):
                 conn.execute(statement)
+        self._rows = None
         return len(rows.seen)
 
     @classmethod
     def scratch(cls, path: Path) -> Index:
-        """An index of no generation, for another process's part of a build: ``load_part``
-        fills it, then the building process merges it (``load``)."""
+        """An index of no generation for another process's part of a build (``load_part``)."""
         self = cls.__new__(cls)
-        self.path, self.rebuilt, self._linked = path, False, None
+        self.path, self.rebuilt, self._linked, self._rows = path, False, None, None
         self.conn = build.scratch(path, _tables())
         return self
 
     def load_part(self, items: Iterable[tuple[dict, str, str | None, int | None]]) -> None:
-        rows = build.Rows(self.conn, DOMAINS)
+        rows = self._rows = build.Rows(self.conn, DOMAINS)
         rows.add(items)
         rows.flush()
         self.conn.execute("COMMIT")

@@ -8,7 +8,9 @@ copy of each id in ``records`` (the *held* copy) and chooses it by one rule,
 ``rank``, so that every clone holding the same copies holds the same one,
 whatever order they arrived in:
 
-1. a copy that sits in the directory of the replica it names beats one that
+0. a verified copy (signed: forged lines never reach the index, see
+   ``signing.reader``) beats an unverified one;
+1. then a copy that sits in the directory of the replica it names beats one that
    does not (a copy with no known directory counts as sitting in its own);
 2. then the smaller stored line, compared as text (the rule the merge uses for
    two lines with one id, ``store.merge.union_lines``, so the index and a merged
@@ -71,8 +73,10 @@ def owned(record: dict, path: str | None) -> bool:
 
 
 def rank(record: dict, text: str, path: str | None, line: int | None) -> tuple:
-    """The order of a record's copies: the smallest is held (see the module's rule)."""
-    return (0 if owned(record, path) else 1, text, path or "", line or 0)
+    """The order of a record's copies: the smallest is held (see the module's rule). A
+    signed copy goes first: what reaches the index signed passed verification
+    (``signing.reader`` keeps forged lines out), so it beats an unsigned one."""
+    return ("seq" not in record, 0 if owned(record, path) else 1, text, path or "", line or 0)
 
 
 def _keep(conn: sqlite3.Connection, copy: Copy, held: Copy) -> None:

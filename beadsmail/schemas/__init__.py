@@ -16,7 +16,7 @@ import os
 KINDS = (
     "message", "receipt", "agent", "channel", "membership", "contact",
     "task", "task_event", "comment", "tombstone", "purge", "dead_letter", "reservation",
-    "compaction",
+    "compaction", "key", "dropped",
 )
 
 

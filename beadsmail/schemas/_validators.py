@@ -26,7 +26,7 @@ def _plain(x):
 
 _message_0 = frozenset(('action_requested', 'actor', 'body', 'clock', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'priority', 'replica', 'replies_to', 'subject', 'thread_id', 'to', 'type', 'v', ))
 
-_message_1 = frozenset(('action_requested', 'actor', 'body', 'clock', 'context', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'priority', 'replica', 'replies_to', 'sender_group', 'subject', 'thread_id', 'to', 'type', 'v', ))
+_message_1 = frozenset(('action_requested', 'actor', 'body', 'clock', 'context', 'created_at', 'ephemeral', 'from', 'id', 'kind', 'metadata', 'prev', 'priority', 'replica', 'replies_to', 'sender_group', 'seq', 'sig', 'subject', 'thread_id', 'to', 'type', 'v', 'via', ))
 
 _message_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -41,6 +41,12 @@ _message_6 = re.compile('^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|#[a-z0-9][a-z0-9._-]{
 _message_7 = frozenset(('broadcast', 'completion', 'coordination', 'discovery', 'guidance', 'heartbeat', 'notification', 'query', 'request', 'response', 'status', 'urgent', ))
 
 _message_8 = frozenset(('acknowledge', 'execute', 'none', 'respond', ))
+
+_message_9 = re.compile('^[0-9a-f]{64}\\Z')
+
+_message_10 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_message_11 = frozenset(('serve', ))
 
 def validate_message(data):
     if not (type(data) is dict):
@@ -147,9 +153,31 @@ def validate_message(data):
     _v1 = data['action_requested']
     if type(_v1) not in (str,) or _v1 not in _message_8:
         _fail('message.action_requested', 'must be one of "none", "acknowledge", "respond", "execute"')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('message.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('message.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('message.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _message_9.search(_v1) is not None) or (_v1 is None)):
+            _fail('message.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('message.sig', 'must be of type string')
+        if _message_10.search(_v1) is None:
+            _fail('message.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _message_11:
+            _fail('message.via', 'must be one of "serve"')
 
 def accept_message(data):
-    if type(data) is not dict or len(data) != 18 + ('sender_group' in data) + ('context' in data):
+    if type(data) is not dict or len(data) != 18 + ('sender_group' in data) + ('context' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -213,12 +241,28 @@ def accept_message(data):
     x = data['action_requested']
     if not (type(x) in (str,) and x in _message_8):
         return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _message_9.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _message_10.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _message_11):
+            return False
     return True
 
 
 _receipt_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'message', 'recipient', 'replica', 'state', 'v', ))
 
-_receipt_1 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'message', 'recipient', 'replica', 'session', 'state', 'v', ))
+_receipt_1 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'message', 'prev', 'recipient', 'replica', 'seq', 'session', 'sig', 'state', 'v', 'via', ))
 
 _receipt_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -229,6 +273,12 @@ _receipt_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(
 _receipt_5 = re.compile('^[0-9a-z]{12}\\Z')
 
 _receipt_6 = frozenset(('acked', 'delivered', 'read', ))
+
+_receipt_7 = re.compile('^[0-9a-f]{64}\\Z')
+
+_receipt_8 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_receipt_9 = frozenset(('serve', ))
 
 def validate_receipt(data):
     if not (type(data) is dict):
@@ -286,9 +336,31 @@ def validate_receipt(data):
         _v1 = data['session']
         if not ((type(_v1) is str and len(_v1) <= 128) or (_v1 is None)):
             _fail('receipt.session', 'has the wrong type or value')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('receipt.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('receipt.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('receipt.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _receipt_7.search(_v1) is not None) or (_v1 is None)):
+            _fail('receipt.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('receipt.sig', 'must be of type string')
+        if _receipt_8.search(_v1) is None:
+            _fail('receipt.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _receipt_9:
+            _fail('receipt.via', 'must be one of "serve"')
 
 def accept_receipt(data):
-    if type(data) is not dict or len(data) != 10 + ('session' in data):
+    if type(data) is not dict or len(data) != 10 + ('session' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -324,12 +396,28 @@ def accept_receipt(data):
         x = data['session']
         if not ((type(x) is str and len(x) <= 128) or (x is None)):
             return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _receipt_7.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _receipt_8.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _receipt_9):
+            return False
     return True
 
 
 _agent_0 = frozenset(('actor', 'agent', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
 
-_agent_1 = frozenset(('actor', 'agent', 'clock', 'created_at', 'details', 'group', 'id', 'kind', 'last_seen', 'model', 'name', 'op', 'replica', 'role', 'status', 'tier', 'v', ))
+_agent_1 = frozenset(('actor', 'agent', 'clock', 'created_at', 'details', 'group', 'id', 'kind', 'last_seen', 'model', 'name', 'op', 'prev', 'replica', 'role', 'seq', 'sig', 'status', 'tier', 'v', 'via', ))
 
 _agent_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -354,6 +442,12 @@ def _agent_any10(x):
     except SchemaError:
         return False
     return True
+
+_agent_11 = re.compile('^[0-9a-f]{64}\\Z')
+
+_agent_12 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_agent_13 = frozenset(('serve', ))
 
 def validate_agent(data):
     if not (type(data) is dict):
@@ -436,9 +530,31 @@ def validate_agent(data):
         _v1 = data['details']
         if not (_agent_any10(_v1) or (_v1 is None)):
             _fail('agent.details', 'has the wrong type or value')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('agent.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('agent.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('agent.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _agent_11.search(_v1) is not None) or (_v1 is None)):
+            _fail('agent.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('agent.sig', 'must be of type string')
+        if _agent_12.search(_v1) is None:
+            _fail('agent.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _agent_13:
+            _fail('agent.via', 'must be one of "serve"')
 
 def accept_agent(data):
-    if type(data) is not dict or len(data) != 9 + ('name' in data) + ('role' in data) + ('group' in data) + ('tier' in data) + ('model' in data) + ('status' in data) + ('last_seen' in data) + ('details' in data):
+    if type(data) is not dict or len(data) != 9 + ('name' in data) + ('role' in data) + ('group' in data) + ('tier' in data) + ('model' in data) + ('status' in data) + ('last_seen' in data) + ('details' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -499,12 +615,28 @@ def accept_agent(data):
         x = data['details']
         if not ((type(x) is dict and _plain(x)) or (x is None)):
             return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _agent_11.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _agent_12.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _agent_13):
+            return False
     return True
 
 
 _channel_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'name', 'op', 'replica', 'v', ))
 
-_channel_1 = frozenset(('actor', 'clock', 'created_at', 'description', 'group', 'id', 'kind', 'name', 'op', 'replica', 'v', ))
+_channel_1 = frozenset(('actor', 'clock', 'created_at', 'description', 'group', 'id', 'kind', 'name', 'op', 'prev', 'replica', 'seq', 'sig', 'v', 'via', ))
 
 _channel_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -517,6 +649,12 @@ _channel_5 = re.compile('^[0-9a-z]{12}\\Z')
 _channel_6 = frozenset(('create', 'delete', ))
 
 _channel_7 = re.compile('^[a-z0-9][a-z0-9._-]{0,63}\\Z')
+
+_channel_8 = re.compile('^[0-9a-f]{64}\\Z')
+
+_channel_9 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_channel_10 = frozenset(('serve', ))
 
 def validate_channel(data):
     if not (type(data) is dict):
@@ -577,9 +715,31 @@ def validate_channel(data):
             _fail('channel.group', 'must be of type string')
         if _channel_3.search(_v1) is None:
             _fail('channel.group', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('channel.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('channel.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('channel.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _channel_8.search(_v1) is not None) or (_v1 is None)):
+            _fail('channel.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('channel.sig', 'must be of type string')
+        if _channel_9.search(_v1) is None:
+            _fail('channel.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _channel_10:
+            _fail('channel.via', 'must be one of "serve"')
 
 def accept_channel(data):
-    if type(data) is not dict or len(data) != 9 + ('description' in data) + ('group' in data):
+    if type(data) is not dict or len(data) != 9 + ('description' in data) + ('group' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -616,22 +776,46 @@ def accept_channel(data):
         x = data['group']
         if not (type(x) is str and _channel_3.search(x) is not None):
             return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _channel_8.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _channel_9.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _channel_10):
+            return False
     return True
 
 
 _membership_0 = frozenset(('actor', 'agent', 'channel', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
 
-_membership_1 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+_membership_1 = frozenset(('actor', 'agent', 'channel', 'clock', 'created_at', 'id', 'kind', 'op', 'prev', 'replica', 'seq', 'sig', 'v', 'via', ))
 
-_membership_2 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_membership_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
-_membership_3 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+_membership_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 
-_membership_4 = re.compile('^[0-9a-z]{12}\\Z')
+_membership_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
 
-_membership_5 = frozenset(('join', 'leave', ))
+_membership_5 = re.compile('^[0-9a-z]{12}\\Z')
 
-_membership_6 = re.compile('^[a-z0-9][a-z0-9._-]{0,63}\\Z')
+_membership_6 = frozenset(('join', 'leave', ))
+
+_membership_7 = re.compile('^[a-z0-9][a-z0-9._-]{0,63}\\Z')
+
+_membership_8 = re.compile('^[0-9a-f]{64}\\Z')
+
+_membership_9 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_membership_10 = frozenset(('serve', ))
 
 def validate_membership(data):
     if not (type(data) is dict):
@@ -639,15 +823,15 @@ def validate_membership(data):
     _k = data.keys()
     if not _membership_0 <= _k:
         _fail('membership', 'lacks ' + ', '.join(sorted(_membership_0 - _k)))
-    if not _k <= _membership_0:
-        _fail('membership', 'has unknown fields ' + ', '.join(sorted(_k - _membership_0)))
+    if not _k <= _membership_1:
+        _fail('membership', 'has unknown fields ' + ', '.join(sorted(_k - _membership_1)))
     _v1 = data['v']
     if _v1 != 1 or type(_v1) is not int:
         _fail('membership.v', 'must be 1')
     _v1 = data['id']
     if not (type(_v1) is str):
         _fail('membership.id', 'must be of type string')
-    if _membership_1.search(_v1) is None:
+    if _membership_2.search(_v1) is None:
         _fail('membership.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['kind']
     if _v1 != 'membership' or type(_v1) is not str:
@@ -655,12 +839,12 @@ def validate_membership(data):
     _v1 = data['actor']
     if not (type(_v1) is str):
         _fail('membership.actor', 'must be of type string')
-    if _membership_2.search(_v1) is None:
+    if _membership_3.search(_v1) is None:
         _fail('membership.actor', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['created_at']
     if not (type(_v1) is str):
         _fail('membership.created_at', 'must be of type string')
-    if _membership_3.search(_v1) is None:
+    if _membership_4.search(_v1) is None:
         _fail('membership.created_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
     _v1 = data['clock']
     if not (type(_v1) is int):
@@ -670,69 +854,115 @@ def validate_membership(data):
     _v1 = data['replica']
     if not (type(_v1) is str):
         _fail('membership.replica', 'must be of type string')
-    if _membership_4.search(_v1) is None:
+    if _membership_5.search(_v1) is None:
         _fail('membership.replica', 'must match ^[0-9a-z]{12}$')
     _v1 = data['op']
-    if type(_v1) not in (str,) or _v1 not in _membership_5:
+    if type(_v1) not in (str,) or _v1 not in _membership_6:
         _fail('membership.op', 'must be one of "join", "leave"')
     _v1 = data['channel']
     if not (type(_v1) is str):
         _fail('membership.channel', 'must be of type string')
-    if _membership_6.search(_v1) is None:
+    if _membership_7.search(_v1) is None:
         _fail('membership.channel', 'must match ^[a-z0-9][a-z0-9._-]{0,63}$')
     _v1 = data['agent']
     if not (type(_v1) is str):
         _fail('membership.agent', 'must be of type string')
-    if _membership_2.search(_v1) is None:
+    if _membership_3.search(_v1) is None:
         _fail('membership.agent', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('membership.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('membership.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('membership.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _membership_8.search(_v1) is not None) or (_v1 is None)):
+            _fail('membership.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('membership.sig', 'must be of type string')
+        if _membership_9.search(_v1) is None:
+            _fail('membership.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _membership_10:
+            _fail('membership.via', 'must be one of "serve"')
 
 def accept_membership(data):
-    if type(data) is not dict or len(data) != 10:
+    if type(data) is not dict or len(data) != 10 + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
         return False
     x = data['id']
-    if not (type(x) is str and _membership_1.search(x) is not None):
+    if not (type(x) is str and _membership_2.search(x) is not None):
         return False
     x = data['kind']
     if not (x == 'membership' and type(x) is str):
         return False
     x = data['actor']
-    if not (type(x) is str and _membership_2.search(x) is not None):
+    if not (type(x) is str and _membership_3.search(x) is not None):
         return False
     x = data['created_at']
-    if not (type(x) is str and _membership_3.search(x) is not None):
+    if not (type(x) is str and _membership_4.search(x) is not None):
         return False
     x = data['clock']
     if not (type(x) is int and x >= 1):
         return False
     x = data['replica']
-    if not (type(x) is str and _membership_4.search(x) is not None):
+    if not (type(x) is str and _membership_5.search(x) is not None):
         return False
     x = data['op']
-    if not (type(x) in (str,) and x in _membership_5):
+    if not (type(x) in (str,) and x in _membership_6):
         return False
     x = data['channel']
-    if not (type(x) is str and _membership_6.search(x) is not None):
+    if not (type(x) is str and _membership_7.search(x) is not None):
         return False
     x = data['agent']
-    if not (type(x) is str and _membership_2.search(x) is not None):
+    if not (type(x) is str and _membership_3.search(x) is not None):
         return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _membership_8.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _membership_9.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _membership_10):
+            return False
     return True
 
 
 _contact_0 = frozenset(('a', 'actor', 'b', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
 
-_contact_1 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+_contact_1 = frozenset(('a', 'actor', 'b', 'clock', 'created_at', 'id', 'kind', 'op', 'prev', 'replica', 'seq', 'sig', 'v', 'via', ))
 
-_contact_2 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_contact_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
-_contact_3 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+_contact_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 
-_contact_4 = re.compile('^[0-9a-z]{12}\\Z')
+_contact_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
 
-_contact_5 = frozenset(('allow', 'revoke', ))
+_contact_5 = re.compile('^[0-9a-z]{12}\\Z')
+
+_contact_6 = frozenset(('allow', 'revoke', ))
+
+_contact_7 = re.compile('^[0-9a-f]{64}\\Z')
+
+_contact_8 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_contact_9 = frozenset(('serve', ))
 
 def validate_contact(data):
     if not (type(data) is dict):
@@ -740,15 +970,15 @@ def validate_contact(data):
     _k = data.keys()
     if not _contact_0 <= _k:
         _fail('contact', 'lacks ' + ', '.join(sorted(_contact_0 - _k)))
-    if not _k <= _contact_0:
-        _fail('contact', 'has unknown fields ' + ', '.join(sorted(_k - _contact_0)))
+    if not _k <= _contact_1:
+        _fail('contact', 'has unknown fields ' + ', '.join(sorted(_k - _contact_1)))
     _v1 = data['v']
     if _v1 != 1 or type(_v1) is not int:
         _fail('contact.v', 'must be 1')
     _v1 = data['id']
     if not (type(_v1) is str):
         _fail('contact.id', 'must be of type string')
-    if _contact_1.search(_v1) is None:
+    if _contact_2.search(_v1) is None:
         _fail('contact.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['kind']
     if _v1 != 'contact' or type(_v1) is not str:
@@ -756,12 +986,12 @@ def validate_contact(data):
     _v1 = data['actor']
     if not (type(_v1) is str):
         _fail('contact.actor', 'must be of type string')
-    if _contact_2.search(_v1) is None:
+    if _contact_3.search(_v1) is None:
         _fail('contact.actor', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['created_at']
     if not (type(_v1) is str):
         _fail('contact.created_at', 'must be of type string')
-    if _contact_3.search(_v1) is None:
+    if _contact_4.search(_v1) is None:
         _fail('contact.created_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
     _v1 = data['clock']
     if not (type(_v1) is int):
@@ -771,61 +1001,99 @@ def validate_contact(data):
     _v1 = data['replica']
     if not (type(_v1) is str):
         _fail('contact.replica', 'must be of type string')
-    if _contact_4.search(_v1) is None:
+    if _contact_5.search(_v1) is None:
         _fail('contact.replica', 'must match ^[0-9a-z]{12}$')
     _v1 = data['op']
-    if type(_v1) not in (str,) or _v1 not in _contact_5:
+    if type(_v1) not in (str,) or _v1 not in _contact_6:
         _fail('contact.op', 'must be one of "allow", "revoke"')
     _v1 = data['a']
     if not (type(_v1) is str):
         _fail('contact.a', 'must be of type string')
-    if _contact_2.search(_v1) is None:
+    if _contact_3.search(_v1) is None:
         _fail('contact.a', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['b']
     if not (type(_v1) is str):
         _fail('contact.b', 'must be of type string')
-    if _contact_2.search(_v1) is None:
+    if _contact_3.search(_v1) is None:
         _fail('contact.b', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('contact.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('contact.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('contact.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _contact_7.search(_v1) is not None) or (_v1 is None)):
+            _fail('contact.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('contact.sig', 'must be of type string')
+        if _contact_8.search(_v1) is None:
+            _fail('contact.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _contact_9:
+            _fail('contact.via', 'must be one of "serve"')
 
 def accept_contact(data):
-    if type(data) is not dict or len(data) != 10:
+    if type(data) is not dict or len(data) != 10 + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
         return False
     x = data['id']
-    if not (type(x) is str and _contact_1.search(x) is not None):
+    if not (type(x) is str and _contact_2.search(x) is not None):
         return False
     x = data['kind']
     if not (x == 'contact' and type(x) is str):
         return False
     x = data['actor']
-    if not (type(x) is str and _contact_2.search(x) is not None):
+    if not (type(x) is str and _contact_3.search(x) is not None):
         return False
     x = data['created_at']
-    if not (type(x) is str and _contact_3.search(x) is not None):
+    if not (type(x) is str and _contact_4.search(x) is not None):
         return False
     x = data['clock']
     if not (type(x) is int and x >= 1):
         return False
     x = data['replica']
-    if not (type(x) is str and _contact_4.search(x) is not None):
+    if not (type(x) is str and _contact_5.search(x) is not None):
         return False
     x = data['op']
-    if not (type(x) in (str,) and x in _contact_5):
+    if not (type(x) in (str,) and x in _contact_6):
         return False
     x = data['a']
-    if not (type(x) is str and _contact_2.search(x) is not None):
+    if not (type(x) is str and _contact_3.search(x) is not None):
         return False
     x = data['b']
-    if not (type(x) is str and _contact_2.search(x) is not None):
+    if not (type(x) is str and _contact_3.search(x) is not None):
         return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _contact_7.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _contact_8.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _contact_9):
+            return False
     return True
 
 
 _task_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'priority', 'replica', 'status', 'title', 'v', ))
 
-_task_1 = frozenset(('actor', 'assigned_to', 'clock', 'created_at', 'description', 'group', 'id', 'kind', 'parent', 'priority', 'replica', 'sort_order', 'status', 'title', 'v', ))
+_task_1 = frozenset(('actor', 'assigned_to', 'clock', 'created_at', 'description', 'group', 'id', 'kind', 'parent', 'prev', 'priority', 'replica', 'seq', 'sig', 'sort_order', 'status', 'title', 'v', 'via', ))
 
 _task_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -838,6 +1106,12 @@ _task_5 = re.compile('^[0-9a-z]{12}\\Z')
 _task_6 = frozenset(('high', 'low', 'medium', ))
 
 _task_7 = frozenset(('backlog', 'done', 'in_progress', 'review', 'todo', ))
+
+_task_8 = re.compile('^[0-9a-f]{64}\\Z')
+
+_task_9 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_task_10 = frozenset(('serve', ))
 
 def validate_task(data):
     if not (type(data) is dict):
@@ -913,9 +1187,31 @@ def validate_task(data):
         _v1 = data['sort_order']
         if not (type(_v1) is int):
             _fail('task.sort_order', 'must be of type integer')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('task.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('task.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('task.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _task_8.search(_v1) is not None) or (_v1 is None)):
+            _fail('task.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('task.sig', 'must be of type string')
+        if _task_9.search(_v1) is None:
+            _fail('task.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _task_10:
+            _fail('task.via', 'must be one of "serve"')
 
 def accept_task(data):
-    if type(data) is not dict or len(data) != 10 + ('description' in data) + ('assigned_to' in data) + ('parent' in data) + ('group' in data) + ('sort_order' in data):
+    if type(data) is not dict or len(data) != 10 + ('description' in data) + ('assigned_to' in data) + ('parent' in data) + ('group' in data) + ('sort_order' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -967,12 +1263,28 @@ def accept_task(data):
         x = data['sort_order']
         if not (type(x) is int):
             return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _task_8.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _task_9.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _task_10):
+            return False
     return True
 
 
 _task_event_0 = frozenset(('actor', 'clock', 'created_at', 'expected_version', 'id', 'kind', 'op', 'replica', 'task', 'v', ))
 
-_task_event_1 = frozenset(('actor', 'assigned_to', 'clock', 'created_at', 'description', 'expected_version', 'group', 'id', 'kind', 'op', 'parent', 'priority', 'replica', 'sort_order', 'status', 'task', 'title', 'v', ))
+_task_event_1 = frozenset(('actor', 'assigned_to', 'clock', 'created_at', 'description', 'expected_version', 'group', 'id', 'kind', 'op', 'parent', 'prev', 'priority', 'replica', 'seq', 'sig', 'sort_order', 'status', 'task', 'title', 'v', 'via', ))
 
 _task_event_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -987,6 +1299,12 @@ _task_event_6 = frozenset(('assign', 'delete', 'edit', 'order', 'status', ))
 _task_event_7 = frozenset(('backlog', 'done', 'in_progress', 'review', 'todo', ))
 
 _task_event_8 = frozenset(('high', 'low', 'medium', ))
+
+_task_event_9 = re.compile('^[0-9a-f]{64}\\Z')
+
+_task_event_10 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_task_event_11 = frozenset(('serve', ))
 
 def validate_task_event(data):
     if not (type(data) is dict):
@@ -1078,9 +1396,31 @@ def validate_task_event(data):
         _v1 = data['group']
         if not ((type(_v1) is str and _task_event_3.search(_v1) is not None) or (_v1 is None)):
             _fail('task_event.group', 'has the wrong type or value')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('task_event.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('task_event.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('task_event.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _task_event_9.search(_v1) is not None) or (_v1 is None)):
+            _fail('task_event.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('task_event.sig', 'must be of type string')
+        if _task_event_10.search(_v1) is None:
+            _fail('task_event.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _task_event_11:
+            _fail('task_event.via', 'must be one of "serve"')
 
 def accept_task_event(data):
-    if type(data) is not dict or len(data) != 10 + ('status' in data) + ('assigned_to' in data) + ('title' in data) + ('description' in data) + ('priority' in data) + ('sort_order' in data) + ('parent' in data) + ('group' in data):
+    if type(data) is not dict or len(data) != 10 + ('status' in data) + ('assigned_to' in data) + ('title' in data) + ('description' in data) + ('priority' in data) + ('sort_order' in data) + ('parent' in data) + ('group' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -1144,18 +1484,42 @@ def accept_task_event(data):
         x = data['group']
         if not ((type(x) is str and _task_event_3.search(x) is not None) or (x is None)):
             return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _task_event_9.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _task_event_10.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _task_event_11):
+            return False
     return True
 
 
 _comment_0 = frozenset(('actor', 'clock', 'content', 'created_at', 'id', 'kind', 'replica', 'task', 'v', ))
 
-_comment_1 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+_comment_1 = frozenset(('actor', 'clock', 'content', 'created_at', 'id', 'kind', 'prev', 'replica', 'seq', 'sig', 'task', 'v', 'via', ))
 
-_comment_2 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_comment_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
-_comment_3 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+_comment_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 
-_comment_4 = re.compile('^[0-9a-z]{12}\\Z')
+_comment_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+
+_comment_5 = re.compile('^[0-9a-z]{12}\\Z')
+
+_comment_6 = re.compile('^[0-9a-f]{64}\\Z')
+
+_comment_7 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_comment_8 = frozenset(('serve', ))
 
 def validate_comment(data):
     if not (type(data) is dict):
@@ -1163,15 +1527,15 @@ def validate_comment(data):
     _k = data.keys()
     if not _comment_0 <= _k:
         _fail('comment', 'lacks ' + ', '.join(sorted(_comment_0 - _k)))
-    if not _k <= _comment_0:
-        _fail('comment', 'has unknown fields ' + ', '.join(sorted(_k - _comment_0)))
+    if not _k <= _comment_1:
+        _fail('comment', 'has unknown fields ' + ', '.join(sorted(_k - _comment_1)))
     _v1 = data['v']
     if _v1 != 1 or type(_v1) is not int:
         _fail('comment.v', 'must be 1')
     _v1 = data['id']
     if not (type(_v1) is str):
         _fail('comment.id', 'must be of type string')
-    if _comment_1.search(_v1) is None:
+    if _comment_2.search(_v1) is None:
         _fail('comment.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['kind']
     if _v1 != 'comment' or type(_v1) is not str:
@@ -1179,12 +1543,12 @@ def validate_comment(data):
     _v1 = data['actor']
     if not (type(_v1) is str):
         _fail('comment.actor', 'must be of type string')
-    if _comment_2.search(_v1) is None:
+    if _comment_3.search(_v1) is None:
         _fail('comment.actor', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['created_at']
     if not (type(_v1) is str):
         _fail('comment.created_at', 'must be of type string')
-    if _comment_3.search(_v1) is None:
+    if _comment_4.search(_v1) is None:
         _fail('comment.created_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
     _v1 = data['clock']
     if not (type(_v1) is int):
@@ -1194,12 +1558,12 @@ def validate_comment(data):
     _v1 = data['replica']
     if not (type(_v1) is str):
         _fail('comment.replica', 'must be of type string')
-    if _comment_4.search(_v1) is None:
+    if _comment_5.search(_v1) is None:
         _fail('comment.replica', 'must match ^[0-9a-z]{12}$')
     _v1 = data['task']
     if not (type(_v1) is str):
         _fail('comment.task', 'must be of type string')
-    if _comment_1.search(_v1) is None:
+    if _comment_2.search(_v1) is None:
         _fail('comment.task', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['content']
     if not (type(_v1) is str):
@@ -1208,43 +1572,81 @@ def validate_comment(data):
         _fail('comment.content', 'must have at least 1 characters')
     if len(_v1) > 65536:
         _fail('comment.content', 'must have at most 65536 characters')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('comment.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('comment.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('comment.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _comment_6.search(_v1) is not None) or (_v1 is None)):
+            _fail('comment.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('comment.sig', 'must be of type string')
+        if _comment_7.search(_v1) is None:
+            _fail('comment.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _comment_8:
+            _fail('comment.via', 'must be one of "serve"')
 
 def accept_comment(data):
-    if type(data) is not dict or len(data) != 9:
+    if type(data) is not dict or len(data) != 9 + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
         return False
     x = data['id']
-    if not (type(x) is str and _comment_1.search(x) is not None):
+    if not (type(x) is str and _comment_2.search(x) is not None):
         return False
     x = data['kind']
     if not (x == 'comment' and type(x) is str):
         return False
     x = data['actor']
-    if not (type(x) is str and _comment_2.search(x) is not None):
+    if not (type(x) is str and _comment_3.search(x) is not None):
         return False
     x = data['created_at']
-    if not (type(x) is str and _comment_3.search(x) is not None):
+    if not (type(x) is str and _comment_4.search(x) is not None):
         return False
     x = data['clock']
     if not (type(x) is int and x >= 1):
         return False
     x = data['replica']
-    if not (type(x) is str and _comment_4.search(x) is not None):
+    if not (type(x) is str and _comment_5.search(x) is not None):
         return False
     x = data['task']
-    if not (type(x) is str and _comment_1.search(x) is not None):
+    if not (type(x) is str and _comment_2.search(x) is not None):
         return False
     x = data['content']
     if not (type(x) is str and len(x) >= 1 and len(x) <= 65536):
         return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _comment_6.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _comment_7.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _comment_8):
+            return False
     return True
 
 
 _tombstone_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'replica', 'target', 'v', ))
 
-_tombstone_1 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'reason', 'replica', 'target', 'v', ))
+_tombstone_1 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'prev', 'reason', 'replica', 'seq', 'sig', 'target', 'v', 'via', ))
 
 _tombstone_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -1253,6 +1655,12 @@ _tombstone_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 _tombstone_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
 
 _tombstone_5 = re.compile('^[0-9a-z]{12}\\Z')
+
+_tombstone_6 = re.compile('^[0-9a-f]{64}\\Z')
+
+_tombstone_7 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_tombstone_8 = frozenset(('serve', ))
 
 def validate_tombstone(data):
     if not (type(data) is dict):
@@ -1304,9 +1712,31 @@ def validate_tombstone(data):
             _fail('tombstone.reason', 'must be of type string')
         if len(_v1) > 500:
             _fail('tombstone.reason', 'must have at most 500 characters')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('tombstone.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('tombstone.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('tombstone.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _tombstone_6.search(_v1) is not None) or (_v1 is None)):
+            _fail('tombstone.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('tombstone.sig', 'must be of type string')
+        if _tombstone_7.search(_v1) is None:
+            _fail('tombstone.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _tombstone_8:
+            _fail('tombstone.via', 'must be one of "serve"')
 
 def accept_tombstone(data):
-    if type(data) is not dict or len(data) != 8 + ('reason' in data):
+    if type(data) is not dict or len(data) != 8 + ('reason' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -1336,12 +1766,28 @@ def accept_tombstone(data):
         x = data['reason']
         if not (type(x) is str and len(x) <= 500):
             return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _tombstone_6.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _tombstone_7.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _tombstone_8):
+            return False
     return True
 
 
 _purge_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'replica', 'targets', 'v', ))
 
-_purge_1 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'reason', 'replica', 'targets', 'v', ))
+_purge_1 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'prev', 'reason', 'replica', 'seq', 'sig', 'targets', 'v', 'via', ))
 
 _purge_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -1350,6 +1796,12 @@ _purge_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 _purge_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
 
 _purge_5 = re.compile('^[0-9a-z]{12}\\Z')
+
+_purge_6 = re.compile('^[0-9a-f]{64}\\Z')
+
+_purge_7 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_purge_8 = frozenset(('serve', ))
 
 def validate_purge(data):
     if not (type(data) is dict):
@@ -1406,9 +1858,31 @@ def validate_purge(data):
             _fail('purge.reason', 'must be of type string')
         if len(_v1) > 500:
             _fail('purge.reason', 'must have at most 500 characters')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('purge.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('purge.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('purge.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _purge_6.search(_v1) is not None) or (_v1 is None)):
+            _fail('purge.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('purge.sig', 'must be of type string')
+        if _purge_7.search(_v1) is None:
+            _fail('purge.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _purge_8:
+            _fail('purge.via', 'must be one of "serve"')
 
 def accept_purge(data):
-    if type(data) is not dict or len(data) != 8 + ('reason' in data):
+    if type(data) is not dict or len(data) != 8 + ('reason' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -1438,12 +1912,28 @@ def accept_purge(data):
         x = data['reason']
         if not (type(x) is str and len(x) <= 500):
             return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _purge_6.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _purge_7.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _purge_8):
+            return False
     return True
 
 
 _dead_letter_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'message', 'op', 'recipient', 'replica', 'v', ))
 
-_dead_letter_1 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'message', 'note', 'op', 'recipient', 'replica', 'v', ))
+_dead_letter_1 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'message', 'note', 'op', 'prev', 'recipient', 'replica', 'seq', 'sig', 'v', 'via', ))
 
 _dead_letter_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -1456,6 +1946,12 @@ _dead_letter_5 = re.compile('^[0-9a-z]{12}\\Z')
 _dead_letter_6 = frozenset(('resolve', ))
 
 _dead_letter_7 = re.compile('^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|#[a-z0-9][a-z0-9._-]{0,63}|@[A-Za-z0-9][A-Za-z0-9._-]{0,63})\\Z')
+
+_dead_letter_8 = re.compile('^[0-9a-f]{64}\\Z')
+
+_dead_letter_9 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_dead_letter_10 = frozenset(('serve', ))
 
 def validate_dead_letter(data):
     if not (type(data) is dict):
@@ -1515,9 +2011,31 @@ def validate_dead_letter(data):
             _fail('dead_letter.note', 'must be of type string')
         if len(_v1) > 500:
             _fail('dead_letter.note', 'must have at most 500 characters')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('dead_letter.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('dead_letter.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('dead_letter.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _dead_letter_8.search(_v1) is not None) or (_v1 is None)):
+            _fail('dead_letter.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('dead_letter.sig', 'must be of type string')
+        if _dead_letter_9.search(_v1) is None:
+            _fail('dead_letter.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _dead_letter_10:
+            _fail('dead_letter.via', 'must be one of "serve"')
 
 def accept_dead_letter(data):
-    if type(data) is not dict or len(data) != 10 + ('note' in data):
+    if type(data) is not dict or len(data) != 10 + ('note' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -1553,12 +2071,28 @@ def accept_dead_letter(data):
         x = data['note']
         if not (type(x) is str and len(x) <= 500):
             return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _dead_letter_8.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _dead_letter_9.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _dead_letter_10):
+            return False
     return True
 
 
 _reservation_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
 
-_reservation_1 = frozenset(('actor', 'clock', 'created_at', 'expires_at', 'forced', 'id', 'kind', 'mode', 'op', 'pattern', 'reason', 'replica', 'targets', 'task', 'v', ))
+_reservation_1 = frozenset(('actor', 'clock', 'created_at', 'expires_at', 'forced', 'id', 'kind', 'mode', 'op', 'pattern', 'prev', 'reason', 'replica', 'seq', 'sig', 'targets', 'task', 'v', 'via', ))
 
 _reservation_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -1573,6 +2107,12 @@ _reservation_6 = frozenset(('release', 'renew', 'reserve', ))
 _reservation_7 = re.compile('^[^/\\u0000-\\u001f][^\\u0000-\\u001f]*\\Z')
 
 _reservation_8 = frozenset(('exclusive', 'shared', ))
+
+_reservation_9 = re.compile('^[0-9a-f]{64}\\Z')
+
+_reservation_10 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_reservation_11 = frozenset(('serve', ))
 
 def validate_reservation(data):
     if not (type(data) is dict):
@@ -1674,9 +2214,31 @@ def validate_reservation(data):
                 _fail('reservation.forced[]', 'must be of type string')
             if _reservation_2.search(_i2) is None:
                 _fail('reservation.forced[]', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('reservation.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('reservation.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('reservation.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _reservation_9.search(_v1) is not None) or (_v1 is None)):
+            _fail('reservation.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('reservation.sig', 'must be of type string')
+        if _reservation_10.search(_v1) is None:
+            _fail('reservation.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _reservation_11:
+            _fail('reservation.via', 'must be one of "serve"')
 
 def accept_reservation(data):
-    if type(data) is not dict or len(data) != 8 + ('pattern' in data) + ('mode' in data) + ('expires_at' in data) + ('reason' in data) + ('task' in data) + ('targets' in data) + ('forced' in data):
+    if type(data) is not dict or len(data) != 8 + ('pattern' in data) + ('mode' in data) + ('expires_at' in data) + ('reason' in data) + ('task' in data) + ('targets' in data) + ('forced' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -1730,20 +2292,44 @@ def accept_reservation(data):
         x = data['forced']
         if not (type(x) is list and len(x) <= 1000 and (len(x) < 2 or len(set(map(repr, x))) == len(x)) and all(map(_reservation_2.search, x))):
             return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _reservation_9.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _reservation_10.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _reservation_11):
+            return False
     return True
 
 
 _compaction_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'removed', 'replica', 'segment', 'v', ))
 
-_compaction_1 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+_compaction_1 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'prev', 'removed', 'replica', 'segment', 'seq', 'sig', 'v', 'via', ))
 
-_compaction_2 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+_compaction_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
-_compaction_3 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+_compaction_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
 
-_compaction_4 = re.compile('^[0-9a-z]{12}\\Z')
+_compaction_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
 
-_compaction_5 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3,9}\\.jsonl\\Z')
+_compaction_5 = re.compile('^[0-9a-z]{12}\\Z')
+
+_compaction_6 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3,9}\\.jsonl\\Z')
+
+_compaction_7 = re.compile('^[0-9a-f]{64}\\Z')
+
+_compaction_8 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_compaction_9 = frozenset(('serve', ))
 
 def validate_compaction(data):
     if not (type(data) is dict):
@@ -1751,15 +2337,15 @@ def validate_compaction(data):
     _k = data.keys()
     if not _compaction_0 <= _k:
         _fail('compaction', 'lacks ' + ', '.join(sorted(_compaction_0 - _k)))
-    if not _k <= _compaction_0:
-        _fail('compaction', 'has unknown fields ' + ', '.join(sorted(_k - _compaction_0)))
+    if not _k <= _compaction_1:
+        _fail('compaction', 'has unknown fields ' + ', '.join(sorted(_k - _compaction_1)))
     _v1 = data['v']
     if _v1 != 1 or type(_v1) is not int:
         _fail('compaction.v', 'must be 1')
     _v1 = data['id']
     if not (type(_v1) is str):
         _fail('compaction.id', 'must be of type string')
-    if _compaction_1.search(_v1) is None:
+    if _compaction_2.search(_v1) is None:
         _fail('compaction.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
     _v1 = data['kind']
     if _v1 != 'compaction' or type(_v1) is not str:
@@ -1767,12 +2353,12 @@ def validate_compaction(data):
     _v1 = data['actor']
     if not (type(_v1) is str):
         _fail('compaction.actor', 'must be of type string')
-    if _compaction_2.search(_v1) is None:
+    if _compaction_3.search(_v1) is None:
         _fail('compaction.actor', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
     _v1 = data['created_at']
     if not (type(_v1) is str):
         _fail('compaction.created_at', 'must be of type string')
-    if _compaction_3.search(_v1) is None:
+    if _compaction_4.search(_v1) is None:
         _fail('compaction.created_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
     _v1 = data['clock']
     if not (type(_v1) is int):
@@ -1782,12 +2368,12 @@ def validate_compaction(data):
     _v1 = data['replica']
     if not (type(_v1) is str):
         _fail('compaction.replica', 'must be of type string')
-    if _compaction_4.search(_v1) is None:
+    if _compaction_5.search(_v1) is None:
         _fail('compaction.replica', 'must match ^[0-9a-z]{12}$')
     _v1 = data['segment']
     if not (type(_v1) is str):
         _fail('compaction.segment', 'must be of type string')
-    if _compaction_5.search(_v1) is None:
+    if _compaction_6.search(_v1) is None:
         _fail('compaction.segment', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{3,9}\\.jsonl$')
     _v1 = data['removed']
     if not (type(_v1) is list):
@@ -1795,43 +2381,319 @@ def validate_compaction(data):
     for _i1 in _v1:
         if not (type(_i1) is str):
             _fail('compaction.removed[]', 'must be of type string')
-        if _compaction_1.search(_i1) is None:
+        if _compaction_2.search(_i1) is None:
             _fail('compaction.removed[]', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('compaction.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('compaction.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('compaction.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _compaction_7.search(_v1) is not None) or (_v1 is None)):
+            _fail('compaction.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('compaction.sig', 'must be of type string')
+        if _compaction_8.search(_v1) is None:
+            _fail('compaction.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _compaction_9:
+            _fail('compaction.via', 'must be one of "serve"')
 
 def accept_compaction(data):
-    if type(data) is not dict or len(data) != 9:
+    if type(data) is not dict or len(data) != 9 + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
         return False
     x = data['id']
-    if not (type(x) is str and _compaction_1.search(x) is not None):
+    if not (type(x) is str and _compaction_2.search(x) is not None):
         return False
     x = data['kind']
     if not (x == 'compaction' and type(x) is str):
         return False
     x = data['actor']
-    if not (type(x) is str and _compaction_2.search(x) is not None):
+    if not (type(x) is str and _compaction_3.search(x) is not None):
         return False
     x = data['created_at']
-    if not (type(x) is str and _compaction_3.search(x) is not None):
+    if not (type(x) is str and _compaction_4.search(x) is not None):
         return False
     x = data['clock']
     if not (type(x) is int and x >= 1):
         return False
     x = data['replica']
-    if not (type(x) is str and _compaction_4.search(x) is not None):
-        return False
-    x = data['segment']
     if not (type(x) is str and _compaction_5.search(x) is not None):
         return False
+    x = data['segment']
+    if not (type(x) is str and _compaction_6.search(x) is not None):
+        return False
     x = data['removed']
-    if not (type(x) is list and all(map(_compaction_1.search, x))):
+    if not (type(x) is list and all(map(_compaction_2.search, x))):
+        return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _compaction_7.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _compaction_8.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _compaction_9):
+            return False
+    return True
+
+
+_key_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'op', 'replica', 'v', ))
+
+_key_1 = frozenset(('actor', 'agent', 'clock', 'created_at', 'id', 'key', 'kind', 'op', 'prev', 'replica', 'seq', 'sig', 'target', 'v', 'via', ))
+
+_key_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+
+_key_3 = re.compile('^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\\Z')
+
+_key_4 = re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z\\Z')
+
+_key_5 = re.compile('^[0-9a-z]{12}\\Z')
+
+_key_6 = re.compile('^[0-9a-f]{64}\\Z')
+
+_key_7 = re.compile('^[A-Za-z0-9+/]{86}==\\Z')
+
+_key_8 = frozenset(('serve', ))
+
+_key_9 = frozenset(('bind', 'publish', 'revoke', 'rotate', ))
+
+_key_10 = re.compile('^ssh-ed25519 [A-Za-z0-9+/]{68}\\Z')
+
+def validate_key(data):
+    if not (type(data) is dict):
+        _fail('key', 'must be of type object')
+    _k = data.keys()
+    if not _key_0 <= _k:
+        _fail('key', 'lacks ' + ', '.join(sorted(_key_0 - _k)))
+    if not _k <= _key_1:
+        _fail('key', 'has unknown fields ' + ', '.join(sorted(_k - _key_1)))
+    _v1 = data['v']
+    if _v1 != 1 or type(_v1) is not int:
+        _fail('key.v', 'must be 1')
+    _v1 = data['id']
+    if not (type(_v1) is str):
+        _fail('key.id', 'must be of type string')
+    if _key_2.search(_v1) is None:
+        _fail('key.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
+    _v1 = data['kind']
+    if _v1 != 'key' or type(_v1) is not str:
+        _fail('key.kind', 'must be "key"')
+    _v1 = data['actor']
+    if not (type(_v1) is str):
+        _fail('key.actor', 'must be of type string')
+    if _key_3.search(_v1) is None:
+        _fail('key.actor', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+    _v1 = data['created_at']
+    if not (type(_v1) is str):
+        _fail('key.created_at', 'must be of type string')
+    if _key_4.search(_v1) is None:
+        _fail('key.created_at', 'must match ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$')
+    _v1 = data['clock']
+    if not (type(_v1) is int):
+        _fail('key.clock', 'must be of type integer')
+    if _v1 < 1:
+        _fail('key.clock', 'must be >= 1')
+    _v1 = data['replica']
+    if not (type(_v1) is str):
+        _fail('key.replica', 'must be of type string')
+    if _key_5.search(_v1) is None:
+        _fail('key.replica', 'must match ^[0-9a-z]{12}$')
+    if 'seq' in _k:
+        _v1 = data['seq']
+        if not (type(_v1) is int):
+            _fail('key.seq', 'must be of type integer')
+        if _v1 < 1:
+            _fail('key.seq', 'must be >= 1')
+        if _v1 > 9007199254740991:
+            _fail('key.seq', 'must be <= 9007199254740991')
+    if 'prev' in _k:
+        _v1 = data['prev']
+        if not ((type(_v1) is str and _key_6.search(_v1) is not None) or (_v1 is None)):
+            _fail('key.prev', 'has the wrong type or value')
+    if 'sig' in _k:
+        _v1 = data['sig']
+        if not (type(_v1) is str):
+            _fail('key.sig', 'must be of type string')
+        if _key_7.search(_v1) is None:
+            _fail('key.sig', 'must match ^[A-Za-z0-9+/]{86}==$')
+    if 'via' in _k:
+        _v1 = data['via']
+        if type(_v1) not in (str,) or _v1 not in _key_8:
+            _fail('key.via', 'must be one of "serve"')
+    _v1 = data['op']
+    if type(_v1) not in (str,) or _v1 not in _key_9:
+        _fail('key.op', 'must be one of "publish", "rotate", "bind", "revoke"')
+    if 'key' in _k:
+        _v1 = data['key']
+        if not (type(_v1) is str):
+            _fail('key.key', 'must be of type string')
+        if _key_10.search(_v1) is None:
+            _fail('key.key', 'must match ^ssh-ed25519 [A-Za-z0-9+/]{68}$')
+    if 'agent' in _k:
+        _v1 = data['agent']
+        if not (type(_v1) is str):
+            _fail('key.agent', 'must be of type string')
+        if _key_3.search(_v1) is None:
+            _fail('key.agent', 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+    if 'target' in _k:
+        _v1 = data['target']
+        if not (type(_v1) is str):
+            _fail('key.target', 'must be of type string')
+        if _key_5.search(_v1) is None:
+            _fail('key.target', 'must match ^[0-9a-z]{12}$')
+
+def accept_key(data):
+    if type(data) is not dict or len(data) != 8 + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data) + ('key' in data) + ('agent' in data) + ('target' in data):
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['id']
+    if not (type(x) is str and _key_2.search(x) is not None):
+        return False
+    x = data['kind']
+    if not (x == 'key' and type(x) is str):
+        return False
+    x = data['actor']
+    if not (type(x) is str and _key_3.search(x) is not None):
+        return False
+    x = data['created_at']
+    if not (type(x) is str and _key_4.search(x) is not None):
+        return False
+    x = data['clock']
+    if not (type(x) is int and x >= 1):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _key_5.search(x) is not None):
+        return False
+    if 'seq' in data:
+        x = data['seq']
+        if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+            return False
+    if 'prev' in data:
+        x = data['prev']
+        if not ((type(x) is str and _key_6.search(x) is not None) or (x is None)):
+            return False
+    if 'sig' in data:
+        x = data['sig']
+        if not (type(x) is str and _key_7.search(x) is not None):
+            return False
+    if 'via' in data:
+        x = data['via']
+        if not (type(x) in (str,) and x in _key_8):
+            return False
+    x = data['op']
+    if not (type(x) in (str,) and x in _key_9):
+        return False
+    if 'key' in data:
+        x = data['key']
+        if not (type(x) is str and _key_10.search(x) is not None):
+            return False
+    if 'agent' in data:
+        x = data['agent']
+        if not (type(x) is str and _key_3.search(x) is not None):
+            return False
+    if 'target' in data:
+        x = data['target']
+        if not (type(x) is str and _key_5.search(x) is not None):
+            return False
+    return True
+
+
+_dropped_0 = frozenset(('hash', 'id', 'kind', 'prev', 'replica', 'seq', 'v', ))
+
+_dropped_1 = re.compile('^[0-9a-z]{12}\\Z')
+
+_dropped_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
+
+_dropped_3 = re.compile('^[0-9a-f]{64}\\Z')
+
+def validate_dropped(data):
+    if not (type(data) is dict):
+        _fail('dropped', 'must be of type object')
+    _k = data.keys()
+    if not _dropped_0 <= _k:
+        _fail('dropped', 'lacks ' + ', '.join(sorted(_dropped_0 - _k)))
+    if not _k <= _dropped_0:
+        _fail('dropped', 'has unknown fields ' + ', '.join(sorted(_k - _dropped_0)))
+    _v1 = data['v']
+    if _v1 != 1 or type(_v1) is not int:
+        _fail('dropped.v', 'must be 1')
+    _v1 = data['kind']
+    if _v1 != 'dropped' or type(_v1) is not str:
+        _fail('dropped.kind', 'must be "dropped"')
+    _v1 = data['replica']
+    if not (type(_v1) is str):
+        _fail('dropped.replica', 'must be of type string')
+    if _dropped_1.search(_v1) is None:
+        _fail('dropped.replica', 'must match ^[0-9a-z]{12}$')
+    _v1 = data['id']
+    if not (type(_v1) is str):
+        _fail('dropped.id', 'must be of type string')
+    if _dropped_2.search(_v1) is None:
+        _fail('dropped.id', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
+    _v1 = data['seq']
+    if not (type(_v1) is int):
+        _fail('dropped.seq', 'must be of type integer')
+    if _v1 < 1:
+        _fail('dropped.seq', 'must be >= 1')
+    if _v1 > 9007199254740991:
+        _fail('dropped.seq', 'must be <= 9007199254740991')
+    _v1 = data['prev']
+    if not ((type(_v1) is str and _dropped_3.search(_v1) is not None) or (_v1 is None)):
+        _fail('dropped.prev', 'has the wrong type or value')
+    _v1 = data['hash']
+    if not (type(_v1) is str):
+        _fail('dropped.hash', 'must be of type string')
+    if _dropped_3.search(_v1) is None:
+        _fail('dropped.hash', 'must match ^[0-9a-f]{64}$')
+
+def accept_dropped(data):
+    if type(data) is not dict or len(data) != 7:
+        return False
+    x = data['v']
+    if not (x == 1 and type(x) is int):
+        return False
+    x = data['kind']
+    if not (x == 'dropped' and type(x) is str):
+        return False
+    x = data['replica']
+    if not (type(x) is str and _dropped_1.search(x) is not None):
+        return False
+    x = data['id']
+    if not (type(x) is str and _dropped_2.search(x) is not None):
+        return False
+    x = data['seq']
+    if not (type(x) is int and x >= 1 and x <= 9007199254740991):
+        return False
+    x = data['prev']
+    if not ((type(x) is str and _dropped_3.search(x) is not None) or (x is None)):
+        return False
+    x = data['hash']
+    if not (type(x) is str and _dropped_3.search(x) is not None):
         return False
     return True
 
 
-VALIDATORS = {"message": validate_message, "receipt": validate_receipt, "agent": validate_agent, "channel": validate_channel, "membership": validate_membership, "contact": validate_contact, "task": validate_task, "task_event": validate_task_event, "comment": validate_comment, "tombstone": validate_tombstone, "purge": validate_purge, "dead_letter": validate_dead_letter, "reservation": validate_reservation, "compaction": validate_compaction}
+VALIDATORS = {"message": validate_message, "receipt": validate_receipt, "agent": validate_agent, "channel": validate_channel, "membership": validate_membership, "contact": validate_contact, "task": validate_task, "task_event": validate_task_event, "comment": validate_comment, "tombstone": validate_tombstone, "purge": validate_purge, "dead_letter": validate_dead_letter, "reservation": validate_reservation, "compaction": validate_compaction, "key": validate_key, "dropped": validate_dropped}
 
 
-ACCEPT = {"message": accept_message, "receipt": accept_receipt, "agent": accept_agent, "channel": accept_channel, "membership": accept_membership, "contact": accept_contact, "task": accept_task, "task_event": accept_task_event, "comment": accept_comment, "tombstone": accept_tombstone, "purge": accept_purge, "dead_letter": accept_dead_letter, "reservation": accept_reservation, "compaction": accept_compaction}
+ACCEPT = {"message": accept_message, "receipt": accept_receipt, "agent": accept_agent, "channel": accept_channel, "membership": accept_membership, "contact": accept_contact, "task": accept_task, "task_event": accept_task_event, "comment": accept_comment, "tombstone": accept_tombstone, "purge": accept_purge, "dead_letter": accept_dead_letter, "reservation": accept_reservation, "compaction": accept_compaction, "key": accept_key, "dropped": accept_dropped}

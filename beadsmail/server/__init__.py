@@ -46,6 +46,7 @@ def serve(ws, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, identity: s
         raise InvalidInput(f"port {port} is out of range: use 1-65535 (0 picks a free one)")
     from beadsmail.server.runner import run
 
+    ws.via = "serve"  # (its records say they came through bd serve: docs/security.md)
     names = [project_name(ws, p) for p in projects] if projects else [project_name(ws)]
     run(ws, host=host, port=port, identity=identity, projects=names,
         allow_origins=allow_origins or [], ready=ready)

@@ -179,8 +179,14 @@ class Checker:
             # (a merge that unioned one segment's lines by id may have reordered them:
             # the chain, not the line order, says which comes first)
             lines = sorted(lines, key=lambda ln: ln.record.get("seq") or 0)
+        copies: set[bytes] = set()
         for ln in lines:
             r = ln.record
+            if ln.digest in copies or ("seq" in r and r["seq"] == feed.seq
+                                       and ln.digest.hex() == feed.hash):
+                ln.status = KNOWN  # (the same line again: a repeated copy is not a fork)
+                continue
+            copies.add(ln.digest)
             if r["kind"] == "dropped":
                 ln.status = KNOWN  # (stands in for the line compaction removed)
                 if "seq" in r and r["seq"] > feed.seq:
@@ -191,10 +197,10 @@ class Checker:
             elif "seq" in r and r["seq"] >= self.forks.get(replica, r["seq"] + 1):
                 _bad(ln, f"fork: this feed has two signed branches from seq "
                          f"{self.forks[replica]}; nothing from there on is folded")
+            elif "seq" not in r:
+                ln.status = UNVERIFIED  # (one naming another replica: ``index.copies`` flags it)
             elif r.get("replica") != replica:
                 _bad(ln, f"its replica field {r.get('replica')!r} is not the feed's ({replica})")
-            elif "seq" not in r:
-                ln.status = UNVERIFIED
             elif "sig" not in r:
                 pending.append(ln)
             else:

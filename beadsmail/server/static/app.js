@@ -79,6 +79,9 @@ function renderMessage(m, fresh) {
     el("div", { class: "meta" },
       el("span", { class: "from" }, m.from), "→", el("span", { class: "to" }, m.to.join(", ")),
       el("span", { class: "badge type" }, m.type),
+      m.verified ? el("span", { class: "badge sig " + m.verified, title: m.signed_by ?
+        "signed by replica " + m.signed_by + (m.via ? " via bd " + m.via : "") : m.verified },
+        m.verified === "verified" ? "\u2713 verified" : m.verified) : null,
       el("span", { class: "badge p" + m.priority, title: "priority" }, "P" + m.priority),
       el("time", { datetime: m.created_at, title: m.created_at }, when(m.created_at)),
       m.replies_to ? el("span", {}, "re " + m.replies_to.slice(0, 8)) : null, toggle),

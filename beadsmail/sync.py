@@ -48,6 +48,12 @@ def sync(ws: Workspace, remote: str | None = None, pull: bool = True, push: bool
             arrivals.baseline(ws, ledger)
         if not _unchanged(ws, token, report):
             _sync(ws, token, pull, push, ssh_command, report)
+        if push and not report["pushed"] and not feedsync.tracked(ws, token) and \
+                not read_ref(ws.loc.common, feedsync.my_feed(ws) or ws.ref + ".feeds/-"):
+            report["warnings"].append(
+                "note: nothing published yet: this clone has written no records, and the "
+                "store reaches the remote with its first one (until then other clones "
+                "cannot adopt it)")
         if pull:
             arrivals.arrive(ws, ledger, set(identities), report)
             report["reservations_lost"] = [

@@ -110,6 +110,11 @@ def test_empty_store_says_what_to_do(browser, repo, bd) -> None:  # noqa: F811
                   "--identity", "human", "--json").json()
         page.wait_for_selector(f'.msg[data-id="{sent["id"]}"]')
         assert page.locator("#log .empty").count() == 0
+        # a time on another day shows its date, not only the time of day
+        assert bd(repo, "reserve", "docs/**", "--ttl", "3d", "--identity", "human").code == 0
+        page.wait_for_selector('#reservations li[data-id]', timeout=20_000)
+        until = page.evaluate("new Date(Date.now() + 3 * 86400e3).getFullYear()")
+        assert str(until) in page.inner_text("#reservations")
         assert errors == []
 
 

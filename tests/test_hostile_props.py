@@ -190,3 +190,11 @@ def test_any_hostile_tree_leaves_every_command_working(template: Path, ops, new_
 def test_many_hostile_trees_leave_every_command_working(template: Path, ops, new_root,  # noqa: F811
                                                         how) -> None:
     _check(template, ops, new_root, how)
+
+
+@pytest.mark.parametrize("how", ["push", "fetch"])
+def test_lines_appended_to_the_victims_own_segment(template: Path, how: str) -> None:  # noqa: F811
+    """Found by the strategy: another history appends a copy of one of the victim's own
+    records (changed) and a new record to a segment of the victim's own directory."""
+    _check(template, [("append", "victim", [("record", {"id": "victim", "extra": True}),
+                                            ("record", {})])], False, how)

@@ -141,6 +141,18 @@ def test_first_sync_creates_the_feed_and_a_new_clone_adopts_it(net, bd) -> None:
     fsck(clones[1])
 
 
+def test_a_sync_before_the_first_record_says_nothing_was_published(net, bd) -> None:
+    remote, clones, wts = net
+    empty = bd(clones[0], "sync", "--json")
+    assert empty.code == 0 and empty.json()["pushed"] is False
+    assert "nothing published yet" in empty.err
+    assert git(remote, "for-each-ref", "refs/heads/beadsmail*") == ""
+    send(wts[0], "alice", "bob", "hello")
+    first = bd(clones[0], "sync", "--json")
+    assert first.json()["action"] == "created the feed" and "nothing published" not in first.err
+    assert "nothing published" not in bd(clones[0], "sync").err
+
+
 @pytest.mark.parametrize("order", [[0, 1, 2, 0, 1], [2, 1, 0, 2, 1], [1, 0, 2, 1, 0]])
 def test_mail_on_every_side_converges_in_any_order(tmp_path: Path, order: list[int]) -> None:
     remote, clones, wts = make_clones(tmp_path)

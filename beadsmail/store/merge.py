@@ -210,11 +210,11 @@ def _merge_segment(ctx: _Ctx, path: str, ours: bytes, theirs: bytes) -> bytes:
         return ours
     if not isinstance(a, bytes):
         return theirs  # (ours cannot be read: missing or refused; theirs is sound)
+    owner = path.split("/", 1)[0]
     if a.startswith(b):
         return ours
-    if b.startswith(a):
+    if b.startswith(a) and (owner != ctx.own or not _refused_lines(b[len(a):], ctx.limits)):
         return theirs
-    owner = path.split("/", 1)[0]
     # (this clone compacts its own segments itself: another side's never counts as that)
     for old, new, sha in ((a, b, theirs), (b, a, ours)) if owner != ctx.own else ():
         removed = boundary.compaction_of(old, new, owner, ctx.limits)
@@ -222,7 +222,9 @@ def _merge_segment(ctx: _Ctx, path: str, ours: bytes, theirs: bytes) -> bytes:
             ctx.warnings.append(f"note: segment {path} was compacted by its owner "
                                 f"({len(removed)} record(s) removed after cleanup)")
             return sha
-    blob = Blob.from_string(union_lines(a, b, ctx.limits))
+    # (in this clone's own segments, a line the boundary refuses is kept only if it was
+    # here: this clone never wrote it, so it came from another history)
+    blob = Blob.from_string(union_lines(a, b, ctx.limits, refused_from_b=owner != ctx.own))
     ctx.writer._add(blob)
     ctx.warnings.append(f"warning: segment {path} differs on both sides and neither is an append "
                         "of the other (rewritten history, or a copied .git sharing a replica "
@@ -258,24 +260,27 @@ def _refused(ctx: _Ctx, rejected: list) -> None:
                      for r in rejected]
 
 
-def union_lines(a: bytes, b: bytes, limits) -> bytes:
+def union_lines(a: bytes, b: bytes, limits, refused_from_b: bool = True) -> bytes:
     """Every record of both segments once (by id), ordered by ``(clock, id)``; of two
     lines with one id, the smaller bytes (every clone keeps the same one).
 
     Lines the boundary refuses are kept too (once each, after the records), so a
-    fold still reports them with file and line.
+    fold still reports them with file and line; those of ``b`` only if
+    ``refused_from_b``.
     """
     from beadsmail import boundary
     from beadsmail.records import parse_line
 
     found: dict[str, tuple[tuple[int, str], bytes]] = {}
     other: set[bytes] = set()
-    for raw in a.split(b"\n") + b.split(b"\n"):
+    from_a = len(a.split(b"\n"))
+    for n, raw in enumerate(a.split(b"\n") + b.split(b"\n")):
         if not raw.strip():
             continue
         record = boundary.parse(raw, limits, parse_line)
         if not isinstance(record, dict):
-            other.add(raw)
+            if n < from_a or refused_from_b:
+                other.add(raw)
             continue
         known = found.get(record["id"])
         if known is None or raw < known[1]:
@@ -310,7 +315,29 @@ def drops(writer, ours: bytes, theirs: bytes, limits, own: str | None = None) ->
         owner = path.split("/", 1)[0]
         if owner == own or boundary.compaction_of(old, new, owner, limits) is None:
             found.append(f"segment {path} is rewritten there (not an append of this clone's)")
+    if own is not None:  # lines this clone never wrote, appended to its own segments
+        found += [f"segment {path} has lines appended there that the boundary refuses"
+                  for path, blob in changed.segments
+                  if path.startswith(own + "/") and path in held and
+                  _appended_refused(writer, path, held[path], blob, limits)]
     return found
+
+
+def _refused_lines(data: bytes, limits) -> bool:
+    from beadsmail import boundary
+    from beadsmail.records import parse_line
+
+    return any(not isinstance(boundary.parse(raw, limits, parse_line), dict)
+               for raw in data.split(b"\n") if raw.strip())
+
+
+def _appended_refused(writer, path: str, old_sha: bytes, new_sha: bytes, limits) -> bool:
+    from beadsmail import boundary
+
+    old = boundary.read_blob(writer, path, old_sha, limits)
+    new = boundary.read_blob(writer, path, new_sha, limits)
+    return isinstance(old, bytes) and isinstance(new, bytes) and new.startswith(old) and \
+        _refused_lines(new[len(old):], limits)
 
 
 def new_records(writer, old: bytes | None, new: bytes | None, limits,

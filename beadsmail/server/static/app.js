@@ -50,9 +50,11 @@ async function api(path, body) {
   return data;
 }
 
-function when(iso) {
+function when(iso) {  // the time of day today, the date too on any other day
   const d = new Date(iso);
-  return isNaN(d) ? iso : d.toLocaleTimeString();
+  if (isNaN(d)) return iso;
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString()
+    : d.toLocaleString();
 }
 
 // -- message log -------------------------------------------------------------------

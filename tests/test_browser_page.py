@@ -1,6 +1,6 @@
 """The page's first impression in a real headless Chromium: no alert until something went
 wrong, a compose box that offers only addresses that exist, long text that wraps in every
-panel at desktop and phone widths."""
+panel at desktop and phone widths, and agents alive as long as they act."""
 
 from __future__ import annotations
 
@@ -184,4 +184,40 @@ def test_long_text_wraps_in_every_panel(browser, team, bd, viewport) -> None:  #
         page.click("#search button[type=submit]")
         page.wait_for_selector(f'#results .hit[data-id="{root["id"]}"]')
         assert page.evaluate(OVERFLOW) == []
+        assert errors == []
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Move bd's clock (the server's too: it runs in this process) forward by
+    ``clock.shift`` seconds, so no test waits for real time."""
+    from datetime import datetime, timedelta
+
+    from beadsmail import agents, records
+
+    class Shifted(datetime):
+        shift = 0.0
+
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) + timedelta(seconds=cls.shift)
+
+    monkeypatch.setattr(agents, "datetime", Shifted)
+    monkeypatch.setattr(records, "datetime", Shifted)
+    return Shifted
+
+
+def test_an_agent_that_only_sends_mail_is_alive(browser, team, bd, clock) -> None:  # noqa: F811
+    with serving(team, "lead") as served:
+        clock.shift = 301  # agents.stalled_after is 300 s: nobody has acted since registering
+        page, errors = open_page(browser, served.url, VIEWPORTS["desktop"])
+        alice = page.locator('#agents li[data-agent="alice"] .liveness')
+        page.wait_for_selector('#agents li[data-agent="alice"] .liveness.stalled')
+        assert "min ago" in alice.get_attribute("title")
+        # alice never runs 'bd agent heartbeat'; she only sends mail, and is alive at once
+        assert bd(team, "mail", "send", "bob", "-s", "progress", "-m", "parser done",
+                  "--identity", "alice").code == 0
+        page.wait_for_selector('#agents li[data-agent="alice"] .liveness.alive', timeout=10_000)
+        assert "s ago" in alice.get_attribute("title")
+        assert page.locator('#agents li[data-agent="bob"] .liveness').inner_text() == "stalled"
         assert errors == []

@@ -184,6 +184,13 @@ async function loadBoard(keepBanner) {
 
 // -- agents -----------------------------------------------------------------------
 
+function seen(a) {
+  const s = a.seen_seconds_ago;
+  if (s === null || s === undefined) return "never seen";
+  return "last seen " + (s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min`
+    : `${Math.round(s / 3600)} h`) + " ago";
+}
+
 async function loadAgents() {
   try {
     const [agents, info] = await Promise.all([api("/api/agents?all=true"), api("/api/info")]);
@@ -195,7 +202,7 @@ async function loadAgents() {
            title: "tasks waiting in review (attention score: 10 per task, at most 50)" },
            ` · review ${a.review_queue_count} · attention ${a.attention_score}`)),
       el("span", {}, connected.has(a.id) ? el("span", { class: "liveness connected" }, "connected") : null,
-         " ", el("span", { class: "liveness " + a.liveness }, a.liveness))));
+         " ", el("span", { class: "liveness " + a.liveness, title: seen(a) }, a.liveness))));
     for (const id of connected) if (!ids.has(id)) rows.push(el("li", { dataset: { agent: id } },
       el("span", {}, id), el("span", { class: "liveness connected" }, "connected")));
     if (!rows.length) rows.push(el("li", { class: "empty" }, "no agents registered or connected"));
@@ -255,6 +262,9 @@ function defaultTo() {  // replaces the box's text only while it is the previous
 // -- live updates -----------------------------------------------------------------
 
 function later(key, fn, ms) { clearTimeout(state[key]); state[key] = setTimeout(fn, ms); }
+function soon(key, fn, ms) {  // at most one call pending: a stream of records cannot starve it
+  if (!state[key]) state[key] = setTimeout(() => { state[key] = null; fn(); }, ms);
+}
 
 function connect() {
   const token = sessionStorage.getItem("bd-token");
@@ -271,10 +281,9 @@ function connect() {
     const r = frame.record;
     if (r.kind === "message") arrived(r);
     if (["task", "task_event", "comment"].includes(r.kind)) later("boardTimer", () => loadBoard(true), 100);
-    if (["agent", "membership", "channel"].includes(r.kind)) {
-      later("agentsTimer", loadAgents, 200);
-      if (r.kind === "channel") loadChannels();
-    }
+    // any record is a sign of life of its writer: the agents' liveness follows it
+    soon("agentsTimer", loadAgents, ["agent", "membership", "channel"].includes(r.kind) ? 200 : 1000);
+    if (r.kind === "channel") loadChannels();
     if (r.kind === "reservation") later("reservationsTimer", loadReservations, 200);
   };
   socket.onclose = () => {

@@ -131,6 +131,14 @@ def test_agents_in_worktrees_and_a_second_clone_with_sync(worktrees: list[Path],
                        "--identity", "seeder").code == 0
     assert run_bd_proc(main, "sync", "origin").code == 0
     other = _clone(remote, main.parent / "other")
+    # Every agent of the mix acts from both clones. With signatures on, an identity may
+    # write from the replicas bound to it (bd agent trust --add); this run is about
+    # concurrency and sync, so it leaves signatures out (tests/test_signing.py has them).
+    for checkout in (*worktrees, other):
+        config = checkout / ".beads" / "config.yaml"
+        config.parent.mkdir(exist_ok=True)
+        with config.open("a", encoding="utf-8") as f:
+            f.write("\nsecurity:\n  signatures: off\n")
     assert run_bd_proc(other, "sync", "origin").code == 0
     ledger = workloads.Ledger()
     workloads.create_tasks(main, ledger, 3)

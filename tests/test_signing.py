@@ -12,7 +12,7 @@ from conftest import git
 from helpers import write_message
 
 from beadsmail.index import feeds as feeds_index
-from beadsmail.signing import feed, keys
+from beadsmail.signing import feed
 from beadsmail.workspace import Workspace
 
 
@@ -29,44 +29,7 @@ def problems(ws: Workspace) -> list[dict]:
     return feeds_index.problems(ws.index.conn)
 
 
-# -- keys --------------------------------------------------------------------------------
-
-
-def test_key_file_is_an_openssh_key_with_mode_0600_that_ssh_keygen_reads(tmp_path: Path) -> None:
-    path = tmp_path / "k"
-    key = keys.load_or_create(path, "beadsmail replica x")
-    assert path.stat().st_mode & 0o777 == 0o600
-    assert keys.load_or_create(path, "other").public == key.public  # made once
-    if shutil.which("ssh-keygen"):
-        out = subprocess.run(["ssh-keygen", "-y", "-f", str(path)], capture_output=True,
-                             text=True, check=True).stdout
-        assert out.split()[:2] == key.openssh_public.split()
-        finger = subprocess.run(["ssh-keygen", "-l", "-f", str(path)], capture_output=True,
-                                text=True, check=True).stdout
-        assert finger.split()[1] == keys.fingerprint(key.public)
-    assert keys.parse_public(key.openssh_public + " comment") == key.public
-
-
-def test_an_ssh_keygen_key_can_be_the_replica_key(tmp_path: Path) -> None:
-    if not shutil.which("ssh-keygen"):
-        pytest.skip("no ssh-keygen")
-    path = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    key = keys.decode_private(path.read_bytes(), path)
-    assert key.openssh_public == " ".join((tmp_path / "id_ed25519.pub").read_text().split()[:2])
-    assert keys.verify(key.public, key.sign(b"m"), b"m")
-    assert not keys.verify(key.public, key.sign(b"m"), b"n")
-
-
-def test_bad_key_files_are_one_clear_error(tmp_path: Path) -> None:
-    from beadsmail.errors import InvalidInput
-
-    path = tmp_path / "k"
-    path.write_bytes(b"not a key")
-    with pytest.raises(InvalidInput, match="not an unencrypted OpenSSH Ed25519"):
-        keys.load_or_create(path, "x")
-    with pytest.raises(InvalidInput):
-        keys.parse_public("ssh-rsa AAAA")
+# (the key file tests are in test_signing_core.py)
 
 
 # -- the chain on write -------------------------------------------------------------------

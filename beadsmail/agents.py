@@ -112,7 +112,20 @@ def list_agents(ws, include_all: bool = False, group: str | None = None) -> list
     rows = registry.agents(conn, include_all, group)
     pending = roster.pending(conn, [row["id"] for row in rows])
     queues = roster.review_queues(conn)
-    return [view(ws, row, now, pending[row["id"]], queues) for row in rows]
+    signed = signatures(conn, [row["id"] for row in rows])
+    return [{**view(ws, row, now, pending[row["id"]], queues), **signed[row["id"]]}
+            for row in rows]
+
+
+def signatures(conn, agent_ids: list[str]) -> dict[str, dict]:
+    """Each agent's profile record's ``signing.provenance``: who signed what is shown."""
+    from beadsmail.index import feeds
+    from beadsmail.signing import provenance_of
+
+    rids = registry.profile_records(conn, agent_ids)
+    found = feeds.signed(conn, list(rids.values()))
+    return {a: provenance_of(*found.get(rids.get(a, ""), (False, None, None)))
+            for a in agent_ids}
 
 
 def show(ws, agent_id: str) -> dict:
@@ -121,7 +134,7 @@ def show(ws, agent_id: str) -> dict:
     row = registry.agent(conn, agent_id)
     if row is None:
         raise _not_registered(conn, agent_id)
-    out = view(ws, row)
+    out = {**view(ws, row), **signatures(conn, [agent_id])[agent_id]}
     out["channels"] = registry.channels_of(conn, agent_id)
     out["contacts"] = sorted({b if a == agent_id else a
                               for a, b in registry.contacts(conn, agent_id)})

@@ -1,8 +1,9 @@
 """Approvals: what this clone agreed to run, by exact content (as direnv and mise do).
 
-Hooks (``.beads/hooks/*``) and the settings that execute or send data elsewhere
-(``EXEC_KEYS`` in ``.beads/config.yaml``) are files of the working tree: a
-commit that anyone pushes, pulled with ``git pull``, can add or change them.
+Hooks (``.beads/hooks/*``) and the settings that execute, send data elsewhere or
+weaken verification (``EXEC_KEYS``, ``WEAKENING`` in ``.beads/config.yaml``) are
+files of the working tree: a commit that anyone pushes, pulled with ``git pull``,
+can add or change them.
 So they take effect only once this clone approved their exact content
 (``bd hooks trust``). An approval is the SHA-256 of the content, keyed by the
 file's absolute path, kept in ``<common git dir>/beadsmail/approvals.json``:
@@ -21,8 +22,13 @@ import os
 from pathlib import Path
 
 FILE = "approvals.json"
-# Settings that run something or send the store elsewhere: they take effect only approved.
-EXEC_KEYS = (("sync", "auto"), ("sync", "remote"))
+# Settings that run something, send the store elsewhere or weaken what is verified: they
+# take effect only approved. ``security.key`` names the file this clone signs with (a
+# pushed change could point it at a key someone else holds, or start a second feed);
+# ``security.signatures`` only when it turns verification ``off`` (``require`` is stricter
+# than the default, and needs no approval).
+EXEC_KEYS = (("sync", "auto"), ("sync", "remote"), ("security", "key"))
+WEAKENING = {("security", "signatures"): "off"}
 APPROVE = "bd hooks trust"
 
 
@@ -112,6 +118,11 @@ def exec_settings(data: dict) -> dict:
         part = data.get(section)
         if isinstance(part, dict) and key in part:
             found[f"{section}.{key}"] = part[key]
+    for (section, key), weaker in WEAKENING.items():
+        part = data.get(section)
+        value = part.get(key) if isinstance(part, dict) else None
+        if value == weaker or value is False:  # (YAML reads a bare ``off`` as false)
+            found[f"{section}.{key}"] = weaker
     return found
 
 

@@ -13,7 +13,8 @@ child starts that feed from the last line of the first half (its seq and sha256)
 with the feed's key, read from its first line, as an assumption (``join_state``);
 this process checks the assumption once it has verified the first half itself
 (``joins``), and builds again without splitting if it does not hold. A feed whose
-first half rotates its key is not split inside.
+first half rotates its key is not split inside. A half holding a record that binds or
+revokes an identity is read by this process (``BINDING``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from pathlib import Path
 # A build splits the first head's segments with a child process from this many on
 # (~16 MB of records: a fork costs far less than parsing them).
 SPLIT_SEGMENTS = 16
+# The child's exit status when its half holds a record that binds or revokes an identity
+# (``signing.reader``): such a record changes how records before and after it are judged,
+# and the roster a manager's is checked against is the whole store's, so its part is
+# dropped and this process reads those segments itself, as a build in one piece would.
+BINDING = 3
 
 
 def _can_fork() -> bool:
@@ -104,14 +110,16 @@ def _start_part(ws, segments: list[tuple[str, str]], assumed) -> tuple[int, Path
 
                 child.reader.checker.feeds[assumed[0]] = Feed(*assumed)
             parse = rec.fast_parser()
+            saw_binding = []
 
             def items():
                 for segment in segments:
                     yield from child._read_segment(*segment, parse)
+                saw_binding.append(child.reader.saw_binding)
                 child._close_reader()
 
             child.index.load_part(items())
-            code = 0
+            code = BINDING if saw_binding[0] else 0
         finally:
             os._exit(code)
     return pid, part

@@ -312,6 +312,8 @@ class Workspace:
             index = self.index
             if check is not None:
                 check(index)
+            if self.policy != "off":
+                self.signer.may_write(actor)  # (not as an identity bound to other clones)
             from beadsmail import groups
 
             groups.stamp(index, items)  # every message carries its sender's group
@@ -355,12 +357,11 @@ class Workspace:
         from beadsmail.index.copies import Reorder
 
         index = self.index
-        warning = None
         try:
             try:
                 with index.transaction():
                     if old_head is None or index.heads().get(self.ref) == old_head.decode():
-                        warning = self._fold_own(commit, path, records, lines)
+                        self._fold_own(commit, path, records, lines)
                     else:  # someone outside beadsmail moved the ref: fold the long way
                         self._fold_heads(index.heads(), self._folding_heads())
                         index.set_heads(self._folding_heads())
@@ -370,10 +371,10 @@ class Workspace:
         except (sqlite3.Error, OSError) as exc:
             return [f"warning: stored in commit {commit.decode()[:12]}, but the index could not "
                     f"be updated ({exc}); the next command catches up"]
-        return [warning] if warning else []
+        return []
 
     def _fold_own(self, commit: bytes, path: str, records: list[dict], lines: list[bytes]
-                  ) -> str | None:
+                  ) -> None:
         index = self.index
         known = index.segment(path)
         size, count = (known[1], known[2]) if known else (0, 0)
@@ -385,11 +386,10 @@ class Workspace:
         index.ingest((r, line.decode(), path, count + i + 1)
                      for i, (r, line) in enumerate(zip(records, lines, strict=True))
                      if r["kind"] != "key")  # (feed metadata: see signing.reader)
-        warning = self.signer.folded(index.conn, records[-1]["actor"])
+        self.signer.folded(index.conn, records[-1]["actor"])
         heads = index.heads()
         heads[self.ref] = commit.decode()
         index.set_heads(heads)
-        return warning
 
     def _prefix_tail(self, known, data: bytes) -> str:
         if len(data) >= TAIL_BYTES:

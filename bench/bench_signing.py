@@ -30,6 +30,7 @@ UNSIGNED = (
     "w.Signer.seal = lambda self, records, make_key: (records, [r.dumps(x) for x in records])\n"
     "w.Signer.written = lambda self, lines, commit: None\n"
     "w.Signer.folded = lambda self, conn, actor: None\n"
+    "w.Signer.may_write = lambda self, actor: None\n"
     "from beadsmail.cli import run\n"
     "run()\n")
 
@@ -39,7 +40,9 @@ def _store(records: int, per_write: int, policy: str = "warn") -> Path:
 
     repo = new_repo("beadsmail-bench-signing-")
     (repo / ".beads").mkdir(exist_ok=True)
-    (repo / ".beads" / "config.yaml").write_text(f"security:\n  signatures: {policy}\n")
+    ws = Workspace.open(repo)  # (the clone's state directory, for the approval)
+    ws.close()
+    _set_policy(repo, policy)
     ws = Workspace.open(repo)
     fields = {"from": "alice", "to": ["bob"], "subject": "s", "body": "b" * 200, "priority": 2,
               "type": "status", "thread_id": "bd-0000000000000", "replies_to": None,
@@ -52,6 +55,10 @@ def _store(records: int, per_write: int, policy: str = "warn") -> Path:
 
 def _set_policy(repo: Path, policy: str) -> None:
     (repo / ".beads" / "config.yaml").write_text(f"security:\n  signatures: {policy}\n")
+    if policy == "off":  # (turning verification off takes the clone's approval)
+        from beadsmail import approvals
+
+        approvals.trust(repo, repo / ".git" / "beadsmail", ["config.yaml"])
 
 
 def _rebuild_ms(repo: Path, policy: str) -> float:
@@ -61,6 +68,7 @@ def _rebuild_ms(repo: Path, policy: str) -> float:
 
     def once() -> None:
         ws = Workspace.open(repo)
+        assert ws.policy == policy, (ws.policy, policy)
         ws.rebuild_index()
         ws.close()
 

@@ -163,7 +163,7 @@ def test_the_record_views_show_the_flags_in_text(net: dict, tmp_path: Path) -> N
     assert text.code == 0 and "outside the directory of the replica it names" in text.out
     doctor = run_bd(repo, "doctor")
     assert doctor.code == 0 and f"record {net['original']} (conflicting_copies)" in doctor.out
-    clean = run_bd(repo, "show", _send(repo, "alice", "plain"), "--json")
+    clean = run_bd(repo, "show", _send(repo, "dave", "plain"), "--json")
     assert clean.json()["flags"] == []
 
 

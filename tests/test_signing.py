@@ -121,6 +121,10 @@ def fresh_clone(remote: Path, where: Path, policy: str | None = None) -> Path:
 def require(clone: Path, policy: str = "require") -> None:
     (clone / ".beads").mkdir(exist_ok=True)
     (clone / ".beads" / "config.yaml").write_text(f"security:\n  signatures: {policy}\n")
+    if policy == "off":  # (turning verification off takes this clone's approval)
+        from conftest import run_bd
+
+        assert run_bd(clone, "hooks", "trust", "config.yaml").code == 0
 
 
 def view(clone: Path, me: str = "bob") -> tuple[dict[str, dict], list[dict]]:
@@ -135,6 +139,7 @@ def view(clone: Path, me: str = "bob") -> tuple[dict[str, dict], list[dict]]:
 
 def forge(clones, actor: str, items: list, msg="forged") -> dict:
     ws = Workspace.open(clones[2])
+    ws.signer.may_write = lambda actor: None  # (a bd that skips its own clone's bindings)
     try:
         return ws.write(actor, items, msg).records[-1]
     finally:
@@ -515,17 +520,19 @@ def test_agent_keys_shows_pins_and_rotates(world, tmp_path, bd) -> None:
 def test_trust_add_publish_and_manager_revoke_apply_on_every_clone(world, tmp_path, bd) -> None:
     remote, clones, msg = world
     second = _replica(clones[2])  # alice also works from the forger's clone, say
-    ws = Workspace.open(clones[2])
-    from_there = mail.send(ws, "alice", ["bob"], "alice from her laptop", "x")
-    ws.close()
-    push_and_pull(clones)
-    box, found = view(clones[1])
-    assert from_there["id"] not in box and [p for p in found if p["id"] == from_there["id"]]
+    refused = bd(clones[2], "mail", "send", "bob", "-s", "alice from her laptop", "-m", "x",
+                 "--identity", "alice")
+    assert refused.code == 1 and "nothing was written" in refused.err
+    assert f"bd agent trust alice --add {second} --publish" in refused.err
     shown = bd(clones[0], "agent", "trust", "alice", "--add", second, "--publish",
                "--identity", "alice", "--json").json()
     assert second in [r["replica"] for r in shown["bindings"][0]["replicas"]] and shown["record"]
     do_sync(clones[0])
-    do_sync(clones[1])
+    do_sync(clones[2])
+    ws = Workspace.open(clones[2])
+    from_there = mail.send(ws, "alice", ["bob"], "alice from her laptop", "x")
+    ws.close()
+    push_and_pull(clones)
     for clone in (clones[1], fresh_clone(remote, tmp_path / "fresh")):
         box, found = view(clone)
         assert box[from_there["id"]]["verified"] == "verified", found
@@ -552,3 +559,185 @@ def test_records_bd_serve_writes_say_via_serve_and_are_signed_by_its_replica(rep
     assert shown["via"] == "serve" and shown["verified"] == "verified"
     assert shown["signed_by"] == fresh.replica
     fresh.close()
+
+
+def test_writing_as_an_identity_bound_elsewhere_is_refused_and_changes_nothing(world) -> None:
+    """Every clone would refuse the record (this one too, on a rebuild), so the write is
+    refused before anything is stored, and each clone's index stays equal to a fresh fold."""
+    from beadsmail import maintenance
+    from beadsmail.errors import PermissionDenied
+
+    remote, clones, msg = world
+    before = git(clones[2], "rev-parse", "beadsmail")
+    ws = Workspace.open(clones[2])
+    with pytest.raises(PermissionDenied, match="bound to replica"):
+        mail.send(ws, "alice", ["bob"], "alice from elsewhere", "x")
+    ws.close()
+    assert git(clones[2], "rev-parse", "beadsmail") == before
+    for clone in clones:
+        ws = Workspace.open(clone)
+        try:
+            failed = [c for c in maintenance.doctor(ws)["checks"] if not c["ok"]]
+        finally:
+            ws.close()
+        assert failed == [], (clone, failed)
+
+
+def test_task_and_agent_views_say_whether_they_are_signed(repo: Path, bd) -> None:
+    """A task is verified only when every record that shaped it is; each move, comment
+    and agent profile says who signed it, in text and --json."""
+    assert bd(repo, "init").code == 0
+    assert bd(repo, "agent", "register", "--id", "alice", "--role", "manager",
+              "--identity", "alice").code == 0
+    task = bd(repo, "task", "create", "--title", "t", "--identity", "alice", "--json").json()["task"]
+    assert bd(repo, "task", "comment", task["id"], "-m", "note", "--identity", "alice").code == 0
+    shown = bd(repo, "task", "show", task["id"], "--json").json()
+    replica = _replica(repo)
+    assert shown["task"]["verified"] == "verified"
+    assert {(h["verified"], h["signed_by"]) for h in shown["history"]} == {("verified", replica)}
+    assert shown["comments"][0]["verified"] == "verified"
+    text = bd(repo, "task", "show", task["id"]).out
+    assert "signed: verified" in text and text.count("[verified]") == 2
+    agent = bd(repo, "agent", "show", "alice", "--json").json()
+    assert (agent["verified"], agent["signed_by"]) == ("verified", replica)
+    assert "profile signed: verified" in bd(repo, "agent", "show", "alice").out
+    listed = bd(repo, "agent", "list", "--json").json()
+    assert [a["verified"] for a in listed] == ["verified"]
+    assert "SIGNED" in bd(repo, "agent", "list").out
+    # a move written without signing (an older version): the task is no longer all verified
+    ws = Workspace.open(repo)
+    move = {"v": 1, "id": "bd-0000000000009", "kind": "task_event", "actor": "alice",
+            "created_at": "2026-12-01T00:00:00.000000Z", "clock": 10_000, "replica": ws.replica,
+            "task": task["id"], "op": "status", "expected_version": 1, "status": "todo"}
+    ws.writer.append(ws.replica, [json.dumps(move, sort_keys=True, separators=(",", ":"))
+                                  .encode()], "old", "alice", "2026-12-01", 1 << 20)
+    ws.close()
+    shown = bd(repo, "task", "show", task["id"], "--json").json()
+    assert shown["task"]["verified"] == "unverified", shown
+    assert [h["verified"] for h in shown["history"]][-1] == "unverified"
+    assert "[UNVERIFIED]" in bd(repo, "task", "show", task["id"]).out
+    require(repo, "off")
+    shown = bd(repo, "task", "show", task["id"], "--json").json()
+    assert shown["task"]["verified"] == "unchecked"
+
+
+def test_a_split_build_keeps_a_binding_met_in_its_second_half(world, tmp_path, monkeypatch,
+                                                              bd) -> None:
+    """A build split with a child process (``buildparts``) ends with the bindings and the
+    verdicts of one read in one piece, wherever the trust record falls."""
+    import os
+
+    from beadsmail import buildparts
+
+    remote, clones, msg = world
+    (clones[0] / ".beads").mkdir(exist_ok=True)
+    (clones[0] / ".beads" / "config.yaml").write_text("store:\n  segment_bytes: 300\n")
+    ws = Workspace.open(clones[0])
+    for n in range(6):  # (a segment each)
+        mail.send(ws, "alice", ["bob"], f"filler {n}", "x")
+    ws.close()
+    second = _replica(clones[2])
+    assert bd(clones[0], "agent", "trust", "alice", "--add", second, "--publish",
+              "--identity", "alice").code == 0
+    do_sync(clones[0])
+    do_sync(clones[2])
+    ws = Workspace.open(clones[2])
+    there = mail.send(ws, "alice", ["bob"], "alice from her laptop", "x")
+    ws.close()
+    do_sync(clones[2])
+    fresh = fresh_clone(remote, tmp_path / "fresh")
+    whole = bd(fresh, "agent", "trust", "alice", "--json").json()
+    box, found = view(fresh)
+    assert box[there["id"]]["verified"] == "verified" and found == []
+    (fresh / ".git" / "beadsmail" / "bindings.json").unlink()  # (decided again, split)
+    monkeypatch.setattr(buildparts, "SPLIT_SEGMENTS", 2)
+    monkeypatch.setattr(buildparts, "_can_fork", lambda: True)
+    forked = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forked.append(1) or real_fork())
+    ws = Workspace.open(fresh)
+    ws.rebuild_index()
+    ws.close()
+    assert forked, "the build did not split"
+    assert bd(fresh, "agent", "trust", "alice", "--json").json() == whole
+    box, found = view(fresh)
+    assert box[there["id"]]["verified"] == "verified" and found == []
+
+
+def test_a_pulled_config_that_weakens_signing_waits_for_approval(world, tmp_path, bd) -> None:
+    """``.beads/config.yaml`` comes with whatever anyone pushes to the working branch:
+    ``security.signatures: off`` and ``security.key`` take effect only once approved."""
+    remote, clones, msg = world
+    fake = forge(clones, "alice", [("message", {**mail.compose(
+        Workspace.open(clones[2]), "alice", ["bob"], "from alice?", "forged"),
+        "thread_id": "bd-0000000000000", "replies_to": None})])
+    push_and_pull(clones)
+    (clones[1] / ".beads").mkdir(exist_ok=True)
+    (clones[1] / ".beads" / "config.yaml").write_text(
+        "security:\n  signatures: off\n  key: /tmp/someone-elses-key\n")
+    keys = bd(clones[1], "agent", "keys", "--json")
+    assert keys.code == 0 and keys.json()["policy"] == "warn"
+    assert keys.json()["key_file"].endswith("signing_key")
+    assert "security.key, security.signatures" in keys.err and "bd hooks trust" in keys.err
+    box, found = view(clones[1])
+    assert fake["id"] not in box and box[msg["id"]]["verified"] == "verified"
+    listed = bd(clones[1], "hooks", "status", "--json").json()
+    assert listed["settings"]["state"] != "approved"
+    (clones[1] / ".beads" / "config.yaml").write_text("security:\n  signatures: off\n")
+    assert bd(clones[1], "hooks", "trust", "config.yaml").code == 0
+    assert bd(clones[1], "agent", "keys", "--json").json()["policy"] == "off"
+    box, _ = view(clones[1])
+    assert box[msg["id"]]["verified"] == "unchecked"
+    # require is stricter than the default: it needs nobody's approval
+    (clones[1] / ".beads" / "config.yaml").write_text("security:\n  signatures: require\n")
+    assert bd(clones[1], "agent", "keys", "--json").json()["policy"] == "require"
+
+
+def test_a_trust_file_keeps_a_backdated_claim_from_binding_a_new_clone(world, tmp_path,
+                                                                       bd) -> None:
+    """First use on a fresh clone goes to the earliest claim, and a forger can backdate
+    its clock: the clash is listed, and a trust file from a clone the user trusts,
+    imported before the first fold, binds the identity to the right replica."""
+    remote, clones, msg = world
+    ws = Workspace.open(clones[1])
+    honest = mail.send(ws, "dave", ["bob"], "dave here", "x")
+    honest_clock = ws.index.record(honest["id"])["clock"]
+    ws.close()
+    do_sync(clones[1])
+    do_sync(clones[2])
+    ws = Workspace.open(clones[2])
+    ws.signer.may_write = lambda actor: None
+    ws.refresh()
+    ws.index.max_clock = lambda: 0  # (the forger's clock: before everyone's)
+    fields = {**mail.compose(ws, "dave", ["bob"], "dave, earlier", "forged"),
+              "thread_id": "bd-0000000000000", "replies_to": None}
+    fake = ws.write("dave", [("message", fields)], "forged").records[-1]
+    ws.close()
+    assert fake["clock"] < honest_clock
+    do_sync(clones[2])
+    exported = bd(clones[1], "agent", "trust", "--export")
+    assert exported.code == 0
+    (tmp_path / "trust.json").write_text(exported.out)
+    # a new clone that trusts first use: the forger's claim is earlier, and binds dave;
+    # the clash shows, as the honest record refused for a replica not bound to dave
+    plain = fresh_clone(remote, tmp_path / "plain")
+    box, found = view(plain)
+    assert fake["id"] in box and honest["id"] not in box
+    assert_shown(found, honest["id"], "is not bound to dave")
+    # a new clone that imports the trust file first: dave is the honest replica's
+    careful = tmp_path / "careful"
+    git(tmp_path, "clone", "-q", str(remote), str(careful))
+    imported = bd(careful, "agent", "trust", "--import", str(tmp_path / "trust.json"), "--json")
+    assert imported.code == 0, imported.err
+    do_sync(careful)
+    box, found = view(careful)
+    assert honest["id"] in box and box[honest["id"]]["verified"] == "verified"
+    assert fake["id"] not in box
+    assert_shown(found, fake["id"], "is not bound to dave")
+    # a damaged file changes nothing
+    (tmp_path / "bad.json").write_text('{"format": "beadsmail-trust", "v": 1, "agents": '
+                                       '{"eve": {"replicas": ["NOPE"]}}, "keys": {}}')
+    before = bd(careful, "agent", "trust", "--json").json()
+    bad = bd(careful, "agent", "trust", "--import", str(tmp_path / "bad.json"))
+    assert bad.code == 1 and "not a replica id" in bad.err
+    assert bd(careful, "agent", "trust", "--json").json() == before

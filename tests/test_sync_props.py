@@ -14,6 +14,7 @@ from test_sync import make_clones, segment_ids
 
 from beadsmail import mail, sync, tasks
 from beadsmail.errors import BeadsError
+from beadsmail.index import feeds as feeds_index
 from beadsmail.workspace import Workspace
 
 AGENTS = ("alice", "bob", "carol")
@@ -30,13 +31,31 @@ class Clones(RuleBasedStateMachine):
         self.remote, clones, worktrees = make_clones(self.root, store=False)
         self.places = [clones[0], worktrees[1], clones[2]]
         self.clones = clones
-        for clone in {*clones, *self.places}:  # every identity writes from every clone: no bindings
-            # (with signatures on, an identity is bound to the first replica that writes
-            # as it: tests/test_signing.py's property runs the honest-and-forger case)
-            (clone / ".beads").mkdir(exist_ok=True)
-            (clone / ".beads" / "config.yaml").write_text("security:\n  signatures: off\n")
+        self._bind_everyone_everywhere()
         self.written: set[str] = set()
         self.tasks: list[str] = []
+
+    def _bind_everyone_everywhere(self) -> None:
+        """Every identity writes from every clone, as one person on three machines: the
+        first clone binds each to the other two replicas by a published trust record,
+        and every clone folds those before anyone writes (signatures stay on)."""
+        from beadsmail.signing import manage
+
+        others = []
+        for clone in self.clones[1:]:
+            ws = Workspace.open(clone)
+            others.append(ws.replica)
+            ws.close()
+        ws = Workspace.open(self.clones[0])
+        for agent in AGENTS:
+            for replica in others:
+                manage.change(ws, agent, agent, replica, "bind", publish=True)
+        sync.sync(ws)
+        ws.close()
+        for clone in self.clones[1:]:
+            ws = Workspace.open(clone)
+            sync.sync(ws)
+            ws.close()
 
     def ws(self, i: int) -> Workspace:
         return Workspace.open(self.places[i])
@@ -126,6 +145,7 @@ class Clones(RuleBasedStateMachine):
             ws.refresh()
             self._track(ws)
             prints.append(ws.index.fingerprint())
+            assert feeds_index.problems(ws.index.conn) == []  # every record verified, bound
             ws.close()
         assert prints[0] == prints[1] == prints[2]
         assert set(prints[0]["records"]) >= self.written  # nothing lost

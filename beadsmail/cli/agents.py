@@ -21,6 +21,10 @@ def render_agent(a: dict) -> str:
              f"model {a['model'] or '-'}",
              f"status {a['status']}, {a['liveness']}, last seen {ago(a['seen_seconds_ago'])}, "
              f"{a['unread']} unread, {a['open']} open (not acked)"]
+    if a.get("verified"):
+        lines.append(f"profile signed: {a['verified']}" + (
+            f" (replica {a['signed_by']}" + (f", via bd {a['via']}" if a.get("via") else "") + ")"
+            if a.get("signed_by") else ""))
     if a.get("review_queue_count") is not None:
         lines.append(f"review queue: {a['review_queue_count']} task(s), attention score "
                      f"{a['attention_score']}")

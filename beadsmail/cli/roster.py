@@ -84,10 +84,11 @@ def render_agents(rows: list[dict]) -> str:
     if not rows:
         return "no agents registered (add one with 'bd agent register --id ID --role ROLE')"
     lines = [f"{'ID':<20} {'ROLE':<10} {'GROUP':<12} {'T'} {'LIVENESS':<12} {'SEEN':<10} "
-             f"{'UNREAD/OPEN':<12} REVIEW (ATTENTION)"]
+             f"{'UNREAD/OPEN':<12} {'REVIEW (ATTENTION)':<19} SIGNED"]
     lines += [f"{a['id']:<20} {a['role'] or '-':<10} {a['group'] or '-':<12} {a['tier'] or '-'} "
               f"{a['liveness']:<12} {ago(a['seen_seconds_ago']):<10} "
-              f"{str(a['unread']) + '/' + str(a['open']):<12} {attention(a)}" for a in rows]
+              f"{str(a['unread']) + '/' + str(a['open']):<12} {attention(a):<19} "
+              f"{a.get('verified', '-')}" for a in rows]
     return "\n".join(lines)
 
 

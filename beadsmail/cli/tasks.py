@@ -47,6 +47,9 @@ def render_task(task: dict) -> str:
         lines.append("  " + ", ".join(extra))
     lines.append(f"  created by {task['created_by']} at {task['created_at']}; "
                  f"last moved by {task['updated_by']} at {task['updated_at']}")
+    if task.get("verified"):
+        lines.append(f"  signed: {task['verified']}"
+                     + (" (every move)" if task["verified"] == "verified" else ""))
     return "\n".join(lines)
 
 
@@ -57,8 +60,16 @@ def _render_change(d: dict) -> str:
 
 
 def _render_comments(comments: list[dict]) -> str:
-    return "\n".join(f"{c['created_at']}  {c['actor']}  ({c['id']})\n  {c['content']}"
+    return "\n".join(f"{c['created_at']}  {c['actor']}  ({c['id']}){_mark(c)}\n  {c['content']}"
                      for c in comments) or "no comments"
+
+
+def _mark(entry: dict) -> str:
+    """A signed view's mark as a word (``signing.MARKS``)."""
+    from beadsmail.signing import MARKS
+
+    mark = MARKS.get(entry.get("verified", ""), "")
+    return f"  {mark}" if mark else ""
 
 
 def _render_show(d: dict) -> str:
@@ -75,7 +86,7 @@ def _render_show(d: dict) -> str:
             move = f"{h['from_status']} -> {h['to_status']}"
         else:
             move = ", ".join(f"{k}={v}" for k, v in h["changes"].items()) or "-"
-        parts.append(f"  v{h['version']}  {h['at']}  {h['actor']}  {h['op']}  {move}")
+        parts.append(f"  v{h['version']}  {h['at']}  {h['actor']}  {h['op']}  {move}{_mark(h)}")
     if d["conflicts"]:
         parts.append("\nnot applied (lost a race between clones; re-apply by hand if still wanted):")
     parts += [f"  {c['at']}  {c['actor']}  {change_text(c['op'], c['changes'])}: "

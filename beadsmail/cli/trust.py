@@ -32,6 +32,22 @@ def _trust_text(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _read_json(source: str) -> object:
+    import json
+    import sys
+
+    from beadsmail.errors import InvalidInput
+
+    try:
+        text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
+        return json.loads(text)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {source}: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(f"{source}: not JSON; give a file written by "
+                           "'bd agent trust --export'") from None
+
+
 def register(agent_app, typer, Json, Identity) -> None:
     from beadsmail.signing import manage
 
@@ -65,9 +81,25 @@ def register(agent_app, typer, Json, Identity) -> None:
         add: Replica = None, revoke: Replica = None,
         publish: Annotated[bool, typer.Option("--publish", help="Also write it to the store "
                                               "so every clone applies it.")] = False,
+        export: Annotated[bool, typer.Option("--export", help="Print this clone's bindings "
+                                             "and feed keys as a trust file.")] = False,
+        import_: Annotated[str | None, typer.Option(
+            "--import", metavar="FILE", help="Bind and pin what a trust file says (- for "
+            "stdin); run it on a new clone before anything else.")] = None,
         identity_: Identity = None, json_: Json = False,
     ) -> None:
         """Show or change which replicas may write as an agent.  Example: bd agent trust alice --add r1a2b3c4d5e6 --publish"""
+        if export or import_ is not None:
+            if agent is not None or add or revoke or publish or (export and import_ is not None):
+                raise typer.BadParameter("--export and --import take no agent and no other option")
+            if export:
+                emit(manage.export_trust(env.workspace()), True, str)
+                return
+            ws = env.workspace(adopt=True)  # (before the first fold, or the first sync)
+            result = manage.import_trust(ws, _read_json(import_), import_)
+            emit(result, json_, lambda d: f"imported {d['agents']} agent binding(s) and "
+                 f"{d['keys']} pinned key(s)\n" + _trust_text(d["bindings"]))
+            return
         ws = env.workspace()
         if add is None and revoke is None:
             emit(manage.show_trust(ws, agent), json_, _trust_text)

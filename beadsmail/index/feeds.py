@@ -92,6 +92,20 @@ def problems(conn: sqlite3.Connection) -> list[dict]:
     return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
+def signed(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[bool, str, str | None]]:
+    """For folded records: whether each carries a feed position (folded and signed means
+    verified: forged lines never fold), the replica it names, and ``via``."""
+    out: dict[str, tuple[bool, str, str | None]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        rows = conn.execute(
+            "SELECT id, json_extract(data, '$.seq') IS NOT NULL AND kind <> 'dropped', replica, "
+            f"json_extract(data, '$.via') FROM records WHERE id IN ({','.join('?' * len(chunk))})",
+            chunk)
+        out.update((rid, (bool(has_seq), replica, via)) for rid, has_seq, replica, via in rows)
+    return out
+
+
 def all_feeds(conn: sqlite3.Connection) -> list[tuple[str, bytes | None, int]]:
     return conn.execute("SELECT replica, key, seq FROM feeds ORDER BY replica").fetchall()
 

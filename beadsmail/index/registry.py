@@ -162,6 +162,16 @@ def _agent_dict(row) -> dict:
     return out
 
 
+def profile_records(conn: sqlite3.Connection, agent_ids: list[str]) -> dict[str, str]:
+    """The record that set each agent's profile as shown (for its signature)."""
+    out: dict[str, str] = {}
+    for start in range(0, len(agent_ids), 500):
+        chunk = agent_ids[start:start + 500]
+        out.update(conn.execute(f"SELECT id, rid FROM agents WHERE id IN "
+                                f"({','.join('?' * len(chunk))})", chunk).fetchall())
+    return out
+
+
 def registered_role(conn: sqlite3.Connection, identity: str) -> str | None:
     row = conn.execute("SELECT role FROM agents WHERE id = ? AND registered = 1",
                        (identity,)).fetchone()

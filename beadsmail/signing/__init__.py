@@ -45,18 +45,35 @@ def status_of(record: dict) -> str:
     signature cover it, and its writer is bound to its actor), ``unverified`` (written
     without signing), or ``unchecked`` (``security.signatures: off``). Forged records
     are never folded: ``bd doctor`` lists them."""
+    return _status("seq" in record and record.get("kind") != "dropped")
+
+
+def _status(signed: bool) -> str:
     if _current["policy"] == "off":
         return UNCHECKED
-    return "verified" if "seq" in record and record.get("kind") != "dropped" else "unverified"
+    return "verified" if signed else "unverified"
 
 
 def provenance(record: dict) -> dict:
     """``verified`` and, when verified, the replica whose key signed it (and ``via``
     when ``bd serve`` wrote it on the actor's behalf): what every view adds."""
-    status = status_of(record)
-    out = {"verified": status}
-    if status == "verified":
-        out["signed_by"] = record.get("replica")
-        if record.get("via"):
-            out["via"] = record["via"]
+    return provenance_of("seq" in record and record.get("kind") != "dropped",
+                         record.get("replica"), record.get("via"))
+
+
+def provenance_of(signed: bool, replica: str | None, via: str | None) -> dict:
+    """``provenance`` from what the index keeps of a record (``index.feeds.signed``)."""
+    out: dict = {"verified": _status(signed)}
+    if out["verified"] == "verified":
+        out["signed_by"] = replica
+        if via:
+            out["via"] = via
     return out
+
+
+def overall(statuses: list[str]) -> str:
+    """One word for a view folded from several records (a task and its moves): verified
+    only when every one of them is."""
+    if _current["policy"] == "off":
+        return UNCHECKED
+    return "verified" if statuses and all(s == "verified" for s in statuses) else "unverified"

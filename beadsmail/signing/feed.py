@@ -97,11 +97,17 @@ class SignatureCache:
             self._known = {data[i:i + 64] for i in range(0, len(data) - len(data) % 64, 64)}
         return self._known
 
-    def check(self, digest: bytes, public: bytes, signature: bytes, message: bytes) -> bool:
+    def check(self, digest: bytes, public: bytes, record: dict) -> bool:
+        """Whether ``record`` (whose line hashes to ``digest``) carries a good signature
+        by ``public``; the signed bytes are built only when the cache does not know it."""
         entry = digest + public
         if entry in self._load():
             return True
-        if not keys.verify(public, signature, message):
+        try:
+            signature = base64.b64decode(record["sig"])
+        except (ValueError, TypeError):
+            return False
+        if not keys.verify(public, signature, signed_bytes(record)):
             return False
         self._known.add(entry)  # type: ignore[union-attr]
         self._new.append(entry)
@@ -225,11 +231,7 @@ class Checker:
                                 f"key pinned for replica {feed.replica}")
         if key is None:
             return self._orphan(ln, pending)
-        try:
-            signature = base64.b64decode(r["sig"])
-        except ValueError:
-            signature = b""
-        if not self.cache.check(ln.digest, key, signature, signed_bytes(r)):
+        if not self.cache.check(ln.digest, key, r):
             for p in pending:
                 if p.record["kind"] != "dropped":
                     _bad(p, f"seq {p.record['seq']} is covered only by a bad signature")

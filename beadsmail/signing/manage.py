@@ -68,19 +68,74 @@ def change(ws, me: str, agent: str, replica: str, op: str, publish: bool) -> dic
     ``publish``: a ``key`` record)."""
     check_identity(agent, "agent id")
     bindings_mod.check_replica(replica)
+    record = None
+    if publish:  # (first: a write refused changes nothing here either)
+        record = ws.write(me, [("key", {"op": op, "agent": agent, "target": replica})],
+                          f"trust: {me} {op}s {agent} for replica {replica}").records[0]["id"]
     b = _bindings(ws)
     if op == "bind":
         b.add(agent, replica, f"added by hand ({me})")
     else:
         b.revoke(agent, replica)
     b.save()
-    record = None
-    if publish:
-        record = ws.write(me, [("key", {"op": op, "agent": agent, "target": replica})],
-                          f"trust: {me} {op}s {agent} for replica {replica}").records[0]["id"]
     ws.rebuild_index()
     return {"agent": agent, "replica": replica, "op": op, "record": record,
             "bindings": show_trust(ws, agent)}
+
+
+TRUST_FORMAT = "beadsmail-trust"
+
+
+def export_trust(ws) -> dict:
+    """This clone's bindings and the keys of the feeds it verified: what a new clone
+    imports before its first fold (``import_trust``), as ssh users copy known_hosts."""
+    ws.refresh()
+    b = _bindings(ws)
+    found = {replica: keys.openssh_public(key) for replica, key, _ in
+             feeds_index.all_feeds(ws.index.conn) if key is not None}
+    return {"format": TRUST_FORMAT, "v": 1,
+            "agents": {e["agent"]: {"replicas": [r["replica"] for r in e["replicas"]],
+                                    "revoked": e["revoked"]} for e in b.view()},
+            "keys": {**found, **b.keys}}
+
+
+def import_trust(ws, data: object, source: str) -> dict:
+    """Bind and pin what a trusted clone exported (``export_trust``), then fold again:
+    an imported identity is never bound by first use here."""
+    def bad(why: str) -> InvalidInput:
+        return InvalidInput(f"{source}: {why}; give a file written by 'bd agent trust --export'")
+
+    if not isinstance(data, dict) or data.get("format") != TRUST_FORMAT or data.get("v") != 1:
+        raise bad("not a beadsmail trust file (format beadsmail-trust, v 1)")
+    agents, pins = data.get("agents"), data.get("keys")
+    if not isinstance(agents, dict) or not isinstance(pins, dict):
+        raise bad("'agents' and 'keys' must be objects")
+    b = _bindings(ws)
+    parsed_pins = {}
+    for replica, key_text in pins.items():
+        bindings_mod.check_replica(replica)
+        if not isinstance(key_text, str):
+            raise bad(f"the key of replica {replica} is not text")
+        parsed_pins[replica] = keys.openssh_public(keys.parse_public(key_text))
+    changes = []
+    for agent, entry in agents.items():
+        check_identity(agent, "agent id")
+        if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(k, []), list) for k in ("replicas", "revoked")):
+            raise bad(f"agent {agent}: 'replicas' and 'revoked' must be lists")
+        for replica in [*entry.get("replicas", []), *entry.get("revoked", [])]:
+            bindings_mod.check_replica(replica if isinstance(replica, str) else "")
+        changes.append((agent, entry.get("replicas", []), entry.get("revoked", [])))
+    for agent, bound, revoked in changes:  # (all checked first: a bad file changes nothing)
+        for replica in bound:
+            b.add(agent, replica, "imported")
+        for replica in revoked:
+            b.revoke(agent, replica)
+    for replica, key_text in parsed_pins.items():
+        b.pin_key(replica, key_text)
+    b.save()
+    ws.rebuild_index()
+    return {"agents": len(changes), "keys": len(parsed_pins), "bindings": show_trust(ws)}
 
 
 def rotate(ws, me: str) -> dict:

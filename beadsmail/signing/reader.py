@@ -38,6 +38,7 @@ class Reader:
         self._first: dict[str, tuple] = {}
         self._claims: dict[str, tuple[tuple, str]] = {}  # (and the replica bound)
         self.rebound = False
+        self.saw_binding = False  # a bind or revoke record (a part of a build hands back)
 
     def absorb(self, claims: list[tuple[str, int, str, str]]) -> None:
         """First uses another process's part of a build made: where they disagree with
@@ -142,6 +143,7 @@ class Reader:
         op, agent, target = record.get("op"), record.get("agent"), record.get("target")
         if op not in ("bind", "revoke") or not agent or not target:
             return
+        self.saw_binding = True
         if record["replica"] in self.bindings.bound(agent):
             self._apply(record)
         else:

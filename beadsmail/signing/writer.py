@@ -29,6 +29,7 @@ class Signer:
         self.tip_path = ws.loc.state_dir / "feed_tip"
         self._key: keys.SigningKey | None = None
         self._last: tuple[int, str] | None = None
+        self._bindings = None  # (bindings.Bindings, as ``may_write`` read them)
 
     @property
     def key(self) -> keys.SigningKey:
@@ -47,32 +48,49 @@ class Signer:
         tmp.write_text(f"{self._last[0]} {self._last[1]} {commit.decode()}\n", "ascii")
         os.replace(tmp, self.tip_path)
 
-    def folded(self, conn, actor: str) -> str | None:
+    def may_write(self, actor: str) -> None:
+        """Refuse, before anything is written, to write as an identity this clone has
+        bound to other replicas: every clone (this one too, on a rebuild) would refuse
+        the record, so the write would look done and reach nobody."""
+        from beadsmail.errors import PermissionDenied
+        from beadsmail.signing.bindings import Bindings
+
+        bindings = self._bindings = Bindings(self.ws.loc.state_dir / "bindings.json")
+        mine = self.ws.replica
+        if not bindings.known(actor) or mine in bindings.bound(actor):
+            return
+        bound = ", ".join(bindings.bound(actor)) or "none"
+        if mine in bindings.agents[actor]["revoked"]:
+            why = f"this clone's replica {mine} was revoked for {actor}"
+        else:
+            why = f"{actor} is bound to replica(s) {bound}, not to this clone's ({mine})"
+        raise PermissionDenied(
+            f"{why}: every clone would refuse the record, so nothing was written; from a "
+            f"clone bound to {actor}, or as a manager, run 'bd agent trust {actor} --add "
+            f"{mine} --publish' and sync here (or 'bd agent trust {actor} --add {mine}' "
+            "to trust it on this clone only)")
+
+    def folded(self, conn, actor: str) -> None:
         """The write is in the index: so is the feed's new position, the signature is
         known good (a rebuild does not check it again), and an identity this replica
-        writes as for the first time is bound to it here (first use)."""
+        writes as for the first time is bound to it here (first use; ``may_write``
+        refused the write if another replica had it)."""
         from beadsmail.index import feeds as feeds_index
         from beadsmail.signing.bindings import Bindings
 
         if self._last is None:
-            return None
-        bindings = Bindings(self.ws.loc.state_dir / "bindings.json")
-        warning = None
+            return
+        bindings = self._bindings or Bindings(self.ws.loc.state_dir / "bindings.json")
+        self._bindings = None  # (read under this write's lock by ``may_write``)
         if not bindings.known(actor):
             bindings.add(actor, self.ws.replica, "first use")
             bindings.save()
-        elif self.ws.replica not in bindings.bound(actor):
-            warning = (f"warning: {actor} is bound to replica(s) {', '.join(bindings.bound(actor))}"
-                       f", not to this one ({self.ws.replica}): other clones will refuse this "
-                       f"record until one of those runs 'bd agent trust {actor} --add "
-                       f"{self.ws.replica} --publish'")
         seq, digest = self._last
         if self.ws.policy != "off":  # (under 'off' no fold keeps feed states)
             feeds_index.save(conn, [(self.ws.replica, self.key.public, seq, digest)])
         cache = feed.SignatureCache(self.ws.loc.state_dir / "signatures.cache")
         cache.add(bytes.fromhex(digest), self.key.public)
         cache.save()
-        return warning
 
     # -- where the feed stands ----------------------------------------------------------
 

@@ -9,6 +9,7 @@ with ``BEADS_TORTURE_SEED``.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -131,14 +132,16 @@ def test_agents_in_worktrees_and_a_second_clone_with_sync(worktrees: list[Path],
                        "--identity", "seeder").code == 0
     assert run_bd_proc(main, "sync", "origin").code == 0
     other = _clone(remote, main.parent / "other")
-    # Every agent of the mix acts from both clones. With signatures on, an identity may
-    # write from the replicas bound to it (bd agent trust --add); this run is about
-    # concurrency and sync, so it leaves signatures out (tests/test_signing.py has them).
-    for checkout in (*worktrees, other):
-        config = checkout / ".beads" / "config.yaml"
-        config.parent.mkdir(exist_ok=True)
-        with config.open("a", encoding="utf-8") as f:
-            f.write("\nsecurity:\n  signatures: off\n")
+    # Every agent of the mix acts from both clones: each identity is bound to both
+    # replicas by a published trust record, as a person working from two machines does.
+    keys = run_bd_proc(other, "agent", "keys", "--json")
+    assert keys.code == 0, keys.err
+    second = json.loads(keys.out)["replica"]
+    for name in [*(f"agent-{n}" for n in range(8)), "lead"]:
+        bound = run_bd_proc(main, "agent", "trust", name, "--add", second, "--publish",
+                            "--identity", name)
+        assert bound.code == 0, bound.err
+    assert run_bd_proc(main, "sync", "origin").code == 0
     assert run_bd_proc(other, "sync", "origin").code == 0
     ledger = workloads.Ledger()
     workloads.create_tasks(main, ledger, 3)

@@ -71,6 +71,14 @@ function matches(m) {
   return true;
 }
 
+// whether a record (or an agent's profile record) is signed, as a word, not colour alone
+function sigBadge(r) {
+  if (!r.verified) return null;
+  return el("span", { class: "badge sig " + r.verified, title: r.signed_by ?
+    "signed by replica " + r.signed_by + (r.via ? " via bd " + r.via : "") : r.verified },
+    r.verified === "verified" ? "\u2713 verified" : r.verified);
+}
+
 function renderMessage(m, fresh) {
   const threadBox = el("div", { class: "thread", hidden: "" });
   const toggle = el("button", { class: "thread-toggle", type: "button",
@@ -79,9 +87,7 @@ function renderMessage(m, fresh) {
     el("div", { class: "meta" },
       el("span", { class: "from" }, m.from), "→", el("span", { class: "to" }, m.to.join(", ")),
       el("span", { class: "badge type" }, m.type),
-      m.verified ? el("span", { class: "badge sig " + m.verified, title: m.signed_by ?
-        "signed by replica " + m.signed_by + (m.via ? " via bd " + m.via : "") : m.verified },
-        m.verified === "verified" ? "\u2713 verified" : m.verified) : null,
+      sigBadge(m),
       el("span", { class: "badge p" + m.priority, title: "priority" }, "P" + m.priority),
       el("time", { datetime: m.created_at, title: m.created_at }, when(m.created_at)),
       m.replies_to ? el("span", {}, "re " + m.replies_to.slice(0, 8)) : null, toggle),
@@ -202,7 +208,8 @@ async function loadAgents() {
            title: "tasks waiting in review (attention score: 10 per task, at most 50)" },
            ` · review ${a.review_queue_count} · attention ${a.attention_score}`)),
       el("span", {}, connected.has(a.id) ? el("span", { class: "liveness connected" }, "connected") : null,
-         " ", el("span", { class: "liveness " + a.liveness, title: seen(a) }, a.liveness))));
+         " ", el("span", { class: "liveness " + a.liveness, title: seen(a) }, a.liveness),
+         " ", sigBadge(a))));
     for (const id of connected) if (!ids.has(id)) rows.push(el("li", { dataset: { agent: id } },
       el("span", {}, id), el("span", { class: "liveness connected" }, "connected")));
     if (!rows.length) rows.push(el("li", { class: "empty" }, "no agents registered or connected"));

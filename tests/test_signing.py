@@ -190,15 +190,17 @@ def test_forged_tombstone_and_a_role_the_writer_lacks_change_nothing(world, tmp_
         assert_shown(found, as_itself["id"], "lacks the role")
 
 
-def test_duplicate_id_with_other_text_keeps_the_original(world, tmp_path) -> None:
+@pytest.mark.parametrize("policy", ["warn", "require"])
+def test_duplicate_id_with_other_text_keeps_the_original(world, tmp_path, policy) -> None:
     remote, clones, msg = world
+    require(clones[1], policy)
     ws = Workspace.open(clones[2])
     fields = {**mail.compose(ws, "mallory", ["bob"], "from alice", "other text"),
               "id": msg["id"], "thread_id": msg["id"], "replies_to": None}
     ws.close()
     forge(clones, "mallory", [("message", fields)])
     push_and_pull(clones)
-    for clone in (clones[1], fresh_clone(remote, tmp_path / "fresh")):
+    for clone in (clones[1], fresh_clone(remote, tmp_path / "fresh", policy)):
         box, found = view(clone)
         assert box[msg["id"]]["body"] == "the real one" and box[msg["id"]]["from"] == "alice"
         assert box[msg["id"]]["verified"] == "verified"
@@ -347,8 +349,10 @@ def test_a_rewritten_history_dropping_a_segment_is_shown_and_loses_nothing(world
     assert {s["id"] for s in sent} <= set(box)  # (append-only: nothing it held is lost)
 
 
-def test_a_fork_of_a_feed_is_refused_on_both_branches_everywhere(world, tmp_path) -> None:
+@pytest.mark.parametrize("policy", ["warn", "require"])
+def test_a_fork_of_a_feed_is_refused_on_both_branches_everywhere(world, tmp_path, policy) -> None:
     remote, clones, msg = world
+    require(clones[1], policy)
     twin = tmp_path / "twin"
     shutil.copytree(clones[0], twin, symlinks=True)  # the same replica id and key
     a = Workspace.open(clones[0])
@@ -360,7 +364,7 @@ def test_a_fork_of_a_feed_is_refused_on_both_branches_everywhere(world, tmp_path
     do_sync(clones[0])
     do_sync(twin)
     do_sync(clones[1])
-    for clone in (clones[1], fresh_clone(remote, tmp_path / "fresh")):
+    for clone in (clones[1], fresh_clone(remote, tmp_path / "fresh", policy)):
         box, found = view(clone)
         assert msg["id"] in box and on_a["id"] not in box and on_b["id"] not in box
         assert_shown(found, on_b["id"], "fork")

@@ -46,6 +46,7 @@ from beadsmail.server.bus import error_frame
 from beadsmail.server.feed import Feed
 from beadsmail.server.security import Limits, Principal
 from beadsmail.server.stream import Stream
+from beadsmail.signing import provenance
 
 log = logging.getLogger("beadsmail.server")
 
@@ -344,7 +345,7 @@ class Hub:
             picked.append(ids[i])
             if len(picked) >= params.get("limit", 100):
                 break
-        return await self._records(picked[::-1])
+        return [{**r, **provenance(r)} for r in await self._records(picked[::-1])]
 
     # -- observers (the web page) ----------------------------------------------
 
@@ -370,7 +371,8 @@ class Hub:
                 if reader.sees(record, self.stream.meta.get) and (
                         group is None or record.get("kind") != "message"
                         or records.sender_group(record) == group):
-                    await websocket.send_json({"type": "record", "record": record})
+                    await websocket.send_json({"type": "record",
+                                               "record": {**record, **provenance(record)}})
                 if queue not in self.observers:  # overflowed: make the page reload
                     await websocket.close(1013, "too far behind; reload")
                     break

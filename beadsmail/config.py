@@ -184,6 +184,9 @@ mail:
   strict: false               # refuse mail that would be a dead letter (a typo in an address)
 reservations:
   ttl: 2h                     # how long 'bd reserve' holds a lease unless --ttl says
+security:
+  signatures: warn            # off | warn | require (docs/security.md); off needs 'bd hooks trust'
+  # key: ~/.ssh/beadsmail     # sign with this Ed25519 key file (needs 'bd hooks trust')
 boundary:                     # bounds on what is read from git (docs/security.md)
   line_bytes: 1048576         # bytes per record line
   depth: 32                   # JSON nesting levels per record

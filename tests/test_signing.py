@@ -488,6 +488,12 @@ TestForgingClone.settings = settings(max_examples=3, stateful_step_count=8, dead
                                      suppress_health_check=list(HealthCheck))
 
 
+@pytest.mark.slow
+class TestForgingCloneMore(ForgingClone.TestCase):
+    settings = settings(max_examples=25, stateful_step_count=20, deadline=None,
+                        suppress_health_check=list(HealthCheck))
+
+
 # -- keys, trust and rotation through the CLI ------------------------------------------------
 
 

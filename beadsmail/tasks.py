@@ -328,28 +328,27 @@ def show(ws, token: str) -> dict:
     if task is None:
         raise NotFound(f"task {task_id} does not exist; list tasks with 'bd task list --all'")
     history, comments_ = idx.history(conn, task_id), idx.comments(conn, task_id)
-    _sign(conn, task, history, comments_)
+    _sign(conn, history, comments_)
     return {"task": task, "subtasks": list(idx.listing(conn, parent=task_id)),
             "comments": comments_, "history": history, "conflicts": idx.conflicts(conn, task_id)}
 
 
-def _sign(conn, task: dict, history: list[dict], comments_: list[dict]) -> None:
-    """Each move and comment says who signed it (``signing.provenance``); the task says
-    ``verified`` only when every record that shaped it is."""
+def _sign(conn, history: list[dict], comments_: list[dict]) -> None:
+    """Each move and comment says who signed it (``signing.provenance``); the task's own
+    ``verified`` (every record that shaped it) comes with its row (``index.tasks``)."""
     from beadsmail.index import feeds
-    from beadsmail.signing import overall, provenance_of
+    from beadsmail.signing import provenance_of
 
     found = feeds.signed(conn, [h["event"] for h in history] + [c["id"] for c in comments_])
     for entry, rid in [*((h, h["event"]) for h in history), *((c, c["id"]) for c in comments_)]:
         entry.update(provenance_of(*found.get(rid, (False, None, None))))
-    task["verified"] = overall([h["verified"] for h in history])
 
 
 def comments(ws, token: str) -> list[dict]:
     ws.refresh()
     task_id = _resolve(ws, token)
     found = idx.comments(ws.index.conn, task_id)
-    _sign(ws.index.conn, {}, [], found)
+    _sign(ws.index.conn, [], found)
     return found
 
 

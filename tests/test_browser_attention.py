@@ -41,6 +41,7 @@ def test_the_page_marks_signed_and_unsigned_records_in_words(browser, served,  #
     assert bd(repo, "agent", "register", "--id", "human", "--role", "manager", env=boss).code == 0
     signed = bd(repo, "mail", "send", f"#{PROJECT}", "-s", "signed", "-m", "x", "--json",
                 env=boss).json()
+    task = bd(repo, "task", "create", "--title", "signed task", "--json", env=boss).json()["task"]
     ws = Workspace.open(repo)
     old = {"v": 1, "id": "bd-0000000000007", "kind": "message", "actor": "elder",
            "created_at": "2026-01-01T00:00:00.000000Z", "clock": 1, "replica": ws.replica,
@@ -64,4 +65,7 @@ def test_the_page_marks_signed_and_unsigned_records_in_words(browser, served,  #
     agent = page.locator('#agents li[data-agent="human"] .badge.sig')
     agent.wait_for(timeout=60_000)
     assert agent.inner_text().strip() == "\u2713 verified"
+    card = page.locator(f'.card[data-task="{task["id"]}"] .badge.sig')
+    card.wait_for(timeout=60_000)
+    assert card.inner_text().strip() == "\u2713 verified"
     assert errors == []

@@ -605,6 +605,8 @@ def test_task_and_agent_views_say_whether_they_are_signed(repo: Path, bd) -> Non
     replica = _replica(repo)
     assert shown["task"]["verified"] == "verified"
     assert {(h["verified"], h["signed_by"]) for h in shown["history"]} == {("verified", replica)}
+    assert bd(repo, "task", "list", "--json").json()[0]["verified"] == "verified"
+    assert bd(repo, "task", "list").out.rstrip().endswith("[verified]")
     assert shown["comments"][0]["verified"] == "verified"
     text = bd(repo, "task", "show", task["id"]).out
     assert "signed: verified" in text and text.count("[verified]") == 2
@@ -626,6 +628,9 @@ def test_task_and_agent_views_say_whether_they_are_signed(repo: Path, bd) -> Non
     assert shown["task"]["verified"] == "unverified", shown
     assert [h["verified"] for h in shown["history"]][-1] == "unverified"
     assert "[UNVERIFIED]" in bd(repo, "task", "show", task["id"]).out
+    listed = bd(repo, "task", "list", "--json").json()
+    assert [t["verified"] for t in listed] == ["unverified"]
+    assert bd(repo, "task", "list").out.rstrip().endswith("[UNVERIFIED]")
     require(repo, "off")
     shown = bd(repo, "task", "show", task["id"], "--json").json()
     assert shown["task"]["verified"] == "unchecked"

@@ -25,7 +25,7 @@ def _short(value: object, width: int) -> str:
 
 def _row(task: dict) -> str:
     cells = [_short(task[key], width).ljust(width) for key, width in COLUMNS]
-    return "  ".join(cells + [task["title"]])
+    return "  ".join(cells + [task["title"]]) + _mark(task)
 
 
 def render_list(tasks: list[dict]) -> str:

@@ -28,6 +28,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from beadsmail.index import mail
+from beadsmail.signing import overall, status_of
 
 DDL = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -73,7 +74,7 @@ CHANGE_FIELDS = ("status", "assigned_to", "title", "description", "priority", "s
                  "parent", "group")
 COLUMNS = ("id", "title", "description", "priority", "status", "assigned_to", "parent", "group",
            "sort_order", "version", "deleted", "created_by", "created_at", "clock",
-           "updated_by", "updated_at")
+           "updated_by", "updated_at", "verified")
 
 
 def _dumps(value: object) -> str:
@@ -108,7 +109,7 @@ def _replay(conn: sqlite3.Connection, task_id: str, creation: dict | None) -> No
     conn.execute("DELETE FROM task_conflicts WHERE task = ?", (task_id,))
     history = [(task_id, 1, task_id, "create", creation["actor"], creation["created_at"], None,
                 state["status"], _dumps(_changes(creation)))]
-    conflicts = []
+    conflicts, signed = [], []
     rows = conn.execute("SELECT data FROM task_events WHERE task = ? ORDER BY clock, id",
                         (task_id,))
     for event in map(json.loads, [r[0] for r in rows]):
@@ -121,8 +122,10 @@ def _replay(conn: sqlite3.Connection, task_id: str, creation: dict | None) -> No
             continue
         before = state["status"]
         _apply(state, event)
+        signed.append(status_of(event))
         history.append((task_id, state["version"], event["id"], event["op"], event["actor"],
                         event["created_at"], before, state["status"], _dumps(_changes(event))))
+    state["verified"] = overall([status_of(creation), *signed])  # (every applied record)
     conn.executemany("INSERT INTO task_history VALUES (?,?,?,?,?,?,?,?,?)", history)
     _posts_follow(conn, task_id, history)
     conn.executemany("INSERT INTO task_conflicts VALUES (?,?,?,?,?,?,?,?,?,?,?)", conflicts)

@@ -162,7 +162,8 @@ function renderCard(task) {
     ondragstart: (ev) => ev.dataTransfer.setData("text/plain", task.id) },
     el("div", { class: "title" }, task.title),
     el("div", { class: "meta" }, el("span", { class: "badge" }, task.priority),
-      el("span", {}, task.assigned_to || "unassigned"), el("span", {}, "v" + task.version)),
+      el("span", {}, task.assigned_to || "unassigned"), el("span", {}, "v" + task.version),
+      sigBadge(task)),
     select);
   return card;
 }

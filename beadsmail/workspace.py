@@ -67,6 +67,7 @@ class Workspace:
         self._writer = None
         self._reader = None  # signing.reader.Reader, while a fold verifies segments
         self._refold = False  # (a fork was found: see signing.reader.Reader.refold)
+        self._held = None  # (local head, its segments): see ``_strangers``
         self._no_split = False  # (a split build's halves did not join: see buildparts)
         self.via: str | None = None  # 'serve': bd serve writes for its agents (records say so)
         from beadsmail.signing import policy_of, use_policy
@@ -242,20 +243,26 @@ class Workspace:
         return [(path, blob.decode(), (ref, sha)) for path, blob in found.segments]
 
     def _strangers(self, ref: str, segments: list[tuple[str, bytes]]) -> list:
-        """Segments another head adds to this clone's own replica directory that its local
-        ref lacks: files it never wrote (the merge refuses them too). Taken out of
-        ``segments``; returned as rejections."""
-        own = replica_id(self.loc, create=False)
-        if ref == self.ref or own is None or not any(
-                path.startswith(own + "/") for path, _ in segments):
+        """Segments another head adds that its local ref lacks and the merge refuses too:
+        files in this clone's own replica directory (it never wrote them), and segments
+        sorting before the newest the local ref holds of their replica (``boundary.
+        early_segments``). Taken out of ``segments``; returned as rejections."""
+        if ref == self.ref or not segments:
             return []
         from beadsmail import boundary
 
-        held = boundary.replica_segments(self.writer, self.writer.head(), own, self.limits)
-        strange = [path for path, _ in segments if path.startswith(own + "/") and path not in held]
-        segments[:] = [(path, blob) for path, blob in segments if path not in strange]
+        head = self.writer.head()
+        if self._held is None or self._held[0] != head:  # (once per fold of many heads)
+            self._held = (head, boundary.segments(self.writer, head, self.limits))
+        held = self._held[1]
+        own = replica_id(self.loc, create=False)
+        new = [path for path, _ in segments if path not in held]
+        mine = [path for path in new if own is not None and path.startswith(own + "/")]
+        early = [p for p in boundary.early_segments(held, new) if p not in mine]
+        segments[:] = [(path, blob) for path, blob in segments if path not in mine + early]
         return [boundary.Rejection(path, 0, "a file this clone never wrote, in its own replica "
-                                   "directory; not read") for path in strange]
+                                   "directory; not read") for path in mine] + \
+            [boundary.Rejection(path, 0, boundary.EARLY) for path in early]
 
     def _fold_heads(self, folded: dict[str, str], heads: dict[str, str]) -> list[dict]:
         items: list[tuple[dict, str, str, int]] = []

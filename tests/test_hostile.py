@@ -255,7 +255,8 @@ def test_a_huge_hostile_blob_is_never_loaded(template: Path, tmp_path: Path,
     a.changes = []
     big = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=attacker, check=True,
                          input=b"\n" * (megabytes << 20), capture_output=True).stdout.decode()
-    a.put(f"log/{a.own}/{hostile.DAY}-900.jsonl", sha=big.strip())
+    # (named after the attacker's own segments: an earlier name is refused unread anyway)
+    a.put(f"log/{a.own}/9999-01-01-900.jsonl", sha=big.strip())
     a.commit()
     publish(victim, attacker, "fetch")
     for leftover in (victim / ".git" / "beadsmail").glob("index*"):

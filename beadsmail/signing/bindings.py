@@ -9,6 +9,9 @@ replica already bound to the agent or by a manager, which every clone applies.
 ``op: revoke`` (by the agent's own replica or a manager) withdraws a replica;
 a revoked replica is never bound again by first use. A replica's key can be
 pinned (``bd agent keys --pin``): its feed must then publish exactly that key.
+Keys are also remembered as they are met (``keys_seen``): the key of the first
+publish (seq 1) this clone verified for a replica, which no later feed for that
+replica may replace (a pin, set by hand or by a trust file, overrides it).
 
 The bindings live in ``<common git dir>/beadsmail/bindings.json``, beside the
 index and never synced, so a rebuild decides exactly as before. An unsigned
@@ -36,16 +39,30 @@ class Bindings:
         self.keys: dict[str, str] = data.get("keys", {}) if isinstance(data, dict) else {}
         # replica -> the seq from which its feed has two signed branches (seen on this clone)
         self.forks: dict[str, int] = data.get("forks", {}) if isinstance(data, dict) else {}
+        # replica -> the seq-1 key (OpenSSH text) this clone verified for its feed
+        self.keys_seen: dict[str, str] = _keys_seen(data)
         self.dirty = False
+
+    def learn(self, keys_seen: dict[str, str]) -> None:
+        """Remember keys verified elsewhere (a part of a build); the first one stays."""
+        for replica, key in keys_seen.items():
+            if replica not in self.keys_seen:
+                self.keys_seen[replica] = key
+                self.dirty = True
 
     def save(self) -> None:
         if not self.dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # (keys another process remembered meanwhile stay: the first one is kept)
+            on_disk = _keys_seen(json.loads(self.path.read_text("utf-8")))
+        except (OSError, ValueError):
+            on_disk = {}
+        self.keys_seen.update(on_disk)
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"agents": self.agents, "keys": self.keys,
-                                   "forks": self.forks}, indent=1, sort_keys=True) + "\n",
-                       "utf-8")
+                                   "forks": self.forks, "keys_seen": self.keys_seen},
+                                  indent=1, sort_keys=True) + "\n", "utf-8")
         os.replace(tmp, self.path)
         self.dirty = False
 
@@ -116,6 +133,13 @@ class Bindings:
         return [{"agent": a, "replicas": [{"replica": r, "how": e["how"].get(r, "")}
                                           for r in e["replicas"]], "revoked": e["revoked"]}
                 for a, e in sorted(self.agents.items())]
+
+
+def _keys_seen(data: object) -> dict[str, str]:
+    found = data.get("keys_seen") if isinstance(data, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {r: k for r, k in found.items() if isinstance(r, str) and isinstance(k, str)}
 
 
 def check_replica(text: str) -> str:

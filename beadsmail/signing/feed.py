@@ -23,7 +23,10 @@ per line, one signature check per write (answered from a cache of good signature
   middle (the next signed line names a predecessor this clone never saw), a fork
   (a second signed line for a position already taken), a ``replica`` field that
   is not the feed's, lines after the last signature of a segment (no write ends
-  unsigned), a key change that is not a rotation signed with the old key.
+  unsigned), a key change that is not a rotation signed with the old key, a
+  feed publishing a key other than the one pinned for its replica or the one this
+  clone verified for it before (``seen``: a replica's seq-1 key never changes, a
+  rotation is announced later in the same feed).
 """
 
 from __future__ import annotations
@@ -155,11 +158,16 @@ class Checker:
     """Verifies segments as they are read; ``feeds`` loads and stores feed states."""
 
     def __init__(self, load: Callable[[str], Feed | None], cache: SignatureCache,
-                 pinned: dict[str, str], forks: dict[str, int]) -> None:
+                 pinned: dict[str, str], forks: dict[str, int],
+                 seen: dict[str, str] | None = None) -> None:
         self._load = load
         self.cache = cache
         self.pinned = pinned
         self.forks = forks  # replica -> the first seq two signed branches disagree on
+        # replica -> the key (OpenSSH text) of the first publish this clone verified for it;
+        # a new one is added here and noted in ``learned``
+        self.seen = {} if seen is None else seen
+        self.learned: set[str] = set()
         self.new_fork = False
         self.feeds: dict[str, Feed] = {}
         self.changed: set[str] = set()
@@ -221,14 +229,13 @@ class Checker:
         r = ln.record
         key = feed.key
         if r["kind"] == "key" and r.get("op") == "publish":
+            why = self._foreign_key(feed.replica, keys.parse_public(r["key"]))
+            if why and r["seq"] == 1:
+                return _bad(ln, why)
             if key is not None or r["seq"] != 1:
                 return _bad(ln, "a second key for this feed that is not a rotation signed "
                                 "with its key") if key is not None else self._orphan(ln, pending)
             key = keys.parse_public(r["key"])
-            pinned = self.pinned.get(feed.replica)
-            if pinned is not None and keys.parse_public(pinned) != key:
-                return _bad(ln, f"this feed publishes key {keys.fingerprint(key)}, not the "
-                                f"key pinned for replica {feed.replica}")
         if key is None:
             return self._orphan(ln, pending)
         if not self.cache.check(ln.digest, key, r):
@@ -257,11 +264,30 @@ class Checker:
         for p in [*chain, ln]:
             if p.record["kind"] != "dropped":
                 p.status = VERIFIED
+        if r["kind"] == "key" and r.get("op") == "publish" and feed.replica not in self.seen:
+            self.seen[feed.replica] = keys.openssh_public(key)  # (remembered: see Reader)
+            self.learned.add(feed.replica)
         if r["kind"] == "key" and r.get("op") == "rotate" and isinstance(r.get("key"), str):
             key = keys.parse_public(r["key"])
         feed.key, feed.seq, feed.hash = key, r["seq"], ln.digest.hex()
         self.changed.add(feed.replica)
         return None
+
+    def _foreign_key(self, replica: str, key: bytes) -> str:
+        """Why a feed's publish of ``key`` is refused ('' if it is not): a key pinned for
+        the replica decides; else the one this clone verified for it before does."""
+        pinned = self.pinned.get(replica)
+        if pinned is not None:
+            return "" if keys.parse_public(pinned) == key else (
+                f"this feed publishes key {keys.fingerprint(key)}, not the key pinned for "
+                f"replica {replica}")
+        seen = self.seen.get(replica)
+        if seen is None or seen == keys.openssh_public(key):
+            return ""
+        return (f"a second key for replica {replica}: {keys.fingerprint(key)} is not the key "
+                f"this clone verified before ({keys.fingerprint(keys.parse_public(seen))}); "
+                f"if the replica's owner really made a new feed, pin its key with 'bd agent "
+                f"keys --pin {replica} --key ...'")
 
     def _orphan(self, ln: Line, pending: list[Line]) -> None:
         for p in [*pending, ln]:

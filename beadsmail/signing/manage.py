@@ -96,7 +96,7 @@ def export_trust(ws) -> dict:
     return {"format": TRUST_FORMAT, "v": 1,
             "agents": {e["agent"]: {"replicas": [r["replica"] for r in e["replicas"]],
                                     "revoked": e["revoked"]} for e in b.view()},
-            "keys": {**found, **b.keys}}
+            "keys": {**found, **b.keys_seen, **b.keys}}  # (a feed's seq-1 key, not a rotated one)
 
 
 def import_trust(ws, data: object, source: str) -> dict:

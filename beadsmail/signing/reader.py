@@ -30,7 +30,7 @@ class Reader:
         self.cache = feed_mod.SignatureCache(state_dir / "signatures.cache")
         self.bindings = bindings_mod.Bindings(state_dir / "bindings.json")
         self.checker = feed_mod.Checker(self._load, self.cache, self.bindings.keys,
-                                        self.bindings.forks)
+                                        self.bindings.forks, self.bindings.keys_seen)
         self.problems: list[tuple] = []
         self._pending: list[dict] = []  # bind/revoke records by a possible manager
         self._ref: str | None = None
@@ -182,16 +182,18 @@ class Reader:
                                 self.checker.feeds.items() if r in self.checker.changed])
         self.checker.changed.clear()
         self.cache.save()
-        if self.part:  # only forks found here are noted; bindings are the builder's
+        learned = {r: self.checker.seen[r] for r in self.checker.learned}
+        if self.part:  # only forks and keys found here are noted; bindings are the builder's
             feeds_index.add_claims(conn, [(a, c[0], c[1], r) for a, (c, r) in
                                           self._claims.items()])
-            if self.checker.new_fork or self.rebound:
+            if self.checker.new_fork or self.rebound or learned:
                 fresh = bindings_mod.Bindings(self.bindings.path)
                 fresh.forks.update(self.checker.forks)
+                fresh.learn(learned)  # (the builder's save keeps them: ``Bindings.save``)
                 fresh.dirty = True
                 fresh.save()
             return
-        if self.checker.new_fork or self.rebound:
+        if self.checker.new_fork or self.rebound or learned:
             self.bindings.dirty = True
         self.bindings.save()
 

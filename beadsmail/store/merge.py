@@ -184,12 +184,16 @@ def _merge_replica(ctx: _Ctx, replica: str, ours: bytes, theirs: bytes) -> bytes
     other, rejected = boundary.entries(ctx.writer, theirs, replica + "/", False, ctx.limits)
     _refused(ctx, rejected)
     out = _tree_of(mine)
+    newest = boundary.newest_segment(mine)
     for name, sha in sorted(other.items()):
         have = mine.get(name)
         if have is None and replica == ctx.own:
             ctx.warnings.append(f"warning: refused from the other side: .beads/log/{replica}/"
                                 f"{name.decode()}: a file this clone never wrote, in its own "
                                 "replica directory")
+        elif have is None and newest is not None and name < newest:
+            ctx.warnings.append(f"warning: refused from the other side: .beads/log/{replica}/"
+                                f"{name.decode()}: {boundary.EARLY}")
         elif have is None:
             out.add(name, boundary.REGULAR_MODES[0], sha)
         elif have[1] != sha:
@@ -300,8 +304,10 @@ def drops(writer, ours: bytes, theirs: bytes, limits, own: str | None = None) ->
     changed = boundary.walk(writer, ours, theirs, limits)
     found = [f"{r.path}: {r.why}" for r in changed.rejected]  # (a merge leaves them out)
     now = boundary.segments(writer, theirs, limits)
+    held = boundary.segments(writer, ours, limits)
+    early = boundary.early_segments(held, [p for p in now if p not in held])
+    found += [f"{path}: {boundary.EARLY}" for path in early]
     if own is not None:
-        held = boundary.segments(writer, ours, limits)
         found += [f"{path} was added to this clone's own replica directory" for path in now
                   if path.startswith(own + "/") and path not in held]
     for path, blob in boundary.walk(writer, theirs, ours, limits).segments:

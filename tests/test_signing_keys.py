@@ -201,3 +201,16 @@ def test_a_split_build_remembers_keys_verified_by_its_child(world, tmp_path, mon
     ws.close()
     assert forked, "the build did not split"
     assert _keys_seen(fresh) == whole
+
+
+def test_a_clock_set_back_never_names_a_segment_before_the_newest(repo: Path) -> None:
+    """Other clones refuse a new segment that sorts before one they hold of its replica,
+    so a writer whose clock went back keeps appending under its newest segment's date."""
+    from helpers import write_message
+
+    ws = Workspace.open(repo)
+    write_message(ws, subject="today")
+    later = ws.writer.append(ws.replica, [b'{"x":1}'], "later", "alice", "2999-01-01", 1 << 20)
+    back = ws.writer.append(ws.replica, [b'{"x":2}'], "back", "alice", "2000-01-01", 1 << 20)
+    ws.close()
+    assert later[1] == back[1] == f"{ws.replica}/2999-01-01-000.jsonl"

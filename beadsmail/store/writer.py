@@ -179,7 +179,12 @@ class Writer:
         """The segment to append to: today's last, unless the append would take it past
         ``limit``. Only names of the segment form count, and an existing segment is
         loaded only when its header says it is within ``limit`` (anything else there was
-        not written by this replica's writer and can never block it)."""
+        not written by this replica's writer and can never block it). Never a name that
+        sorts before this replica's newest segment (a clock set back): a replica only
+        appends segments with later names, and other clones refuse an earlier one."""
+        newest = max((n for n, mode, _ in mine.iteritems() if SEGMENT_RE.match(n)
+                      and mode in REGULAR_MODES), default=b"")[:10].decode()
+        day = max(day, newest)
         today = sorted((n for n, mode, _ in mine.iteritems() if n.startswith(day.encode())
                         and SEGMENT_RE.match(n) and mode in REGULAR_MODES),
                        key=lambda n: (len(n), n))  # (numbers in order past -999)

@@ -266,7 +266,9 @@ def _refused(ctx: _Ctx, rejected: list) -> None:
 
 def union_lines(a: bytes, b: bytes, limits, refused_from_b: bool = True) -> bytes:
     """Every record of both segments once (by id), ordered by ``(clock, id)``; of two
-    lines with one id, the smaller bytes (every clone keeps the same one).
+    lines with one id, a record beats a ``dropped`` stub (the line beats what stands in
+    for it), then the smaller bytes (every clone keeps the same one). A record without
+    a clock (a ``dropped`` stub) orders as clock 0: no field a record lacks stops a merge.
 
     Lines the boundary refuses are kept too (once each, after the records), so a
     fold still reports them with file and line; those of ``b`` only if
@@ -275,7 +277,7 @@ def union_lines(a: bytes, b: bytes, limits, refused_from_b: bool = True) -> byte
     from beadsmail import boundary
     from beadsmail.records import parse_line
 
-    found: dict[str, tuple[tuple[int, str], bytes]] = {}
+    found: dict[str, tuple[tuple[int, str], tuple[bool, bytes]]] = {}
     other: set[bytes] = set()
     from_a = len(a.split(b"\n"))
     for n, raw in enumerate(a.split(b"\n") + b.split(b"\n")):
@@ -286,10 +288,12 @@ def union_lines(a: bytes, b: bytes, limits, refused_from_b: bool = True) -> byte
             if n < from_a or refused_from_b:
                 other.add(raw)
             continue
+        rank = (record["kind"] == "dropped", raw)
         known = found.get(record["id"])
-        if known is None or raw < known[1]:
-            found[record["id"]] = ((record["clock"], record["id"]), raw)
-    lines = [raw for _, raw in sorted(found.values())] + sorted(other)
+        if known is None or rank < known[1]:
+            clock = record.get("clock")
+            found[record["id"]] = ((clock if type(clock) is int else 0, record["id"]), rank)
+    lines = [rank[1] for _, rank in sorted(found.values())] + sorted(other)
     return b"".join(line + b"\n" for line in lines)
 
 

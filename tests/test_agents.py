@@ -204,7 +204,7 @@ def _agent(agent: str, op: str, clock: int, **profile) -> dict:
     base = {"name": agent, "role": "tester", "group": "g", "tier": 2, "model": None,
             "status": "active", "last_seen": None}
     base.update(profile)
-    return records.make("agent", "boss", clock, "aaaaaaaaaaaa", "bd-", op=op, agent=agent, **base)
+    return records.make("agent", agent, clock, "aaaaaaaaaaaa", "bd-", op=op, agent=agent, **base)
 
 
 def _rec(kind: str, clock: int, **fields) -> dict:

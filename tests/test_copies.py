@@ -191,9 +191,13 @@ def test_a_split_build_settles_copies_across_its_parts(tmp_path: Path, monkeypat
     a.changes, a.parent = [], "beadsmail"
     home, other = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
     ids = [f"bd-zzzzzzzzzz{n:03d}" for n in range(20)]
+    # (unsigned lines, by an identity no replica is bound to: an unsigned claim of alice,
+    # bound to this clone by its signed write, would be refused wherever it sits)
+    mine = {"actor": "h", "from": "h"}
     for n, rid in enumerate(ids):
-        a.put(f"log/{home}/{hostile.DAY}-{n:03d}.jsonl", a.record(id=rid, replica=home) + b"\n")
-    copies = [a.record(id=rid, replica=home) for rid in ids[::3]]  # (the same, misplaced)
+        a.put(f"log/{home}/{hostile.DAY}-{n:03d}.jsonl",
+              a.record(id=rid, replica=home, **mine) + b"\n")
+    copies = [a.record(id=rid, replica=home, **mine) for rid in ids[::3]]  # (same, misplaced)
     copies += [a.record(id=rid, replica=other, actor="a", subject="preferred", **{"from": "a"})
                for rid in ids[1::3]]
     a.put(f"log/{other}/{hostile.DAY}-000.jsonl", b"".join(c + b"\n" for c in copies))

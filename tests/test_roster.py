@@ -20,6 +20,9 @@ def _store(repo: Path, bd, seed: int) -> Workspace:
     rng = random.Random(seed)
     assert bd(repo, "init").code == 0
     ws = Workspace.open(repo)
+    ws.write("boss", [("agent", {"op": "register", "agent": "boss", "name": "boss",
+                                 "role": "manager", "group": None, "tier": 2, "model": None,
+                                 "status": "active", "last_seen": None})], "the manager")
     ws.write("boss", [("agent", {
         "op": "unregister" if i == 7 else "register", "agent": a, "name": a, "role": "tester",
         "group": f"g{i % 2}" if i % 3 else None, "tier": 2, "model": None, "status": "active",

@@ -756,3 +756,82 @@ def test_a_trust_file_keeps_a_backdated_claim_from_binding_a_new_clone(world, tm
     bad = bd(careful, "agent", "trust", "--import", str(tmp_path / "bad.json"))
     assert bad.code == 1 and "not a replica id" in bad.err
     assert bd(careful, "agent", "trust", "--json").json() == before
+
+
+def _forger(clones):
+    ws = Workspace.open(clones[2])
+    ws.signer.may_write = lambda actor: None  # (a bd that skips every write-time check)
+    return ws
+
+
+@pytest.mark.parametrize("policy", ["warn", "require"])
+def test_a_worker_cannot_make_itself_manager_and_act_as_one(world, tmp_path, bd,
+                                                           policy) -> None:
+    """Role checks on agent records at fold time: a worker's signed records that make it a
+    manager, change another's profile, bind alice to its replica and delete her mail
+    change nothing on any clone, alice's own included, and each is listed."""
+    remote, clones, msg = world
+    for clone in clones[:2]:
+        require(clone, policy)
+    second = _replica(clones[2])
+    ws = _forger(clones)
+    promote = ws.write("mallory", [("agent", {"op": "update", "agent": "mallory",
+                                              "role": "manager", "name": "mallory", "tier": 2,
+                                              "status": "active"})], "x").records[-1]
+    demote = ws.write("mallory", [("agent", {"op": "update", "agent": "bob", "role": "worker",
+                                             "name": "bob", "tier": 2, "status": "stopped"})],
+                      "x").records[-1]
+    bind = ws.write("mallory", [("key", {"op": "bind", "agent": "alice",
+                                         "target": second})], "x").records[-1]
+    tomb = ws.write("mallory", [("tombstone", {"target": msg["id"]})], "x").records[-1]
+    ws.close()
+    push_and_pull(clones)
+    do_sync(clones[0])
+    for clone in (clones[0], clones[1], fresh_clone(remote, tmp_path / "fresh", policy)):
+        box, found = view(clone)
+        assert msg["id"] in box, clone
+        roles = {a["id"]: (a["role"], a["status"])
+                 for a in bd(clone, "agent", "list", "--json").json()}
+        assert roles["mallory"] == ("worker", "active") and roles["bob"][1] == "active"
+        bound = bd(clone, "agent", "trust", "alice", "--json").json()[0]["replicas"]
+        assert second not in [r["replica"] for r in bound]
+        assert_shown(found, promote["id"], "may not give itself the manager role")
+        assert_shown(found, demote["id"], "lacks the role to change agent bob")
+        assert_shown(found, tomb["id"], "lacks the role to delete")
+        assert bind["id"]  # (a binding nobody may make: not applied, see the trust check)
+        ws = Workspace.open(clone)
+        from beadsmail import maintenance
+
+        failed = [c["check"] for c in maintenance.doctor(ws)["checks"] if not c["ok"]]
+        ws.close()
+        assert "index" not in failed, failed
+
+
+def test_an_unsigned_claim_of_a_bound_identity_is_refused_from_any_folder(world,
+                                                                          tmp_path) -> None:
+    """Under warn an unsigned record still folds, unless it claims an identity bound to
+    other replicas: a new folder with no key cannot delete alice's mail as alice."""
+    remote, clones, msg = world
+    ws = Workspace.open(clones[2])
+    stray = "zzzzzzzzzzzz"
+    lines = []
+    for n, (kind, fields) in enumerate((("tombstone", {"target": msg["id"]}),
+                                        ("agent", {"op": "register", "agent": "mallory",
+                                                   "role": "manager", "name": "m", "tier": 2,
+                                                   "status": "active"}))):
+        record = {"v": 1, "id": f"bd-00000000000u{n}", "kind": kind, "actor": "alice",
+                  "created_at": "2026-12-01T00:00:00.000000Z", "clock": 100 + n,
+                  "replica": stray, **fields}
+        lines.append(json.dumps(record, sort_keys=True, separators=(",", ":")).encode())
+    ws.writer.append(stray, lines, "stray", "alice", "2026-12-01", 1 << 20)
+    mine = ws.replica
+    ws.close()
+    # (pushed in the forger's own feed ref, as a hostile git push does)
+    git(clones[2], "push", "-q", "--force", "origin",
+        f"beadsmail:refs/heads/beadsmail.feeds/{mine}")
+    do_sync(clones[1])
+    for clone in (clones[1], fresh_clone(remote, tmp_path / "fresh")):
+        box, found = view(clone)
+        assert msg["id"] in box
+        shown = [p for p in found if p["id"] == "bd-00000000000u0"]
+        assert shown and "unsigned, claiming alice" in shown[0]["why"], found

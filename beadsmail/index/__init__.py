@@ -41,7 +41,7 @@ BUSY_SECONDS = 120
 # checkpoint runs at ~4 MB (1,000 pages), so this is about where it would start over.
 WAL_LIMIT = 4 << 20
 UPKEEP_WAIT_MS = 200
-DOMAINS = (registry, feeds, mail, tasks, reservations, search)  # (feeds: role checks)
+DOMAINS = (feeds, registry, mail, tasks, reservations, search)  # (feeds: role checks first)
 # SQLite's primary result codes that mean "this file is not a usable index": SQLITE_ERROR
 # (a table missing), SQLITE_CORRUPT, SQLITE_NOTADB. Anything else (busy, out of file
 # descriptors, a disk error) is an error to report, not a reason to throw the index away.

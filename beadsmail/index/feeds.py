@@ -39,8 +39,10 @@ TABLES = ("feeds",)  # (feed_problems name where a line was seen: that depends o
 
 
 def fold(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
-    """The role checks at fold time (``refuse_roles``), right after the roster is folded
-    (``DOMAINS`` order); the feed tables are written as segments are verified."""
+    """The role checks at fold time, before the roster is folded (``DOMAINS`` order):
+    agent records (``refuse_agents``) and tombstones (``refuse_roles``). The feed tables
+    are written as segments are verified."""
+    refuse_agents(conn, by_kind)
     refuse_roles(conn, by_kind)
 
 
@@ -137,32 +139,104 @@ def refuse_roles(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> No
     wrote them: managers have them, and everyone while nobody was registered (as the
     write-time check says). Roles are taken as of the tombstone's ``(clock, id)`` from
     the agent records, so a rebuild decides as an incremental fold did."""
-    kept, refused = [], []
-    for r in by_kind.get("tombstone", ()):
-        (kept if _may_delete(conn, r) else refused).append(r)
-    if not refused:
+    def why(r: dict) -> str | None:
+        if is_manager(conn, r["actor"], r["clock"], r["id"]):
+            return None
+        return (f"{r['actor']} lacks the role to delete {r['target']} (a manager's "
+                "capability); not applied")
+
+    _refuse(conn, by_kind, "tombstone", why)
+
+
+def refuse_agents(conn: sqlite3.Connection, by_kind: dict[str, list[dict]]) -> None:
+    """Drop agent records their writer could not have written (the checks of
+    ``agents.register``, ``set_status`` and ``unregister``): an identity changes only
+    its own profile, and takes the manager role itself only while no manager is
+    registered; a manager (as of the record's ``(clock, id)``, everyone while nobody
+    was registered) changes anyone's. Checked one by one in ``(clock, id)`` order: a
+    refused record gives nobody a role. An agent record that arrives older than one
+    already folded, or than one refused, makes the index fold anew (``Reorder``), so
+    every verdict is a function of the records alone."""
+    _reorder_if_late(conn, [r for r in by_kind.get("agent", ()) if r["op"] != "heartbeat"],
+                     {r["id"] for records in by_kind.values() for r in records})
+
+    def why(r: dict) -> str | None:
+        actor, agent = r["actor"], r["agent"]
+        promotes = r.get("role") == "manager" and r["op"] != "heartbeat"
+        if actor == agent and not promotes:
+            return None  # (the common case: no query)
+        if is_manager(conn, actor, r["clock"], r["id"]):
+            return None
+        if actor != agent:
+            return (f"{actor} lacks the role to change agent {agent}'s profile (a manager's "
+                    "capability); not applied")
+        if not _roles(conn, r["clock"], r["id"], managers_only=True):
+            return None  # (the first manager registers itself)
+        return f"{actor} may not give itself the manager role (only a manager may); not applied"
+
+    _refuse(conn, by_kind, "agent", why)
+
+
+def _reorder_if_late(conn: sqlite3.Connection, new: list[dict], ids: set[str]) -> None:
+    """``ids``: every record of this fold (a build's are all of them: nothing is late)."""
+    if not new:
         return
-    by_kind["tombstone"] = kept
-    for r in refused:
+    from beadsmail.index.copies import Reorder
+
+    clock, first = min((r["clock"], r["id"]) for r in new)
+    # records whose verdict depends on the roles before them: tombstones, and agent records
+    # that change another's profile or give the manager role
+    later = conn.execute(
+        "SELECT id FROM records WHERE (clock > ?1 OR (clock = ?1 AND id > ?2)) AND "
+        "(kind = 'tombstone' OR (kind = 'agent' AND json_extract(data, '$.op') <> 'heartbeat' "
+        "AND (json_extract(data, '$.agent') <> actor OR json_extract(data, '$.role') = "
+        "'manager')))", (clock, first)).fetchall()
+    refused = conn.execute(
+        "SELECT 1 FROM feed_problems WHERE why LIKE '%; not applied' AND (NOT json_valid(text) "
+        "OR json_extract(text, '$.clock') > ?1 OR (json_extract(text, '$.clock') = ?1 AND "
+        "id > ?2)) LIMIT 1", (clock, first)).fetchone()
+    if refused or any(row[0] not in ids for row in later):
+        raise Reorder(first)
+
+
+def _refuse(conn: sqlite3.Connection, by_kind: dict[str, list[dict]], kind: str, why) -> None:
+    kept = []
+    for r in sorted(by_kind.get(kind, ()), key=lambda r: (r["clock"], r["id"])):
+        reason = why(r)
+        if reason is None:
+            kept.append(r)
+            continue
         row = conn.execute("SELECT path, line, data FROM records WHERE id = ?",
                            (r["id"],)).fetchone() or (None, 0, "")
         conn.execute("DELETE FROM records WHERE id = ?", (r["id"],))
         add_problems(conn, [(row[0] or "", row[1] or 0, r["replica"], r.get("seq"), r["id"],
-                             r["actor"], "forged", f"{r['actor']} lacks the role to delete "
-                             f"{r['target']} (a manager's capability); not applied",
-                             row[2][:500], None)])
+                             r["actor"], "forged", reason, row[2][:500], None)])
+    if kind in by_kind:
+        by_kind[kind] = kept
 
 
-def _may_delete(conn: sqlite3.Connection, tombstone: dict) -> bool:
+def is_manager(conn: sqlite3.Connection, actor: str, clock: int, record_id: str,
+               registered: bool = False) -> bool:
+    """Whether ``actor`` acted as a manager at ``(clock, record_id)``: registered as one by
+    the (folded) agent records before it, or (unless ``registered``) nobody registered."""
+    roles = _roles(conn, clock, record_id)
+    return (not roles and not registered) or roles.get(actor) in DELETERS
+
+
+def _roles(conn: sqlite3.Connection, clock: int, record_id: str,
+           managers_only: bool = False) -> dict[str, str | None]:
+    """Registered agents and their roles as of ``(clock, record_id)``."""
     rows = conn.execute(
         "SELECT json_extract(data, '$.agent'), json_extract(data, '$.op'), "
         "json_extract(data, '$.role') FROM records WHERE kind = 'agent' AND "
         "(clock < ?1 OR (clock = ?1 AND id < ?2)) AND json_extract(data, '$.op') <> 'heartbeat' "
-        "ORDER BY clock, id", (tombstone["clock"], tombstone["id"]))
+        "ORDER BY clock, id", (clock, record_id))
     roles: dict[str, str | None] = {}
     for agent, op, role in rows:
         if op == "unregister":
             roles.pop(agent, None)
         else:
             roles[agent] = role
-    return not roles or roles.get(tombstone["actor"]) in DELETERS
+    if managers_only:
+        return {a: r for a, r in roles.items() if r in DELETERS}
+    return roles

@@ -131,10 +131,14 @@ class Reader:
         return feeds_index.has_record(self._index, record_id)
 
     def _unsigned(self, record: dict, replica: str) -> str | None:
+        """An unsigned record claiming an identity bound to other replicas is refused,
+        whether or not its own folder signs: anyone can write one. (Records written
+        before signing by a clone not bound to the identity need ``bd agent trust``.)"""
         bound = self.bindings.bound(record["actor"])
-        if bound and replica not in bound and self.checker.feed(replica).key is not None:
+        if bound and replica not in bound:
             return (f"unsigned, claiming {record['actor']} (bound to {', '.join(bound)}) from "
-                    f"replica {replica}, whose own writes are signed")
+                    f"replica {replica}; if it is theirs, run 'bd agent trust "
+                    f"{record['actor']} --add {replica}'")
         return None
 
     def _binding_record(self, record: dict) -> None:
@@ -162,10 +166,9 @@ class Reader:
         self.rebound |= changed
 
     def _apply_pending(self) -> None:
-        from beadsmail.index import registry
-
-        for record in self._pending:
-            if registry.registered_role(self._index.conn, record["actor"]) == "manager":
+        for record in self._pending:  # (a registered manager as of the record, not now)
+            if feeds_index.is_manager(self._index.conn, record["actor"], record["clock"],
+                                      record["id"], registered=True):
                 self._apply(record)
         self._pending = []
 

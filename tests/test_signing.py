@@ -798,7 +798,7 @@ def test_a_worker_cannot_make_itself_manager_and_act_as_one(world, tmp_path, bd,
         assert_shown(found, promote["id"], "may not give itself the manager role")
         assert_shown(found, demote["id"], "lacks the role to change agent bob")
         assert_shown(found, tomb["id"], "lacks the role to delete")
-        assert bind["id"]  # (a binding nobody may make: not applied, see the trust check)
+        assert_shown(found, bind["id"], "neither bound to alice nor a registered manager")
         ws = Workspace.open(clone)
         from beadsmail import maintenance
 

@@ -32,7 +32,7 @@ class Reader:
         self.checker = feed_mod.Checker(self._load, self.cache, self.bindings.keys,
                                         self.bindings.forks, self._stood)
         self.problems: list[tuple] = []
-        self._pending: list[dict] = []  # bind/revoke records by a possible manager
+        self._pending: list[feed_mod.Line] = []  # bind/revoke records by a possible manager
         self._ref: str | None = None
         # identities first used in this fold: actor -> the (clock, id) of the claim bound
         self._first: dict[str, tuple] = {}
@@ -98,7 +98,7 @@ class Reader:
             if why is not None:
                 ln.status, ln.why = feed_mod.FORGED, why
             elif r["kind"] == "key":
-                self._binding_record(r)
+                self._binding_record(ln)
         elif ln.status == feed_mod.UNVERIFIED:
             why = self._unsigned(r, replica)
             if why is not None:
@@ -141,12 +141,13 @@ class Reader:
                     f"{record['actor']} --add {replica}'")
         return None
 
-    def _binding_record(self, record: dict) -> None:
+    def _binding_record(self, ln: feed_mod.Line) -> None:
         """``key`` records that bind or revoke: applied when their writer may: a replica
         already bound to the agent (now), or a manager (checked when the fold is complete,
         ``close``, since a build folds the roster last). A change folds everything again
         (``refold``), so every record is judged under the same bindings whatever order
         the segments were read in."""
+        record = ln.record
         op, agent, target = record.get("op"), record.get("agent"), record.get("target")
         if op not in ("bind", "revoke") or not agent or not target:
             return
@@ -154,7 +155,7 @@ class Reader:
         if record["replica"] in self.bindings.bound(agent):
             self._apply(record)
         else:
-            self._pending.append(record)
+            self._pending.append(ln)
 
     def _apply(self, record: dict) -> None:
         agent, target = record["agent"], record["target"]
@@ -166,10 +167,17 @@ class Reader:
         self.rebound |= changed
 
     def _apply_pending(self) -> None:
-        for record in self._pending:  # (a registered manager as of the record, not now)
+        for ln in self._pending:  # (a registered manager as of the record, not now)
+            record = ln.record
             if feeds_index.is_manager(self._index.conn, record["actor"], record["clock"],
                                       record["id"], registered=True):
                 self._apply(record)
+            else:
+                ln.status = feed_mod.FORGED
+                ln.why = (f"{record['actor']} may not {record['op']} {record['agent']} for "
+                          f"replica {record['target']}: neither bound to {record['agent']} nor "
+                          "a registered manager; not applied")
+                self._problem(ln)
         self._pending = []
 
     def _problem(self, ln: feed_mod.Line) -> None:

@@ -373,42 +373,87 @@ def early_segments(held, new: list[str]) -> list[str]:
 
 
 
-def compaction_of(old: bytes, new: bytes, owner: str, limits: Limits) -> list[str] | None:
+def compaction_of(old: bytes, new: bytes, owner: str, limits: Limits,
+                  sealed: Callable[[dict], bool | None] | None = None,
+                  segment: str | None = None) -> list[str] | None:
     """The ids ``new`` dropped from ``old`` if ``new`` is a compaction of ``old`` by the
     segment's owner, else None: ``new`` holds a ``compaction`` record of replica
-    ``owner`` naming every record of ``old`` it lacks, every record both hold is the
-    same bytes in both (a compaction only removes lines), and what it removed are
-    ephemeral messages and receipts, which is all that cleanup removes. A removed line of
-    a signed feed leaves a ``dropped`` stub with its sha256 in its place, so the feed's
-    chain still verifies (``signing.feed``)."""
-    import hashlib
+    ``owner`` (for ``segment``, when given) naming every record of ``old`` it lacks,
+    every record both hold is the same bytes in both (a compaction only removes lines),
+    and what it removed are ephemeral messages and receipts, which is all that cleanup
+    removes. A removed line of a signed feed leaves a ``dropped`` stub with its sha256 in
+    its place, so the feed's chain still verifies (``signing.feed``).
 
+    Who may compact: ``sealed(marker)`` says whether the owner's verified feed key
+    signed a marker (True, False, or None when this clone knows no key for the owner).
+    In a signed feed (``old`` holds lines with a feed position, or the owner's key is
+    known) only a marker its key signed counts, and it must name each removed line's
+    sha256; an unsigned feed's marker counts unsigned, as before signing."""
     from beadsmail.records import parse_line
 
-    before = record_ids(old, limits)
-    after: dict[str, bytes] = {}
-    removed: set[str] = set()
-    for raw in new.split(b"\n"):
+    before: dict[str, bytes] = {}
+    signed_feed = False
+    for raw in old.split(b"\n"):
         record = parse(raw, limits, parse_line) if raw.strip() else None
-        if isinstance(record, dict) and record["kind"] == "dropped":
-            # a signed feed's stub for a removed line: it must stand for that very line
-            line = before.get(record["id"])
-            if line == raw:  # (left by an earlier compaction)
-                after.setdefault(record["id"], raw)
-            elif line is not None and hashlib.sha256(line).hexdigest() != record["hash"]:
-                return None
-        elif isinstance(record, dict):
-            after.setdefault(record["id"], raw)
-            if record["kind"] == "compaction" and record["replica"] == owner:
-                removed.update(record["removed"])
-    if not removed and before.keys() - after.keys():
+        if isinstance(record, dict):
+            before.setdefault(record["id"], raw)
+            signed_feed = signed_feed or "seq" in record
+    after, removed = _compacted(new, before, owner, limits, signed_feed, sealed, segment)
+    if after is None:
         return None
     missing = before.keys() - after.keys()
-    if not missing <= removed or any(after[i] != raw for i, raw in before.items() if i in after):
+    if not missing <= removed.keys() or any(after[i] != raw for i, raw in before.items()
+                                            if i in after):
         return None
     for rid in missing:  # cleanup removes closed ephemeral messages and their receipts only
         record = parse(before[rid], limits, parse_line)
         if not isinstance(record, dict) or not (record["kind"] == "receipt" or (
                 record["kind"] == "message" and record.get("ephemeral") is True)):
             return None
+        if removed[rid] is not None and removed[rid] != _sha256(before[rid]):
+            return None  # (a signed marker names the line it removed by its hash)
     return sorted(missing)
+
+
+def _compacted(new: bytes, before: dict[str, bytes], owner: str, limits: Limits,
+               signed_feed: bool, sealed, segment: str | None
+               ) -> tuple[dict[str, bytes] | None, dict[str, str | None]]:
+    """The records ``new`` holds (id -> line; None when a stub does not stand for the
+    line it replaces) and the ids its owner's markers remove (id -> the removed line's
+    sha256 a signed marker names, None when unsigned)."""
+    from beadsmail.records import parse_line
+
+    after: dict[str, bytes] = {}
+    removed: dict[str, str | None] = {}
+    for raw in new.split(b"\n"):
+        record = parse(raw, limits, parse_line) if raw.strip() else None
+        if not isinstance(record, dict):
+            continue
+        if record["kind"] == "dropped":
+            # a signed feed's stub for a removed line: it must stand for that very line
+            line = before.get(record["id"])
+            if line == raw:  # (left by an earlier compaction)
+                after.setdefault(record["id"], raw)
+            elif line is not None and _sha256(line) != record["hash"]:
+                return None, {}
+            continue
+        after.setdefault(record["id"], raw)
+        if record["kind"] != "compaction" or record["replica"] != owner or (
+                segment is not None and record["segment"] != segment):
+            continue
+        verdict = sealed(record) if sealed is not None else None
+        if verdict is True:
+            hashes = record.get("hashes") or []
+            if len(hashes) == len(record["removed"]):
+                removed.update(zip(record["removed"], hashes, strict=True))
+        elif verdict is None and not signed_feed:
+            removed.update((rid, None) for rid in record["removed"])
+    if not removed and before.keys() - after.keys():
+        return None, {}
+    return after, removed
+
+
+def _sha256(raw: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(raw).hexdigest()

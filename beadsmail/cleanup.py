@@ -98,7 +98,7 @@ def compact(ws: Workspace, actor: str, purged: set[str]) -> tuple[list[str], int
         clock = index.max_clock() + 1
         contents = {path: _marked(ws, actor, clock, path, plan) for path, plan in plans.items()}
         with index.transaction() as conn:
-            for path, (_, _, dropped, kept) in plans.items():
+            for path, (_, _, dropped, kept, _) in plans.items():
                 mail_index.compacted(conn, path, dropped, kept)
             writer.replace_segments(
                 replica, {path.split("/", 1)[1]: data for path, data in contents.items()},
@@ -109,20 +109,23 @@ def compact(ws: Workspace, actor: str, purged: set[str]) -> tuple[list[str], int
 
 def _marked(ws: Workspace, actor: str, clock: int, path: str, plan) -> bytes:
     """A compacted segment's new bytes: the kept lines, then a ``compaction`` record naming
-    what went, which makes the rewrite recognisable to every clone as the owner's (see
-    ``store.merge``), then a torn last line if there was one."""
+    what went (ids and the sha256 of each removed line), signed by this replica's feed
+    key, which makes the rewrite recognisable to every clone as the owner's (see
+    ``boundary.compaction_of``, ``signing.feed``), then a torn last line if there was one."""
     from beadsmail import records
 
-    kept_bytes, rest, dropped, _ = plan
+    kept_bytes, rest, dropped, _, hashes = plan
+    order = sorted(range(len(dropped)), key=dropped.__getitem__)
     marker = records.make("compaction", actor, clock, ws.replica, ws.prefix,
-                          segment=path.split("/", 1)[1], removed=sorted(dropped))
-    return kept_bytes + records.dumps(marker) + b"\n" + rest
+                          segment=path.split("/", 1)[1], removed=[dropped[n] for n in order],
+                          hashes=[hashes[n] for n in order])
+    return kept_bytes + records.dumps(feed.seal_marker(marker, ws.signer.key)) + b"\n" + rest
 
 
 def _plan(content: bytes, purged: set[str], limits
-          ) -> tuple[bytes, bytes, list[str], list[tuple[str, int]]] | None:
-    """(kept lines, a torn last line, dropped record ids, [(kept id, new line)]) or None
-    when nothing goes."""
+          ) -> tuple[bytes, bytes, list[str], list[tuple[str, int]], list[str]] | None:
+    """(kept lines, a torn last line, dropped record ids, [(kept id, new line)], the
+    dropped lines' sha256) or None when nothing goes."""
     from beadsmail import boundary
     from beadsmail.records import parse_line
 
@@ -131,12 +134,14 @@ def _plan(content: bytes, purged: set[str], limits
     kept_lines: list[bytes] = []
     dropped: list[str] = []
     kept: list[tuple[str, int]] = []
+    hashes: list[str] = []
     for raw in lines:
         record = boundary.parse(raw, limits, parse_line) if raw.strip() else None
         if isinstance(record, dict) and record["kind"] != "dropped" and (
                 record["id"] in purged or (
                 record["kind"] == "receipt" and record.get("message") in purged)):
             dropped.append(record["id"])
+            hashes.append(feed.line_hash(raw))
             kept_stub = feed.stub(raw)  # (a signed feed keeps its chain: see signing.feed)
             if kept_stub is not None:
                 kept_lines.append(kept_stub)
@@ -146,4 +151,4 @@ def _plan(content: bytes, purged: set[str], limits
             kept.append((record["id"], len(kept_lines)))
     if not dropped:
         return None
-    return b"".join(line + b"\n" for line in kept_lines), rest, dropped, kept
+    return b"".join(line + b"\n" for line in kept_lines), rest, dropped, kept, hashes

@@ -141,7 +141,8 @@ def _merged(ws: Workspace, old: bytes | None, theirs: dict[str, str], state: dic
     if kind in ("adopt", "behind"):
         head, how = legacy.encode(), {"adopt": "adopted the remote store", "behind": "fast-forward"}[kind]
     elif kind == "diverged":
-        merged = merge_commits(writer, old, legacy.encode(), ws.limits, ws.replica)
+        merged = merge_commits(writer, old, legacy.encode(), ws.limits, ws.replica,
+                               sealed_by_owner(ws))
         warnings += merged.warnings
         head = writer.add_commit(merged.tree, [old, legacy.encode()],
                                  f"sync: merge {rem.name or rem.url}", "beadsmail")
@@ -149,7 +150,8 @@ def _merged(ws: Workspace, old: bytes | None, theirs: dict[str, str], state: dic
     feeds = _feeds_to_merge(ws, theirs, state)
     if not feeds:
         return head, how, feeds
-    tree = feeds_mod.merge_into(writer, head, feeds, warnings, ws.limits, ws.replica)
+    tree = feeds_mod.merge_into(writer, head, feeds, warnings, ws.limits, ws.replica,
+                                sealed_by_owner(ws))
     if head is not None and tree == writer.commit(head).tree:
         return head, how, feeds
     names = ", ".join(ref.rsplit("/", 1)[1] for ref, _, _ in feeds[:8])
@@ -164,11 +166,23 @@ def _drops(ws: Workspace, old: bytes, theirs: str, report: dict) -> bool:
     what the boundary refuses (reported): then it is merged, not fast-forwarded to."""
     from beadsmail.store.merge import drops
 
-    found = drops(ws.writer, old, theirs.encode(), ws.limits, ws.replica)
+    found = drops(ws.writer, old, theirs.encode(), ws.limits, ws.replica, sealed_by_owner(ws))
     report["warnings"] += [f"warning: the remote's history drops records this clone holds or "
                            f"holds what it refuses ({why}); merged instead of fast-forwarding, "
                            "nothing dropped" for why in found]
     return bool(found)
+
+
+def sealed_by_owner(ws: Workspace):
+    """For the merge: whether a ``compaction`` marker is signed by the key this clone
+    verified for its replica's feed (None: no key known; see ``boundary.compaction_of``)."""
+    from beadsmail.index import feeds as feeds_index
+    from beadsmail.signing import feed
+
+    def sealed(marker: dict) -> bool | None:
+        row = feeds_index.load(ws.index.conn, marker["replica"])
+        return None if row is None or row[0] is None else feed.sealed(marker, row[0])
+    return sealed
 
 
 def _feeds_to_merge(ws: Workspace, theirs: dict[str, str], state: dict) -> list:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from beadsmail import records as rec
 from beadsmail.errors import InvalidInput
 from beadsmail.signing import feed, keys
 
@@ -143,6 +144,43 @@ def test_a_compaction_stub_keeps_the_chain() -> None:
         f.write()
     lines = list(f.lines)
     compacted = lines[:2] + [feed.stub(lines[2])] + lines[3:]
-    out = check(compacted)
-    assert [ln.status for ln in out] == [feed.VERIFIED, feed.VERIFIED, feed.KNOWN, feed.VERIFIED]
+    out = check(compacted + [_marker(f.key, lines[2])])
+    assert [ln.status for ln in out] == [feed.VERIFIED, feed.VERIFIED, feed.KNOWN, feed.VERIFIED,
+                                         feed.UNVERIFIED]
     assert not any(ln.why for ln in out)
+    # the same rewrite without its owner's signature: the chain holds, the rewrite is named
+    for marker in (_marker(None, lines[2]), _marker(keys.SigningKey.generate(), lines[2])):
+        out = check(compacted + [marker])
+        assert [ln.status for ln in out] == [feed.VERIFIED, feed.VERIFIED, feed.FORGED,
+                                             feed.VERIFIED, feed.FORGED]
+        assert "no compaction signed by this feed's key" in out[2].why
+        assert "did not sign" in out[4].why
+
+
+def _marker(key, *removed: bytes) -> bytes:
+    record = _record(99, "compaction", segment="2026-12-03-000.jsonl",
+                     removed=[json.loads(x)["id"] for x in removed],
+                     hashes=[feed.line_hash(x) for x in removed])
+    return rec.dumps(feed.seal_marker(record, key) if key else record)
+
+
+def test_a_line_and_the_stub_that_stands_for_it_are_never_a_fork() -> None:
+    f = Feed(keys.SigningKey.generate())
+    for _ in range(3):
+        f.write()
+    lines = list(f.lines)
+    forged = lines[:2] + [feed.stub(lines[2])] + lines[3:] + [_marker(None, lines[2])]
+    for first, then in ((forged, lines), (lines, forged)):  # (either head read first)
+        forks: dict = {}
+        checker = feed.Checker(lambda r: None, feed.SignatureCache(Path("/nonexistent/x")), {},
+                               forks)
+        folded: set = set()
+        out = []
+        for segment in (first, then):
+            got = [feed.Line(json.loads(x), x, f"{R}/seg", i + 1) for i, x in enumerate(segment)]
+            checker.segment(R, got, folded.__contains__)
+            folded |= {ln.record["id"] for ln in got if ln.status == feed.VERIFIED}
+            out += got
+        assert forks == {} and not checker.new_fork
+        assert json.loads(lines[2])["id"] in folded  # (the line itself is folded)
+        assert not [ln.why for ln in out if "fork" in ln.why]

@@ -33,7 +33,7 @@ from beadsmail.errors import Ambiguous, InvalidInput, NotFound
 from beadsmail.index import build, copies, generations, mail, registry, reservations, search, tasks
 from beadsmail.index import feeds as feeds
 
-SCHEMA_VERSION = 23
+SCHEMA_VERSION = 24
 # How long a process waits for another's index transaction: a full rebuild of a
 # million records takes ~40 s here, and waiting beats failing.
 BUSY_SECONDS = 120

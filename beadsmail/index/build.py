@@ -91,7 +91,7 @@ class Rows:
                          f"WHERE {new.format(column)} ORDER BY rowid")
         conn.execute("INSERT OR REPLACE INTO segments SELECT * FROM part.segments")
         conn.execute("INSERT OR REPLACE INTO bad_lines SELECT * FROM part.bad_lines")
-        for table in ("feeds", "feed_problems"):  # (the part verified whole feeds)
+        for table in ("feeds", "feed_problems", "feed_stubs"):  # (the part verified whole feeds)
             conn.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM part.{table}")
         kinds = list(self.loaders)
         rows = conn.execute(f"SELECT data FROM part.records WHERE {new.format('id')} AND kind "

@@ -5,7 +5,9 @@
 ``feed_problems`` keeps every line verification refused (bad signature, broken
 chain, fork, ...) or did not fold (an unsigned line under ``require``, a writer
 not bound to the identity it claims, a role it lacks), with segment and line,
-for ``bd doctor``; those records are not in ``records``. ``bindings`` is the fold
+for ``bd doctor``; those records are not in ``records``. ``feed_stubs`` keeps the
+line hash each compaction stub on a verified chain stands for, so the line met
+later through another head is that line, not a fork. ``bindings`` is the fold
 of ``key`` records that bind or revoke an identity to a replica. No fold reads
 another domain's table here, and nothing else in it depends on arrival order
 except which of two forks is seen first (both are reported).
@@ -24,6 +26,9 @@ CREATE TABLE IF NOT EXISTS feed_problems (
     path TEXT NOT NULL, line INTEGER NOT NULL, replica TEXT, seq INTEGER, id TEXT,
     actor TEXT, status TEXT NOT NULL, why TEXT NOT NULL, text TEXT NOT NULL, ref TEXT,
     PRIMARY KEY (path, line, why)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS feed_stubs (
+    replica TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+    PRIMARY KEY (replica, seq)) WITHOUT ROWID;
 """
 KEYS = ""
 QUERY_INDEXES = ""
@@ -48,6 +53,17 @@ def load(conn: sqlite3.Connection, replica: str) -> tuple[bytes | None, int, str
 
 def save(conn: sqlite3.Connection, rows: list[tuple[str, bytes | None, int, str | None]]) -> None:
     conn.executemany("INSERT OR REPLACE INTO feeds VALUES (?, ?, ?, ?)", rows)
+
+
+def stood(conn: sqlite3.Connection, replica: str, seq: int) -> str | None:
+    """The line hash a compaction stub on the verified chain stands for (``feed.Checker``)."""
+    row = conn.execute("SELECT hash FROM feed_stubs WHERE replica = ? AND seq = ?",
+                       (replica, seq)).fetchone()
+    return row[0] if row else None
+
+
+def add_stood(conn: sqlite3.Connection, rows: list[tuple[str, int, str]]) -> None:
+    conn.executemany("INSERT OR IGNORE INTO feed_stubs VALUES (?, ?, ?)", rows)
 
 
 def add_problems(conn: sqlite3.Connection, rows: list[tuple]) -> None:

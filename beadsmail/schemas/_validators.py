@@ -2313,7 +2313,7 @@ def accept_reservation(data):
 
 _compaction_0 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'removed', 'replica', 'segment', 'v', ))
 
-_compaction_1 = frozenset(('actor', 'clock', 'created_at', 'id', 'kind', 'prev', 'removed', 'replica', 'segment', 'seq', 'sig', 'v', 'via', ))
+_compaction_1 = frozenset(('actor', 'clock', 'created_at', 'hashes', 'id', 'kind', 'prev', 'removed', 'replica', 'segment', 'seq', 'sig', 'v', 'via', ))
 
 _compaction_2 = re.compile('^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}\\Z')
 
@@ -2383,6 +2383,15 @@ def validate_compaction(data):
             _fail('compaction.removed[]', 'must be of type string')
         if _compaction_2.search(_i1) is None:
             _fail('compaction.removed[]', 'must match ^[a-z][a-z0-9]{0,7}-[0-9a-z]{13}$')
+    if 'hashes' in _k:
+        _v1 = data['hashes']
+        if not (type(_v1) is list):
+            _fail('compaction.hashes', 'must be of type array')
+        for _i2 in _v1:
+            if not (type(_i2) is str):
+                _fail('compaction.hashes[]', 'must be of type string')
+            if _compaction_7.search(_i2) is None:
+                _fail('compaction.hashes[]', 'must match ^[0-9a-f]{64}$')
     if 'seq' in _k:
         _v1 = data['seq']
         if not (type(_v1) is int):
@@ -2407,7 +2416,7 @@ def validate_compaction(data):
             _fail('compaction.via', 'must be one of "serve"')
 
 def accept_compaction(data):
-    if type(data) is not dict or len(data) != 9 + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
+    if type(data) is not dict or len(data) != 9 + ('hashes' in data) + ('seq' in data) + ('prev' in data) + ('sig' in data) + ('via' in data):
         return False
     x = data['v']
     if not (x == 1 and type(x) is int):
@@ -2436,6 +2445,10 @@ def accept_compaction(data):
     x = data['removed']
     if not (type(x) is list and all(map(_compaction_2.search, x))):
         return False
+    if 'hashes' in data:
+        x = data['hashes']
+        if not (type(x) is list and all(map(_compaction_7.search, x))):
+            return False
     if 'seq' in data:
         x = data['seq']
         if not (type(x) is int and x >= 1 and x <= 9007199254740991):

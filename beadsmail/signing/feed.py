@@ -27,6 +27,14 @@ per line, one signature check per write (answered from a cache of good signature
   feed publishing a key other than the one pinned for its replica or the one this
   clone verified for it before (``seen``: a replica's seq-1 key never changes, a
   rotation is announced later in the same feed).
+
+Compaction (``cleanup``) replaces a removed line by a ``dropped`` stub holding its
+seq, prev and sha256, and ends the segment with a ``compaction`` marker that the
+feed's key signs (``seal_marker``) over the segment, the removed ids and the
+removed lines' hashes. In a feed with a key, a marker without that signature is
+not its owner's (a problem), and so is a stub no such marker in its segment names.
+A stub on the verified chain stands for its line: the line itself, met in another
+head before or after, is that line (``stood``), never a second branch.
 """
 
 from __future__ import annotations
@@ -159,6 +167,7 @@ class Checker:
 
     def __init__(self, load: Callable[[str], Feed | None], cache: SignatureCache,
                  pinned: dict[str, str], forks: dict[str, int],
+                 stood: Callable[[str, int], str | None] | None = None,
                  seen: dict[str, str] | None = None) -> None:
         self._load = load
         self.cache = cache
@@ -171,6 +180,11 @@ class Checker:
         self.new_fork = False
         self.feeds: dict[str, Feed] = {}
         self.changed: set[str] = set()
+        # (replica, seq) -> the line hash a stub on the verified chain stands for: this
+        # fold's, then ``stood`` (what earlier folds kept); ``new_stood`` to keep
+        self.stood: dict[tuple[str, int], str] = {}
+        self.new_stood: list[tuple[str, int, str]] = []
+        self._stood_before = stood
 
     def feed(self, replica: str) -> Feed:
         if replica not in self.feeds:
@@ -208,6 +222,9 @@ class Checker:
                     pending.append(ln)
             elif "seq" in r and r["seq"] <= feed.seq and (r["kind"] == "key" or seen(r["id"])):
                 ln.status = KNOWN
+            elif "seq" in r and r["seq"] <= feed.seq and \
+                    self._stood_for(replica, r["seq"]) == ln.digest.hex():
+                ln.status = VERIFIED  # (the line a stub on the chain stands for: not a fork)
             elif "seq" in r and r["seq"] >= self.forks.get(replica, r["seq"] + 1):
                 _bad(ln, f"fork: this feed has two signed branches from seq "
                          f"{self.forks[replica]}; nothing from there on is folded")
@@ -224,6 +241,14 @@ class Checker:
             if ln.record["kind"] != "dropped":
                 _bad(ln, f"seq {ln.record['seq']} is not covered by a signature (a write "
                          "never ends unsigned: lines appended by someone else, or a torn copy)")
+        if feed.key is not None:
+            _compactions(feed.key, lines)
+
+    def _stood_for(self, replica: str, seq: int) -> str | None:
+        found = self.stood.get((replica, seq))
+        if found is None and self._stood_before is not None:
+            found = self._stood_before(replica, seq)
+        return found
 
     def _signed(self, feed: Feed, ln: Line, pending: list[Line]) -> None:
         r = ln.record
@@ -264,6 +289,9 @@ class Checker:
         for p in [*chain, ln]:
             if p.record["kind"] != "dropped":
                 p.status = VERIFIED
+            elif (feed.replica, p.record["seq"]) not in self.stood:
+                self.stood[(feed.replica, p.record["seq"])] = p.digest.hex()
+                self.new_stood.append((feed.replica, p.record["seq"], p.digest.hex()))
         if r["kind"] == "key" and r.get("op") == "publish" and feed.replica not in self.seen:
             self.seen[feed.replica] = keys.openssh_public(key)  # (remembered: see Reader)
             self.learned.add(feed.replica)
@@ -327,3 +355,53 @@ def stub(raw: bytes) -> bytes | None:
 
 def _bad(ln: Line, why: str) -> None:
     ln.status, ln.why = FORGED, why
+
+
+# -- compaction ----------------------------------------------------------------------
+
+
+def seal_marker(marker: dict, key: keys.SigningKey) -> dict:
+    """A ``compaction`` marker signed by the owner's feed key (over every field but
+    ``sig``: the segment, the removed ids and the removed lines' hashes)."""
+    marker["sig"] = base64.b64encode(key.sign(signed_bytes(marker))).decode()
+    return marker
+
+
+def sealed(marker: dict, public: bytes) -> bool:
+    """Whether a ``compaction`` marker carries a good signature by ``public``."""
+    sig = marker.get("sig")
+    if not isinstance(sig, str):
+        return False
+    try:
+        signature = base64.b64decode(sig)
+    except (ValueError, TypeError):
+        return False
+    return keys.verify(public, signature, signed_bytes(marker))
+
+
+def removed_by(marker: dict) -> dict[str, str | None]:
+    """Removed id -> the sha256 of its line the marker names (None: not named)."""
+    hashes = marker.get("hashes") or []
+    return {rid: hashes[n] if n < len(hashes) else None
+            for n, rid in enumerate(marker.get("removed") or [])}
+
+
+def _compactions(public: bytes, lines: list[Line]) -> None:
+    """In a feed with a key: a marker this key did not sign is not its owner's
+    compaction, and a stub that no signed marker of its segment names (with the hash it
+    holds) stands for a line its owner never removed."""
+    named: dict[str, str | None] = {}
+    for ln in lines:
+        r = ln.record
+        if r["kind"] != "compaction" or ln.status == KNOWN:
+            continue
+        if ln.status == VERIFIED or sealed(r, public):
+            named.update(removed_by(r))
+        else:
+            _bad(ln, "a compaction marker this feed's key did not sign: not a compaction "
+                     "by the segment's owner (a forged rewrite)")
+    for ln in lines:
+        r = ln.record
+        if r["kind"] == "dropped" and named.get(r["id"]) != r["hash"]:
+            _bad(ln, f"a dropped stub for seq {r['seq']} that no compaction signed by this "
+                     "feed's key names: its line was removed by someone other than its owner")

@@ -30,7 +30,8 @@ class Reader:
         self.cache = feed_mod.SignatureCache(state_dir / "signatures.cache")
         self.bindings = bindings_mod.Bindings(state_dir / "bindings.json")
         self.checker = feed_mod.Checker(self._load, self.cache, self.bindings.keys,
-                                        self.bindings.forks, self.bindings.keys_seen)
+                                        self.bindings.forks, self._stood,
+                                        self.bindings.keys_seen)
         self.problems: list[tuple] = []
         self._pending: list[feed_mod.Line] = []  # bind/revoke records by a possible manager
         self._ref: str | None = None
@@ -58,6 +59,9 @@ class Reader:
     def _load(self, replica: str) -> feed_mod.Feed | None:
         row = feeds_index.load(self._index.conn, replica)
         return feed_mod.Feed(replica, *row) if row else None
+
+    def _stood(self, replica: str, seq: int) -> str | None:
+        return feeds_index.stood(self._index.conn, replica, seq)
 
     def segment(self, path: str, parsed: list[tuple[dict, str, int]],
                 ref: str | None = None) -> list[Item]:
@@ -192,6 +196,8 @@ class Reader:
         feeds_index.save(conn, [(f.replica, f.key, f.seq, f.hash) for r, f in
                                 self.checker.feeds.items() if r in self.checker.changed])
         self.checker.changed.clear()
+        feeds_index.add_stood(conn, self.checker.new_stood)
+        self.checker.new_stood = []
         self.cache.save()
         learned = {r: self.checker.seen[r] for r in self.checker.learned}
         if self.part:  # only forks and keys found here are noted; bindings are the builder's

@@ -124,7 +124,8 @@ def descends(writer, new: bytes | None, old: bytes) -> bool:
 
 
 def merge_into(writer, view: bytes | None, feeds: list[tuple[str, bytes | None, bytes]],
-               warnings: list[str], limits=None, own: str | None = None) -> bytes | None:
+               warnings: list[str], limits=None, own: str | None = None,
+               sealed=None) -> bytes | None:
     """The view's tree with each feed ``(ref, merged last time, now)`` merged in.
 
     None when the view holds nothing and no feed brings anything."""
@@ -139,5 +140,5 @@ def merge_into(writer, view: bytes | None, feeds: list[tuple[str, bytes | None, 
                 warnings.append(f"warning: {ref} was rewritten (not a fast-forward of "
                                 f"{old.decode()[:12]}); kept every record this clone holds")
         tree = theirs if tree is None else merge_trees(writer, base, tree, theirs, warnings,
-                                                       limits, own)
+                                                       limits, own, sealed)
     return tree

@@ -68,25 +68,28 @@ class _Ctx:
     limits: object
     warnings: list[str]
     own: str | None  # this clone's replica: no other side adds files to its directory
+    sealed: object = None  # marker -> whether its owner's verified key signed it (compaction_of)
 
 
-def merge_commits(writer, ours: bytes, theirs: bytes, limits, own: str | None = None) -> Merged:
-    """The merged root tree of two diverged store commits."""
+def merge_commits(writer, ours: bytes, theirs: bytes, limits, own: str | None = None,
+                  sealed=None) -> Merged:
+    """The merged root tree of two diverged store commits (``sealed``: see
+    ``boundary.compaction_of``)."""
     bases = find_merge_base(_Graph(writer.objects), [ours, theirs])
     base_tree = writer.commit(bases[0]).tree if bases else None
     merged = Merged(b"")
     merged.tree = merge_trees(writer, base_tree, writer.commit(ours).tree,
-                              writer.commit(theirs).tree, merged.warnings, limits, own)
+                              writer.commit(theirs).tree, merged.warnings, limits, own, sealed)
     return merged
 
 
 def merge_trees(writer, base: bytes | None, ours: bytes, theirs: bytes, warnings: list[str],
-                limits=None, own: str | None = None) -> bytes:
+                limits=None, own: str | None = None, sealed=None) -> bytes:
     """Merge two root trees: ``.beads/log`` by the append rule whatever ``base`` says
     (see ``_merge_log``), the rest three-way (``base`` None: a union)."""
     from beadsmail.boundary import Limits
 
-    ctx = _Ctx(writer, limits or Limits(), warnings, own)
+    ctx = _Ctx(writer, limits or Limits(), warnings, own, sealed)
     tree = _merge_tree(ctx, base, ours, theirs, b"")
     return tree if tree is not None else _empty(writer)
 
@@ -221,7 +224,8 @@ def _merge_segment(ctx: _Ctx, path: str, ours: bytes, theirs: bytes) -> bytes:
         return theirs
     # (this clone compacts its own segments itself: another side's never counts as that)
     for old, new, sha in ((a, b, theirs), (b, a, ours)) if owner != ctx.own else ():
-        removed = boundary.compaction_of(old, new, owner, ctx.limits)
+        removed = boundary.compaction_of(old, new, owner, ctx.limits, ctx.sealed,
+                                         path.split("/", 1)[1])
         if removed is not None:
             ctx.warnings.append(f"note: segment {path} was compacted by its owner "
                                 f"({len(removed)} record(s) removed after cleanup)")
@@ -297,7 +301,8 @@ def union_lines(a: bytes, b: bytes, limits, refused_from_b: bool = True) -> byte
     return b"".join(line + b"\n" for line in lines)
 
 
-def drops(writer, ours: bytes, theirs: bytes, limits, own: str | None = None) -> list[str]:
+def drops(writer, ours: bytes, theirs: bytes, limits, own: str | None = None,
+          sealed=None) -> list[str]:
     """Why moving from ``ours`` to ``theirs`` (a fast-forward) would drop or rewrite a
     record this clone holds, or take in what the boundary refuses: each segment of ours
     that theirs lacks, or holds in a form that is neither an append of ours nor its
@@ -323,7 +328,8 @@ def drops(writer, ours: bytes, theirs: bytes, limits, own: str | None = None) ->
         if not isinstance(old, bytes) or not isinstance(new, bytes) or new.startswith(old):
             continue
         owner = path.split("/", 1)[0]
-        if owner == own or boundary.compaction_of(old, new, owner, limits) is None:
+        if owner == own or boundary.compaction_of(old, new, owner, limits, sealed,
+                                                  path.split("/", 1)[1]) is None:
             found.append(f"segment {path} is rewritten there (not an append of this clone's)")
     if own is not None:  # lines this clone never wrote, appended to its own segments
         found += [f"segment {path} has lines appended there that the boundary refuses"

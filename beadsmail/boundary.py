@@ -352,27 +352,6 @@ def segments(git, commit: bytes | None, limits: Limits) -> dict[str, bytes]:
 
 # -- append-only ----------------------------------------------------------------------
 
-EARLY = ("a new segment that sorts before one this clone holds of its replica (a replica "
-         "only appends segments with later names); not taken")
-
-
-def newest_segment(listing) -> bytes | None:
-    """The last well-formed segment name of a replica directory's entries (name -> ...)."""
-    return max((n for n in listing if SEGMENT_RE.match(n)), default=None)
-
-
-def early_segments(held, new: list[str]) -> list[str]:
-    """Of segment paths (``<replica>/<name>``) this clone lacks, those that sort before the
-    newest segment ``held`` (paths) holds of their replica: a replica's owner only ever
-    appends segments with later names, so an earlier one was put in front of its feed."""
-    newest: dict[str, str] = {}
-    for path in held:
-        replica, name = path.split("/", 1)
-        newest[replica] = max(newest.get(replica, name), name)
-    return [p for p in new if p.split("/", 1)[1] < newest.get(p.split("/", 1)[0], "")]
-
-
-
 def compaction_of(old: bytes, new: bytes, owner: str, limits: Limits,
                   sealed: Callable[[dict], bool | None] | None = None,
                   segment: str | None = None) -> list[str] | None:

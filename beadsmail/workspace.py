@@ -245,11 +245,11 @@ class Workspace:
     def _strangers(self, ref: str, segments: list[tuple[str, bytes]]) -> list:
         """Segments another head adds that its local ref lacks and the merge refuses too:
         files in this clone's own replica directory (it never wrote them), and segments
-        sorting before the newest the local ref holds of their replica (``boundary.
-        early_segments``). Taken out of ``segments``; returned as rejections."""
+        sorting before the newest the local ref holds of their replica (``feedorder``).
+        Taken out of ``segments``; returned as rejections."""
         if ref == self.ref or not segments:
             return []
-        from beadsmail import boundary
+        from beadsmail import boundary, feedorder
 
         head = self.writer.head()
         if self._held is None or self._held[0] != head:  # (once per fold of many heads)
@@ -258,11 +258,11 @@ class Workspace:
         own = replica_id(self.loc, create=False)
         new = [path for path, _ in segments if path not in held]
         mine = [path for path in new if own is not None and path.startswith(own + "/")]
-        early = [p for p in boundary.early_segments(held, new) if p not in mine]
+        early = [p for p in feedorder.early_segments(held, new) if p not in mine]
         segments[:] = [(path, blob) for path, blob in segments if path not in mine + early]
         return [boundary.Rejection(path, 0, "a file this clone never wrote, in its own replica "
                                    "directory; not read") for path in mine] + \
-            [boundary.Rejection(path, 0, boundary.EARLY) for path in early]
+            [boundary.Rejection(path, 0, feedorder.EARLY) for path in early]
 
     def _fold_heads(self, folded: dict[str, str], heads: dict[str, str]) -> list[dict]:
         items: list[tuple[dict, str, str, int]] = []

@@ -181,13 +181,13 @@ def _merge_log(ctx: _Ctx, o, t):
 
 
 def _merge_replica(ctx: _Ctx, replica: str, ours: bytes, theirs: bytes) -> bytes:
-    from beadsmail import boundary
+    from beadsmail import boundary, feedorder
 
     mine = _listing(ctx, ours)
     other, rejected = boundary.entries(ctx.writer, theirs, replica + "/", False, ctx.limits)
     _refused(ctx, rejected)
     out = _tree_of(mine)
-    newest = boundary.newest_segment(mine)
+    newest = feedorder.newest_segment(mine)
     for name, sha in sorted(other.items()):
         have = mine.get(name)
         if have is None and replica == ctx.own:
@@ -196,7 +196,7 @@ def _merge_replica(ctx: _Ctx, replica: str, ours: bytes, theirs: bytes) -> bytes
                                 "replica directory")
         elif have is None and newest is not None and name < newest:
             ctx.warnings.append(f"warning: refused from the other side: .beads/log/{replica}/"
-                                f"{name.decode()}: {boundary.EARLY}")
+                                f"{name.decode()}: {feedorder.EARLY}")
         elif have is None:
             out.add(name, boundary.REGULAR_MODES[0], sha)
         elif have[1] != sha:
@@ -308,14 +308,14 @@ def drops(writer, ours: bytes, theirs: bytes, limits, own: str | None = None,
     that theirs lacks, or holds in a form that is neither an append of ours nor its
     owner's compaction of it; a file added to this clone's own directory; a refused
     entry theirs changed."""
-    from beadsmail import boundary
+    from beadsmail import boundary, feedorder
 
     changed = boundary.walk(writer, ours, theirs, limits)
     found = [f"{r.path}: {r.why}" for r in changed.rejected]  # (a merge leaves them out)
     now = boundary.segments(writer, theirs, limits)
     held = boundary.segments(writer, ours, limits)
-    early = boundary.early_segments(held, [p for p in now if p not in held])
-    found += [f"{path}: {boundary.EARLY}" for path in early]
+    early = feedorder.early_segments(held, [p for p in now if p not in held])
+    found += [f"{path}: {feedorder.EARLY}" for path in early]
     if own is not None:
         found += [f"{path} was added to this clone's own replica directory" for path in now
                   if path.startswith(own + "/") and path not in held]

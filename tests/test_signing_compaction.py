@@ -190,3 +190,6 @@ def test_a_forged_compaction_drops_nothing_and_is_no_fork(world, tmp_path, bd, s
     do_sync(clones[1])
     box, _ = view(clones[1])
     assert {msg["id"], second["id"], later["id"]} <= set(box)
+    # nor does the forged marker get into the owner's own segment when she merges it
+    own = git(clones[0], "show", f"beadsmail:.beads/log/{path}")
+    assert "bd-0000000000zzz" not in own and '"kind":"dropped"' not in own

@@ -232,7 +232,8 @@ def _merge_segment(ctx: _Ctx, path: str, ours: bytes, theirs: bytes) -> bytes:
             return sha
     # (in this clone's own segments, a line the boundary refuses is kept only if it was
     # here: this clone never wrote it, so it came from another history)
-    blob = Blob.from_string(union_lines(a, b, ctx.limits, refused_from_b=owner != ctx.own))
+    blob = Blob.from_string(union_lines(a, b, ctx.limits, refused_from_b=owner != ctx.own,
+                                        mine=owner == ctx.own))
     ctx.writer._add(blob)
     ctx.warnings.append(f"warning: segment {path} differs on both sides and neither is an append "
                         "of the other (rewritten history, or a copied .git sharing a replica "
@@ -268,7 +269,8 @@ def _refused(ctx: _Ctx, rejected: list) -> None:
                      for r in rejected]
 
 
-def union_lines(a: bytes, b: bytes, limits, refused_from_b: bool = True) -> bytes:
+def union_lines(a: bytes, b: bytes, limits, refused_from_b: bool = True,
+                mine: bool = False) -> bytes:
     """Every record of both segments once (by id), ordered by ``(clock, id)``; of two
     lines with one id, a record beats a ``dropped`` stub (the line beats what stands in
     for it), then the smaller bytes (every clone keeps the same one). A record without
@@ -276,7 +278,9 @@ def union_lines(a: bytes, b: bytes, limits, refused_from_b: bool = True) -> byte
 
     Lines the boundary refuses are kept too (once each, after the records), so a
     fold still reports them with file and line; those of ``b`` only if
-    ``refused_from_b``.
+    ``refused_from_b``. In this clone's own segment (``mine``) the ``dropped`` stubs and
+    ``compaction`` markers only ``b`` holds are left out: this clone compacts its own
+    segments itself, and what they stand for is a line it keeps.
     """
     from beadsmail import boundary
     from beadsmail.records import parse_line
@@ -291,6 +295,8 @@ def union_lines(a: bytes, b: bytes, limits, refused_from_b: bool = True) -> byte
         if not isinstance(record, dict):
             if n < from_a or refused_from_b:
                 other.add(raw)
+            continue
+        if mine and n >= from_a and record["kind"] in ("dropped", "compaction"):
             continue
         rank = (record["kind"] == "dropped", raw)
         known = found.get(record["id"])

@@ -835,3 +835,4 @@ def test_an_unsigned_claim_of_a_bound_identity_is_refused_from_any_folder(world,
         assert msg["id"] in box
         shown = [p for p in found if p["id"] == "bd-00000000000u0"]
         assert shown and "unsigned, claiming alice" in shown[0]["why"], found
+        assert shown[0]["status"] == "unverified"  # (never forged: it waits to be trusted)

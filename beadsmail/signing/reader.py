@@ -86,8 +86,8 @@ class Reader:
                 self._problem(ln)
             if ln.record["kind"] == "key":
                 continue  # (feed metadata, applied here: never part of the state)
-            if ln.status == feed_mod.VERIFIED or ln.status == feed_mod.UNVERIFIED and (
-                    self.policy == "warn" or ln.record["kind"] in MARKERS):
+            if ln.status == feed_mod.VERIFIED or ln.status == feed_mod.UNVERIFIED and not \
+                    ln.why and (self.policy == "warn" or ln.record["kind"] in MARKERS):
                 out.append((ln.record, ln.raw.decode(), path, ln.line))
         return out
 
@@ -103,7 +103,7 @@ class Reader:
         elif ln.status == feed_mod.UNVERIFIED:
             why = self._unsigned(r, replica)
             if why is not None:
-                ln.status, ln.why = feed_mod.FORGED, why
+                ln.why = why  # (unverified, never forged: it waits, whatever the policy)
             elif self.policy == "require" and r["kind"] not in MARKERS:
                 ln.why = "unsigned: under security.signatures 'require' only verified records fold"
         if ln.status == feed_mod.FORGED:
@@ -132,13 +132,14 @@ class Reader:
         return feeds_index.has_record(self._index, record_id)
 
     def _unsigned(self, record: dict, replica: str) -> str | None:
-        """An unsigned record claiming an identity bound to other replicas is refused,
-        whether or not its own folder signs: anyone can write one. (Records written
-        before signing by a clone not bound to the identity need ``bd agent trust``.)"""
+        """An unsigned record claiming an identity bound to other replicas waits (shown
+        ``unverified`` by ``bd doctor``, not folded) whether or not its own folder signs:
+        anyone can write one. Records written before signing by another clone of the
+        same identity fold once that replica is trusted (``bd agent trust``)."""
         bound = self.bindings.bound(record["actor"])
         if bound and replica not in bound:
             return (f"unsigned, claiming {record['actor']} (bound to {', '.join(bound)}) from "
-                    f"replica {replica}; if it is theirs, run 'bd agent trust "
+                    f"replica {replica}: not folded; if it is theirs, run 'bd agent trust "
                     f"{record['actor']} --add {replica}'")
         return None
 

@@ -224,6 +224,25 @@ def _replica(clone: Path) -> str:
     finally:
         ws.close()
 
+def split_rebuild(clone: Path, monkeypatch) -> None:
+    """Forget the clone's bindings and rebuild its index split with a child process
+    (``buildparts``), as a large store's build is."""
+    import os
+
+    from beadsmail import buildparts
+
+    (clone / ".git" / "beadsmail" / "bindings.json").unlink()
+    monkeypatch.setattr(buildparts, "SPLIT_SEGMENTS", 2)
+    monkeypatch.setattr(buildparts, "_can_fork", lambda: True)
+    forked = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forked.append(1) or real_fork())
+    ws = Workspace.open(clone)
+    ws.rebuild_index()
+    ws.close()
+    assert forked, "the build did not split"
+
+
 
 def test_a_duplicate_id_resolves_the_same_whatever_arrives_first(world, tmp_path) -> None:
     """Two signed copies of one id: every clone keeps the same one (``index.copies``'
@@ -640,9 +659,7 @@ def test_a_split_build_keeps_a_binding_met_in_its_second_half(world, tmp_path, m
                                                               bd) -> None:
     """A build split with a child process (``buildparts``) ends with the bindings and the
     verdicts of one read in one piece, wherever the trust record falls."""
-    import os
 
-    from beadsmail import buildparts
 
     remote, clones, msg = world
     (clones[0] / ".beads").mkdir(exist_ok=True)
@@ -664,16 +681,7 @@ def test_a_split_build_keeps_a_binding_met_in_its_second_half(world, tmp_path, m
     whole = bd(fresh, "agent", "trust", "alice", "--json").json()
     box, found = view(fresh)
     assert box[there["id"]]["verified"] == "verified" and found == []
-    (fresh / ".git" / "beadsmail" / "bindings.json").unlink()  # (decided again, split)
-    monkeypatch.setattr(buildparts, "SPLIT_SEGMENTS", 2)
-    monkeypatch.setattr(buildparts, "_can_fork", lambda: True)
-    forked = []
-    real_fork = os.fork
-    monkeypatch.setattr(os, "fork", lambda: forked.append(1) or real_fork())
-    ws = Workspace.open(fresh)
-    ws.rebuild_index()
-    ws.close()
-    assert forked, "the build did not split"
+    split_rebuild(fresh, monkeypatch)  # (bindings decided again, in two processes)
     assert bd(fresh, "agent", "trust", "alice", "--json").json() == whole
     box, found = view(fresh)
     assert box[there["id"]]["verified"] == "verified" and found == []

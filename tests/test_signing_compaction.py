@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git
-from test_signing import fresh_clone, view
+from test_signing import _replica, fresh_clone, view
 from test_signing import world as world  # (the fixture)
 from test_sync import do_sync
 
@@ -16,14 +16,6 @@ from beadsmail import cleanup, mail
 from beadsmail.signing import feed
 from beadsmail.store.writer import Writer
 from beadsmail.workspace import Workspace
-
-
-def replica_of(clone: Path) -> str:
-    ws = Workspace.open(clone)
-    try:
-        return ws.replica
-    finally:
-        ws.close()
 
 
 def put_segment(clone: Path, path: str, data: bytes) -> None:
@@ -44,7 +36,7 @@ def stub_line(replica: str, n: int) -> bytes:
 
 def test_a_rewritten_segment_of_stubs_never_stops_a_sync(world) -> None:
     remote, clones, _ = world
-    mallory = replica_of(clones[2])
+    mallory = _replica(clones[2])
     path = f"{mallory}/2030-01-01-000.jsonl"
     feed = f"refs/heads/beadsmail.feeds/{mallory}"
     put_segment(clones[2], path, stub_line(mallory, 1))
@@ -116,7 +108,7 @@ def test_the_owners_cleanup_is_taken_and_verified_on_old_and_fresh_clones(world,
     do_sync(clones[0])
     report = do_sync(clones[1])
     assert not [w for w in report["warnings"] if "neither is an append" in w], report
-    path = segment_holding(clones[0], msg["id"], replica_of(clones[0]))
+    path = segment_holding(clones[0], msg["id"], _replica(clones[0]))
     held = git(clones[1], "show", f"beadsmail:.beads/log/{path}")
     assert held == git(clones[0], "show", f"beadsmail:.beads/log/{path}")  # (taken as it is)
     marker = [json.loads(x) for x in held.splitlines() if '"kind":"compaction"' in x][-1]
@@ -134,7 +126,7 @@ def forge_compaction(clones, record: dict, key=None) -> str:
     by its ``dropped`` stub and append a compaction marker naming the owner (unsigned, or
     signed with ``key``); push it inside the attacker's own feed ref."""
     record_id = record["id"]
-    path = segment_holding(clones[2], record_id, replica_of(clones[0]))
+    path = segment_holding(clones[2], record_id, _replica(clones[0]))
     owner, name = path.split("/")
     lines = git(clones[2], "show", f"beadsmail:.beads/log/{path}").encode().splitlines()
     out = [feed.stub(x) if record_id.encode() in x else x for x in lines]
@@ -148,7 +140,7 @@ def forge_compaction(clones, record: dict, key=None) -> str:
         feed.seal_marker(marker, key)
     out.append(json.dumps(marker, sort_keys=True, separators=(",", ":")).encode())
     put_segment(clones[2], path, b"".join(x + b"\n" for x in out))
-    mallory = replica_of(clones[2])
+    mallory = _replica(clones[2])
     git(clones[2], "push", "-q", "--force", "origin",
         f"beadsmail:refs/heads/beadsmail.feeds/{mallory}")
     return path

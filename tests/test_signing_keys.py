@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from conftest import git
-from test_signing import _replica, fresh_clone, view
+from test_signing import _replica, fresh_clone, split_rebuild, view
 from test_signing import world as world  # (the fixture: alice, the old clone, the forger)
 from test_sync import do_sync
 
@@ -170,9 +170,7 @@ def test_the_remembered_key_is_the_first_not_a_rotated_one(world, tmp_path, bd) 
 def test_a_split_build_remembers_keys_verified_by_its_child(world, tmp_path, monkeypatch) -> None:
     """A build split with a child process (``buildparts``) remembers the keys of feeds
     whose start the child verified, as a build in one piece does."""
-    import os
 
-    from beadsmail import buildparts
 
     remote, clones, msg = world
     # many segments for the replica that sorts first, so that the later one's feed
@@ -190,16 +188,7 @@ def test_a_split_build_remembers_keys_verified_by_its_child(world, tmp_path, mon
     view(fresh)
     whole = _keys_seen(fresh)
     assert set(whole) == {_replica(early), _replica(late)}
-    (fresh / ".git" / "beadsmail" / "bindings.json").unlink()  # (learned again, split)
-    monkeypatch.setattr(buildparts, "SPLIT_SEGMENTS", 2)
-    monkeypatch.setattr(buildparts, "_can_fork", lambda: True)
-    forked = []
-    real_fork = os.fork
-    monkeypatch.setattr(os, "fork", lambda: forked.append(1) or real_fork())
-    ws = Workspace.open(fresh)
-    ws.rebuild_index()
-    ws.close()
-    assert forked, "the build did not split"
+    split_rebuild(fresh, monkeypatch)  # (keys learned again, in two processes)
     assert _keys_seen(fresh) == whole
 
 

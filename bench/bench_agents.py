@@ -27,25 +27,28 @@ def _bd(cwd: Path, *args: str) -> None:
 
 
 def roster(path: Path, agents: int, messages: int) -> None:
-    """A store with ``agents`` registered agents in 10 groups and ``messages`` messages."""
+    """A store with ``agents`` registered agents in 10 groups and ``messages`` messages.
+    The profiles are written by a registered manager, each message by its sender (the
+    fold refuses profiles changed by anyone else, and mail whose sender did not write it)."""
     ws = Workspace.open(path)
+    ws.write("boss", [("agent", {"op": "register", "agent": "boss", "name": "boss",
+                                 "role": "manager", "group": None, "tier": 1, "model": None,
+                                 "status": "active", "last_seen": None})], "bench: manager")
     profiles = [("agent", {"op": "register", "agent": f"agent-{i}", "name": f"Agent {i}",
                            "role": "manager" if i == 0 else "tester", "group": f"g{i % 10}",
                            "tier": 1 if i == 0 else 2, "model": None, "status": "active",
                            "last_seen": None}) for i in range(agents)]
     ws.write("boss", profiles, "bench: roster")
-    batch = []
+    by_sender: dict[str, list] = {}
     for i in range(messages):
         to = ["*"] if i % 10 == 0 else [f"@g{i % 10}"] if i % 10 == 1 else [f"agent-{i % agents}"]
-        batch.append(("message", {
-            "from": f"agent-{(i + 1) % agents}", "to": to, "subject": f"note {i}", "body": "hello",
+        sender = f"agent-{(i + 1) % agents}"
+        by_sender.setdefault(sender, []).append(("message", {
+            "from": sender, "to": to, "subject": f"note {i}", "body": "hello",
             "priority": 2, "type": "status", "thread_id": "bd-0000000000000", "replies_to": None,
             "ephemeral": False, "metadata": {}, "action_requested": "none"}))
-        if len(batch) == 500:
-            ws.write("boss", batch, "bench: messages")
-            batch = []
-    if batch:
-        ws.write("boss", batch, "bench: messages")
+    for sender, batch in by_sender.items():
+        ws.write(sender, batch, "bench: messages")
     ws.close()
 
 
